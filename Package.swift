@@ -1,0 +1,69 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "FunctionHost",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fnhost", targets: ["fnhost"]),
+        .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
+        .library(name: "Functions", targets: ["Functions"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "FunctionRuntime",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Runtime"
+        ),
+        .target(
+            name: "Functions",
+            dependencies: ["FunctionRuntime"],
+            path: "Functions",
+            exclude: ["Main"]
+        ),
+        .executableTarget(
+            name: "fnhost",
+            dependencies: ["FunctionRuntime", "Functions"],
+            path: "Functions/Main"
+        ),
+        .testTarget(
+            name: "RuntimeTests",
+            dependencies: [
+                "FunctionRuntime",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/RuntimeTests"
+        ),
+        .testTarget(
+            name: "FunctionsTests",
+            dependencies: ["Functions", "FunctionRuntime"],
+            path: "Tests/FunctionsTests"
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [],
+            path: "Tests/EndToEndTests"
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,38 @@
+import Logging
+import ServiceLifecycle
+
+public enum HostingMode: String, Sendable {
+    /// `fnhost start`: the local emulator, with the admin API.
+    case emulator
+    /// `fnhost serve`: under the Azure Functions host.
+    case customHandler
+}
+
+/// What a module is given at start-up and fills in: its handlers and its long-lived services.
+public struct ModuleContext: Sendable {
+    public let settings: Settings
+    public let environment: DeploymentEnvironment
+    public let mode: HostingMode
+    public let logger: Logger
+    public var functions = FunctionRegistry()
+    /// Started before the HTTP server and stopped after it (reverse order), e.g. a database pool.
+    public var services: [any Service] = []
+    /// Replaces the in-memory schedule monitor, e.g. with one shared through a database.
+    public var scheduleMonitor: (any ScheduleMonitor)?
+
+    public init(settings: Settings, environment: DeploymentEnvironment, mode: HostingMode, logger: Logger) {
+        self.settings = settings
+        self.environment = environment
+        self.mode = mode
+        self.logger = logger
+    }
+}
+
+/// A set of functions the host runs. The runtime knows nothing else about it.
+public protocol FunctionModule: Sendable {
+    /// Defaults for the module's settings; `local.settings.json` and the environment override them.
+    var settingDefaults: [String: String] { get }
+
+    /// Registers every handler named in function.json, and the services they need.
+    func configure(_ context: inout ModuleContext) async throws
+}

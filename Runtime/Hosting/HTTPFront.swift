@@ -1,0 +1,137 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+extension HTTPField.Name {
+    // A valid token by construction; the initializer only fails on invalid header names.
+    public static let requestID = HTTPField.Name("X-Request-Id")!
+}
+
+/// The request context the host needs from Hummingbird: just the channel, read only by the
+/// loopback check of the admin endpoints, so a request costs no more than it must.
+public struct HostRequestContext: InitializableFromSource, Sendable {
+    public let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        channel = source.channel
+    }
+
+    var isFromLoopback: Bool {
+        switch channel.remoteAddress {
+        case .v4(let address)?:
+            return address.address.sin_addr.s_addr.bigEndian >> 24 == 127
+        case .v6(let address)?:
+            let bytes = withUnsafeBytes(of: address.address.sin6_addr) { Array($0) }
+            let loopback: [UInt8] = Array(repeating: 0, count: 15) + [1]
+            let mappedV4 = bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+            return bytes == loopback || mappedV4
+        case .unixDomainSocket?:
+            return true
+        case nil:
+            return false
+        }
+    }
+}
+
+/// Turns HTTP requests into function invocations: runtime endpoints first (`/metrics`,
+/// the emulator's `/admin/...`), then the manifest's routes. Every answer carries
+/// `X-Request-Id`; every error the runtime raises has the contract's shape.
+public struct HTTPFront: HTTPResponder {
+    public typealias Context = HostRequestContext
+
+    public static let maxBodySize = 1 << 20
+
+    let invoker: FunctionInvoker
+    let runtimeEndpoints: RuntimeEndpoints
+    let logger: Logger
+
+    init(invoker: FunctionInvoker, runtimeEndpoints: RuntimeEndpoints, logger: Logger) {
+        self.invoker = invoker
+        self.runtimeEndpoints = runtimeEndpoints
+        self.logger = logger
+    }
+
+    public func respond(to request: Request, context: HostRequestContext) async throws -> Response {
+        let requestID = request.headers[.requestID].flatMap { RequestIDs.isSane($0) ? $0 : nil } ?? RequestIDs.generate()
+        var response = await answer(request, context: context, requestID: requestID)
+        response.headers[.requestID] = requestID
+        return response
+    }
+
+    private func answer(_ request: Request, context: HostRequestContext, requestID: String) async -> Response {
+        let uri = request.uri
+        let path = uri.path
+        if let endpoint = runtimeEndpoints.endpoint(for: path) {
+            let body: ByteBuffer
+            switch await collectBody(request) {
+            case .success(let collected): body = collected
+            case .failure(let error): return Self.response(.error(error, requestID: requestID))
+            }
+            let functionResponse = await runtimeEndpoints.respond(
+                endpoint, method: request.method, path: path, headers: request.headers, body: body,
+                isFromLoopback: context.isFromLoopback, requestID: requestID)
+            return Self.response(functionResponse)
+        }
+        switch invoker.catalog.router.resolve(method: request.method, path: Substring(path)) {
+        case .notFound:
+            invoker.metrics.unrouted(status: 404)
+            return Self.response(.error(.notFound("no function is routed at \(path)"), requestID: requestID))
+        case .methodNotAllowed(let allowed):
+            invoker.metrics.unrouted(status: 405)
+            return Self.response(.error(.methodNotAllowed(allowed: allowed), requestID: requestID))
+        case .matched(let index, let parameters):
+            let function = invoker.catalog.functions[index]
+            let body: ByteBuffer
+            switch await collectBody(request) {
+            case .success(let collected): body = collected
+            case .failure(let error):
+                invoker.metrics.unrouted(status: Int(error.status.code))
+                return Self.response(.error(error, requestID: requestID))
+            }
+            let functionRequest = FunctionRequest(
+                functionName: function.name, method: request.method, path: path, pathParameters: parameters,
+                query: uri.query.map { QueryItems(parsing: Substring($0)) } ?? QueryItems(),
+                headers: request.headers, body: body, requestID: requestID, logger: logger)
+            return Self.response(await invoker.invokeHTTP(function, request: functionRequest))
+        }
+    }
+
+    /// The body, at most 1 MiB; a declared or actual larger body is 413 without reading it all.
+    private func collectBody(_ request: Request) async -> Result<ByteBuffer, FunctionError> {
+        if let declared = request.headers[.contentLength], let length = Int(declared), length > Self.maxBodySize {
+            return .failure(.payloadTooLarge)
+        }
+        do {
+            return .success(try await request.body.collect(upTo: Self.maxBodySize))
+        } catch is NIOTooManyBytesError {
+            return .failure(.payloadTooLarge)
+        } catch {
+            return .failure(.validationFailed("the request body could not be read"))
+        }
+    }
+
+    static func response(_ response: FunctionResponse) -> Response {
+        switch response.body {
+        case .bytes(let buffer):
+            return Response(status: response.status, headers: response.headers, body: ResponseBody(byteBuffer: buffer))
+        case .stream(let write):
+            return Response(
+                status: response.status, headers: response.headers,
+                body: ResponseBody { writer in
+                    var adapter: any FunctionBodyWriter = ResponseBodyWriterAdapter(inner: writer)
+                    try await write(&adapter)
+                    try await writer.finish(nil)
+                })
+        }
+    }
+}
+
+private struct ResponseBodyWriterAdapter: FunctionBodyWriter {
+    var inner: any ResponseBodyWriter
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        try await inner.write(buffer)
+    }
+}

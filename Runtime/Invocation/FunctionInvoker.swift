@@ -1,0 +1,100 @@
+import Foundation
+import Logging
+import NIOCore
+
+/// Runs one invocation of a function with the host's cross-cutting concerns:
+/// the `Executing`/`Executed` log lines, metrics, and turning every failure into
+/// the contract's error shape. Both hosting modes go through it.
+public struct FunctionInvoker: Sendable {
+    public let catalog: FunctionCatalog
+    public let metrics: FunctionMetrics
+    let logger: Logger
+
+    public init(catalog: FunctionCatalog, metrics: FunctionMetrics, logger: Logger) {
+        self.catalog = catalog
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Runs an HTTP function; never throws: any error becomes an error response.
+    public func invokeHTTP(_ function: FunctionCatalog.Function, request: FunctionRequest) async -> FunctionResponse {
+        guard case .http(let handler) = function.handler else {
+            return .error(.internalError, requestID: request.requestID)
+        }
+        var request = request
+        request.logger[metadataKey: "function"] = .string(function.name)
+        request.logger[metadataKey: "request_id"] = .string(request.requestID)
+        let logger = request.logger
+        logger.debug(
+            "Executing 'Functions.\(function.name)' (Reason='This function was programmatically called via the host APIs.', Id=\(request.requestID))")
+        metrics.started(function.index)
+        let started = ContinuousClock.now
+        var response: FunctionResponse
+        do {
+            response = try await handler.handle(request)
+        } catch let error as FunctionError {
+            response = .error(error, requestID: request.requestID)
+        } catch {
+            logger.error(
+                "function threw an unexpected error",
+                metadata: ["error_type": .string(String(describing: type(of: error)))])
+            response = .error(.internalError, requestID: request.requestID)
+        }
+        let elapsed = ContinuousClock.now - started
+        let status = response.status.code
+        let outcome: FunctionMetrics.Outcome = status >= 500 ? .serverError : status >= 400 ? .clientError : .success
+        metrics.finished(function.index, outcome: outcome, nanoseconds: elapsed.nanoseconds)
+        logger.info(
+            "Executed 'Functions.\(function.name)' (\(status >= 500 ? "Failed" : "Succeeded"), Id=\(request.requestID))",
+            metadata: [
+                "status": .stringConvertible(status),
+                "outcome": .string(outcome.rawValue),
+                "duration_ms": .stringConvertible(elapsed.milliseconds),
+            ])
+        return response
+    }
+
+    /// Runs a timer function; returns whether it succeeded.
+    @discardableResult
+    public func invokeTimer(_ function: FunctionCatalog.Function, timer: TimerInfo, reason: String) async -> Bool {
+        guard case .timer(let handler) = function.handler else { return false }
+        let invocationID = RequestIDs.generate()
+        var logger = self.logger
+        logger[metadataKey: "function"] = .string(function.name)
+        logger[metadataKey: "invocation_id"] = .string(invocationID)
+        logger.info(
+            "Executing 'Functions.\(function.name)' (Reason='\(reason)', Id=\(invocationID))",
+            metadata: ["is_past_due": .stringConvertible(timer.isPastDue)])
+        metrics.started(function.index)
+        let started = ContinuousClock.now
+        var succeeded = true
+        do {
+            try await handler.run(timer, context: TimerContext(functionName: function.name, invocationID: invocationID, logger: logger))
+        } catch {
+            succeeded = false
+            logger.error(
+                "timer function failed", metadata: ["error_type": .string(String(describing: type(of: error)))])
+        }
+        let elapsed = ContinuousClock.now - started
+        metrics.finished(function.index, outcome: succeeded ? .success : .failure, nanoseconds: elapsed.nanoseconds)
+        logger.info(
+            "Executed 'Functions.\(function.name)' (\(succeeded ? "Succeeded" : "Failed"), Id=\(invocationID))",
+            metadata: [
+                "outcome": .string(succeeded ? "success" : "failure"),
+                "duration_ms": .stringConvertible(elapsed.milliseconds),
+            ])
+        return succeeded
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    /// Milliseconds with microsecond precision, for logs.
+    var milliseconds: Double {
+        Double(nanoseconds / 1000) / 1000
+    }
+}
