@@ -16,7 +16,8 @@ public struct RouteTemplate: Sendable, Hashable, CustomStringConvertible {
 
     public let template: String
     public let segments: [Segment]
-    /// The template with parameter names erased, used to detect two functions claiming one route.
+    /// The template with parameter names erased (constraints kept, since routing tries a
+    /// constrained segment first), used to detect two functions claiming one route.
     let shape: String
 
     public var description: String { template }
@@ -48,7 +49,7 @@ public struct RouteTemplate: Sendable, Hashable, CustomStringConvertible {
         self.shape = segments.map { segment -> String in
             switch segment {
             case .literal(let text): text.lowercased()
-            case .parameter: "{}"
+            case .parameter(_, let constraint): "{\(constraint?.rawValue ?? "")}"
             case .catchAll: "{*}"
             }
         }.joined(separator: "/")

@@ -95,7 +95,7 @@ public final class TimerScheduler: Service, Sendable {
         _ function: FunctionCatalog.Function, occurrence: Date, isPastDue: Bool, monitored: Bool, previous: ScheduleStatus?
     ) async {
         guard let schedule = function.spec.timerTrigger?.schedule else { return }
-        let following = schedule.next(after: occurrence, in: timeZone) ?? occurrence
+        let following = schedule.next(after: max(occurrence, Date()), in: timeZone) ?? occurrence
         let status = monitored
             ? ScheduleStatus(last: previous?.last ?? occurrence, next: following, lastUpdated: previous?.lastUpdated ?? Date())
             : nil

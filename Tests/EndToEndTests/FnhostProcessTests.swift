@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+
+/// Runs the real `fnhost` binary (built by `swift build`; `FNHOST_BIN` overrides the path)
+/// as a user would: `fnhost start` in a script root, over real sockets.
+@Suite(.serialized) struct FnhostProcessTests {
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    @Test func startServesHealthMetricsAndJSONLogs() async throws {
+        let root = try FnhostProcess.scriptRoot(manifest: try String(contentsOf: Self.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let process = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
+        defer { process.terminate() }
+        let port = try await process.waitForPort()
+
+        let (healthStatus, healthBody, healthHeaders) = try await HTTP.get("http://127.0.0.1:\(port)/health")
+        #expect(healthStatus == 200)
+        #expect(healthBody == #"{"status":"ok"}"#)
+        #expect(healthHeaders["X-Request-Id"] != nil)
+
+        let (readyStatus, _, _) = try await HTTP.get("http://127.0.0.1:\(port)/health/ready")
+        #expect(readyStatus == 200)
+
+        let (metricsStatus, metrics, _) = try await HTTP.get("http://127.0.0.1:\(port)/metrics")
+        #expect(metricsStatus == 200)
+        #expect(metrics.contains(#"fnhost_function_invocations_total{function="Health",trigger="httpTrigger",outcome="success"} 1"#))
+
+        let (missingStatus, missingBody, _) = try await HTTP.get("http://127.0.0.1:\(port)/api/nothing")
+        #expect(missingStatus == 404)
+        #expect(missingBody.contains(#""code":"NOT_FOUND""#))
+
+        process.terminate()
+        let status = await process.waitForExit()
+        #expect(status == 0, "SIGTERM drains and exits cleanly")
+        let lines = process.stdoutLines
+        #expect(!lines.isEmpty)
+        for line in lines {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any], "not a JSON object: \(line)")
+        }
+        #expect(lines.contains { $0.contains("Executed 'Functions.Health' (Succeeded") && $0.contains(#""request_id":"#) })
+        #expect(lines.contains { $0.contains(#""msg":"Host stopped""#) })
+    }
+
+    @Test func portComesFromLocalSettings() async throws {
+        let port = try FnhostProcess.freePort()
+        let root = try FnhostProcess.scriptRoot(
+            manifest: try String(contentsOf: Self.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8),
+            localSettings: #"{"IsEncrypted":false,"Values":{"ENVIRONMENT":"development"},"Host":{"LocalHttpPort":\#(port)}}"#)
+        let process = try FnhostProcess.start(arguments: ["start", "--script-root", root])
+        defer { process.terminate() }
+        #expect(try await process.waitForPort() == port)
+        let (status, _, _) = try await HTTP.get("http://127.0.0.1:\(port)/health")
+        #expect(status == 200)
+    }
+
+    static let brokenManifests: [(String, String, String)] = [
+        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]}}}"#,
+         "HealthReady", "no entry in function.json"),
+        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/ready"},{"type":"http","direction":"out","name":"res"}]},"Ghost":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","route":"ghost"},{"type":"http","direction":"out","name":"res"}]}}}"#,
+         "Ghost", "no handler is registered"),
+        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/{"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/ready"},{"type":"http","direction":"out","name":"res"}]}}}"#,
+         "Health", "does not parse"),
+        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]}}}"#,
+         "HealthReady", "clashes with function 'Health'"),
+        (#"{"functions":{"Health":{"bindings":[{"type":"blobTrigger","direction":"in","name":"blob","path":"x"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/ready"},{"type":"http","direction":"out","name":"res"}]}}}"#,
+         "Health", "binding type 'blobTrigger' is not supported"),
+        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"%HEALTH_ROUTE%"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/ready"},{"type":"http","direction":"out","name":"res"}]}}}"#,
+         "Health", "HEALTH_ROUTE"),
+    ]
+
+    @Test(arguments: brokenManifests)
+    func brokenManifestStopsStartupWithOneLineNamingTheFunction(manifest: String, function: String, reason: String) async throws {
+        let root = try FnhostProcess.scriptRoot(manifest: manifest)
+        let process = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
+        defer { process.terminate() }
+        let status = await process.waitForExit(timeout: .seconds(30))
+        #expect(status == 1)
+        let stderr = process.stderrText.split(separator: "\n")
+        #expect(stderr.count == 1, "one line: \(process.stderrText)")
+        let line = String(stderr.first ?? "")
+        #expect(line.contains("function '\(function)'"), "\(line)")
+        #expect(line.contains(reason), "\(line)")
+        #expect(process.stdoutLines.contains { $0.contains(#""level":"critical""#) && $0.contains(function) })
+    }
+
+    @Test func unknownScheduleSettingAndScheduleErrorsAreReported() async throws {
+        let manifest = #"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 0 25 * * *"}]}}}"#
+        let root = try FnhostProcess.scriptRoot(manifest: manifest)
+        let process = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
+        defer { process.terminate() }
+        #expect(await process.waitForExit(timeout: .seconds(30)) == 1)
+        #expect(process.stderrText.contains("function 'HealthReady': schedule '0 0 25 * * *' does not parse"))
+    }
+
+    @Test func helpListsTheSubcommands() async throws {
+        let process = try FnhostProcess.start(arguments: ["--help"])
+        #expect(await process.waitForExit() == 0)
+        #expect(process.stdoutText.contains("start"))
+    }
+}

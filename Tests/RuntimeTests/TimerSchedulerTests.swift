@@ -1,0 +1,148 @@
+import Foundation
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+@testable import FunctionRuntime
+
+@Suite struct TimerSchedulerTests {
+    @Test func firesOnASecondsScheduleAndByHandThroughTheAdminAPI() async throws {
+        let recorder = InvocationRecorder()
+        let root = try makeScriptRoot(
+            manifest: manifestJSON(
+                timerFunction("EverySecond", schedule: "* * * * * *"),
+                timerFunction("Yearly", schedule: "0 0 0 1 1 *")))
+        let module = TestModule { context in
+            context.functions.register("EverySecond", timer: { info, _ in await recorder.record("EverySecond", info) })
+            context.functions.register("Yearly", timer: { info, _ in await recorder.record("Yearly", info) })
+        }
+        let logs = CapturedLogs()
+        let host = try await FunctionHost.build(
+            options: .init(scriptRoot: root, port: 0), module: module, environment: [:], logger: logs.logger())
+        try await host.application().test(.live) { client in
+            #expect(await recorder.wait(for: "EverySecond", count: 2, timeout: .seconds(5)))
+            #expect(await recorder.count("Yearly") == 0)
+
+            try await client.execute(uri: "/admin/functions/Yearly", method: .post, body: ByteBuffer(string: #"{"input":""}"#)) {
+                response in
+                #expect(response.status == .accepted)
+            }
+            #expect(await recorder.wait(for: "Yearly", count: 1, timeout: .seconds(5)))
+            try await client.execute(uri: "/admin/functions/yearly", method: .post) { response in
+                #expect(response.status == .accepted)  // names are case-insensitive; an empty body is accepted
+            }
+            #expect(await recorder.wait(for: "Yearly", count: 2, timeout: .seconds(5)))
+        }
+        let scheduled = await recorder.invocations.filter { $0.name == "EverySecond" }
+        #expect(scheduled.allSatisfy { !$0.info.isPastDue })
+        // Consecutive occurrences land on distinct whole seconds.
+        let seconds = scheduled.map { Int($0.at.timeIntervalSince1970) }
+        #expect(Set(seconds).count == seconds.count)
+        #expect(logs.text.contains(#"Executing 'Functions.Yearly' (Reason='This function was programmatically called via the host APIs."#))
+        #expect(logs.text.contains("Executed 'Functions.EverySecond' (Succeeded"))
+    }
+
+    @Test func missedOccurrenceRunsOnceAsPastDueAtStartup() async throws {
+        let recorder = InvocationRecorder()
+        let hourAgo = Date().addingTimeInterval(-3600)
+        let monitor = InMemoryScheduleMonitor(statuses: [
+            "Hourly": ScheduleStatus(last: hourAgo.addingTimeInterval(-3600), next: hourAgo, lastUpdated: hourAgo)
+        ])
+        let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Hourly", schedule: "0 0 * * * *")))
+        let module = TestModule { context in
+            context.functions.register("Hourly", timer: { info, _ in await recorder.record("Hourly", info) })
+            context.scheduleMonitor = monitor
+        }
+        let host = try await FunctionHost.build(
+            options: .init(scriptRoot: root, port: 0), module: module, environment: [:], logger: CapturedLogs().logger())
+        try await host.application().test(.live) { _ in
+            #expect(await recorder.wait(for: "Hourly", count: 1, timeout: .seconds(5)))
+        }
+        let first = try #require(await recorder.invocations.first)
+        #expect(first.info.isPastDue)
+        #expect(first.info.scheduleStatus?.last == hourAgo.addingTimeInterval(-3600))
+        #expect(await recorder.count("Hourly") == 1)
+        let updated = await monitor.status(of: "Hourly")
+        #expect(updated?.last == hourAgo)
+        #expect(updated.map { $0.next > Date() } == true)
+    }
+
+    @Test func runOnStartupFiresOnceWithoutWaiting() async throws {
+        let recorder = InvocationRecorder()
+        let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Boot", schedule: "0 0 0 1 1 *", runOnStartup: true)))
+        let module = TestModule { context in
+            context.functions.register("Boot", timer: { info, _ in await recorder.record("Boot", info) })
+        }
+        let host = try await FunctionHost.build(
+            options: .init(scriptRoot: root, port: 0), module: module, environment: [:], logger: CapturedLogs().logger())
+        try await host.application().test(.live) { _ in
+            #expect(await recorder.wait(for: "Boot", count: 1, timeout: .seconds(5)))
+        }
+        #expect(await recorder.invocations.first?.info.isPastDue == false)
+    }
+
+    @Test func failingTimerIsCountedAndLogged() async throws {
+        struct Broken: Error {}
+        let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Flaky", schedule: "* * * * * *")))
+        let attempts = InvocationRecorder()
+        let module = TestModule { context in
+            context.functions.register("Flaky", timer: { info, _ in
+                await attempts.record("Flaky", info)
+                throw Broken()
+            })
+        }
+        let logs = CapturedLogs()
+        let host = try await FunctionHost.build(
+            options: .init(scriptRoot: root, port: 0), module: module, environment: [:], logger: logs.logger())
+        try await host.application().test(.live) { client in
+            #expect(await attempts.wait(for: "Flaky", count: 1, timeout: .seconds(5)))
+            try await Task.sleep(for: .milliseconds(100))
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(String(buffer: response.body).contains(#"fnhost_function_invocations_total{function="Flaky",trigger="timerTrigger",outcome="failure"}"#))
+            }
+        }
+        #expect(logs.text.contains("Executed 'Functions.Flaky' (Failed"))
+    }
+}
+
+@Suite struct JSONLogHandlerTests {
+    @Test func writesOneEscapedObjectPerLine() throws {
+        let logs = CapturedLogs()
+        var logger = logs.logger(level: .info)
+        logger[metadataKey: "request_id"] = "r-1"
+        logger.debug("hidden below the level")
+        logger.info(
+            "quote \" backslash \\ newline \n tab \t é / done",
+            metadata: ["count": .stringConvertible(3), "ratio": .stringConvertible(0.5), "ok": .stringConvertible(true),
+                       "list": ["a", "b"], "nested": ["k": "v"], "msg": "collides"])
+        let lines = logs.lines
+        #expect(logs.rawLineCount == 1)
+        let line = try #require(lines.first)
+        #expect(line["msg"] as? String == "quote \" backslash \\ newline \n tab \t é / done")
+        #expect(line["level"] as? String == "info")
+        #expect(line["request_id"] as? String == "r-1")
+        #expect(line["count"] as? Int == 3)
+        #expect(line["ratio"] as? Double == 0.5)
+        #expect(line["ok"] as? Bool == true)
+        #expect(line["list"] as? [String] == ["a", "b"])
+        #expect((line["nested"] as? [String: String]) == ["k": "v"])
+        #expect(line["meta.msg"] as? String == "collides")
+        #expect(!logs.text.contains(#"\/"#))
+    }
+
+    @Test func timestampsAreRFC3339() {
+        #expect(Timestamp.format(seconds: 1_795_421_730, nanoseconds: 123_456_789, fractionDigits: 3) == "2026-11-23T08:15:30.123Z")
+        #expect(Timestamp.format(seconds: 0, nanoseconds: 5_000, fractionDigits: 6) == "1970-01-01T00:00:00.000005Z")
+    }
+
+    @Test func requestIDsAreUUIDv4() {
+        let id = RequestIDs.generate()
+        #expect(id.count == 36)
+        #expect(Array(id)[14] == "4")
+        #expect("89ab".contains(Array(id)[19]))
+        #expect(RequestIDs.generate() != id)
+        #expect(!RequestIDs.isSane(String(repeating: "a", count: 129)))
+        #expect(!RequestIDs.isSane(""))
+        #expect(!RequestIDs.isSane("a\nb"))
+    }
+}
