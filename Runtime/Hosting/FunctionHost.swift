@@ -53,6 +53,13 @@ public struct FunctionHost: Sendable {
             throw StartupError(description: error.description)
         }
         let settings = Settings.layered(module.settingDefaults, local.values, environment)
+        var logger = logger
+        if let level = settings.nonEmpty("LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
+                throw StartupError(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            logger.logLevel = parsed
+        }
         let deployment: DeploymentEnvironment
         let timeZone: TimeZone
         do {

@@ -1,0 +1,35 @@
+# FunctionHost — `make run` starts the emulator, `make test` runs every test.
+SWIFT        ?= swift
+PORT         ?= 7071
+# Debian packages the build, the tests and the benchmark need; installed when missing.
+BUILD_PACKAGES := 
+BENCH_PACKAGES := wrk curl
+
+.PHONY: run build release test bench clean deps
+
+deps:
+	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
+
+build: deps
+	$(SWIFT) build --product fnhost
+
+release: deps
+	$(SWIFT) build -c release --product fnhost
+
+## Start the local emulator (like `func start`) on embedded defaults.
+run: build
+	@[ -f local.settings.json ] || cp local.settings.example local.settings.json
+	.build/debug/fnhost start --port $(PORT)
+
+## Every test: unit, in-process HTTP, and end-to-end against the real fnhost binary.
+test: deps
+	$(SWIFT) build --build-tests
+	FNHOST_BIN=$(CURDIR)/.build/debug/fnhost $(SWIFT) test
+
+## Throughput and latency on loopback with wrk (release build); see docs/benchmarks.md.
+bench: release
+	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
+	scripts/bench.sh .build/release/fnhost
+
+clean:
+	$(SWIFT) package clean
