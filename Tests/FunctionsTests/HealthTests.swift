@@ -61,3 +61,47 @@ import Testing
         }
     }
 }
+
+/// `local.settings.example` documents every setting of SPEC §3 with safe development values.
+@Suite struct LocalSettingsExampleTests {
+    static let specSettings = [
+        "ENVIRONMENT", "HOST_JWKS_URI", "JWT_ISSUER", "JWT_AUDIENCE", "HOST_RBAC_API_URL", "HOST_RBAC_API_KEY",
+        "HOST_EMAIL_API", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "REDIS_URL",
+        "STAGING_PLATFORM_ADMIN_EMAILS", "SUPER_ADMIN_GROUP", "RBAC_CACHE_TTL_SECONDS", "RBAC_STALE_MAX_SECONDS",
+        "AUDIT_VERIFY_SCHEDULE", "METRICS_TOKEN", "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "INSTANCE_COUNT_HINT",
+        "SECRETS_PROVIDER",
+    ]
+    static let secrets = [
+        "HOST_JWKS_URI", "HOST_RBAC_API_KEY", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "METRICS_TOKEN",
+    ]
+
+    @Test func documentsEverySettingWithoutSecrets() throws {
+        let path = ModuleManifestTests.repositoryRoot + "/local.settings.example"
+        let file = try LocalSettingsFile.load(path: path)
+        for name in Self.specSettings {
+            #expect(file.values[name] != nil, "\(name) missing from local.settings.example")
+        }
+        for name in Self.secrets {
+            #expect(file.values[name] == "", "\(name) must be empty in the example")
+        }
+        #expect(file.values["ENVIRONMENT"] == "development")
+        #expect(file.localHTTPPort == 7071)
+    }
+
+    @Test func exampleStartsTheHostAsIs() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-example-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let root = URL(fileURLWithPath: ModuleManifestTests.repositoryRoot)
+        try FileManager.default.copyItem(
+            at: root.appendingPathComponent("function.json"), to: directory.appendingPathComponent("function.json"))
+        try FileManager.default.copyItem(
+            at: root.appendingPathComponent("local.settings.example"),
+            to: directory.appendingPathComponent("local.settings.json"))
+        let host = try await FunctionHost.build(
+            options: .init(scriptRoot: directory.path), module: FunctionHostModule(), environment: [:],
+            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        #expect(host.port == 7071)
+        #expect(host.address == "127.0.0.1")
+        #expect(host.settings["SUPER_ADMIN_GROUP"] == "Leaderboard_SuperAdmins")
+    }
+}
