@@ -7,7 +7,7 @@ struct FnHost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fnhost",
         abstract: "A Swift function host in the Azure Functions shape.",
-        subcommands: [Start.self])
+        subcommands: [Start.self, Serve.self, Package.self])
 }
 
 struct Start: AsyncParsableCommand {
@@ -22,3 +22,27 @@ struct Start: AsyncParsableCommand {
     }
 }
 
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Azure Functions custom-handler mode: serve 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT for the Functions host.")
+
+    @OptionGroup var options: ServeOptions
+
+    func run() async throws {
+        let logger = HostCLI.bootstrapLogging()
+        try await HostCLI.serve(options, module: FunctionHostModule(), logger: logger)
+    }
+}
+
+struct Package: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the Azure deployment layout: host.json, NAME/function.json per function, the fnhost binary.")
+
+    @OptionGroup var options: PackageOptions
+
+    func run() async throws {
+        let logger = HostCLI.bootstrapLogging()
+        try await HostCLI.package(options, module: FunctionHostModule(), logger: logger)
+    }
+}

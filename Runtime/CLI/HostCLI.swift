@@ -16,6 +16,33 @@ public struct StartOptions: ParsableArguments {
     public init() {}
 }
 
+/// Options of `fnhost serve` (Azure custom-handler mode).
+public struct ServeOptions: ParsableArguments {
+    @Option(
+        name: .customLong("script-root"),
+        help: "The function app root (default: FUNCTIONS_APP_ROOT_PATH, else the current directory).")
+    public var scriptRoot: String?
+
+    public init() {}
+}
+
+/// Options of `fnhost package`.
+public struct PackageOptions: ParsableArguments {
+    @Option(help: "Folder to write the deployment layout to.")
+    public var out: String
+
+    @Option(name: .customLong("script-root"), help: "Folder holding function.json.")
+    public var scriptRoot: String = "."
+
+    @Option(help: "The handler binary to ship (default: this fnhost).")
+    public var binary: String?
+
+    @Flag(help: "Replace the output folder if it is not empty.")
+    public var force = false
+
+    public init() {}
+}
+
 /// Process-level plumbing for the `fnhost` executable.
 public enum HostCLI {
     /// JSON lines on stdout for every logger in the process; `LOG_LEVEL` (trace…critical) sets the level.
@@ -38,6 +65,44 @@ public enum HostCLI {
             fail(error.description, logger: logger)
         }
         try await host.run()
+    }
+
+    /// `fnhost serve`: Azure custom-handler mode on `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`.
+    public static func serve(_ options: ServeOptions, module: some FunctionModule, logger: Logger) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let root = options.scriptRoot ?? environment["FUNCTIONS_APP_ROOT_PATH"].flatMap { $0.isEmpty ? nil : $0 } ?? "."
+        let host: FunctionHost
+        do {
+            host = try await FunctionHost.build(
+                options: .init(scriptRoot: root, mode: .customHandler), module: module, environment: environment,
+                logger: logger)
+        } catch let error as FunctionHost.StartupError {
+            fail(error.description, logger: logger)
+        }
+        try await host.run()
+    }
+
+    /// `fnhost package`: checks the manifest against the module, then writes the deployment layout.
+    public static func package(_ options: PackageOptions, module: some FunctionModule, logger: Logger) async throws {
+        let manifest: FunctionManifest
+        do {
+            manifest = try FunctionManifest.load(path: URL(fileURLWithPath: options.scriptRoot).appendingPathComponent("function.json").path)
+            let settings = Settings.layered(module.settingDefaults, ProcessInfo.processInfo.environment)
+            var context = ModuleContext(settings: settings, environment: .development, mode: .customHandler, logger: logger)
+            try await module.configure(&context)
+            _ = try FunctionCatalog(specs: try manifest.specs(settings: settings), registry: context.functions)
+        } catch let error as ManifestError {
+            fail(error.description, logger: logger)
+        }
+        let binary = options.binary ?? (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+        do {
+            try Packager.write(manifest: manifest, binary: binary, to: options.out, replace: options.force)
+        } catch {
+            fail(error.description, logger: logger)
+        }
+        logger.info(
+            "Package written", metadata: ["out": .string(options.out), "functions": .stringConvertible(manifest.entries.count)])
     }
 
     /// Logs the reason, repeats it on stderr for humans, and exits 1.

@@ -33,6 +33,7 @@ public struct FunctionHost: Sendable {
     public let state: HostState
     public let address: String
     public let port: Int
+    public let mode: HostingMode
     let invoker: FunctionInvoker
     let moduleServices: [any Service]
     let logger: Logger
@@ -70,8 +71,12 @@ public struct FunctionHost: Sendable {
         }
         let specs: [FunctionSpec]
         do {
-            specs = try FunctionManifest.load(path: root.appendingPathComponent("function.json").path)
-                .specs(settings: settings, reservedRoutePrefixes: ["admin", "runtime", "metrics"])
+            let topLevel = root.appendingPathComponent("function.json").path
+            // Under Azure the app root holds one NAME/function.json per function (`fnhost package`).
+            let manifest = options.mode == .customHandler && !FileManager.default.fileExists(atPath: topLevel)
+                ? try FunctionManifest.loadDeployed(root: root.path)
+                : try FunctionManifest.load(path: topLevel)
+            specs = try manifest.specs(settings: settings, reservedRoutePrefixes: ["admin", "runtime", "metrics"])
         } catch {
             throw StartupError(description: error.description)
         }
@@ -101,7 +106,7 @@ public struct FunctionHost: Sendable {
         let front = HTTPFront(
             invoker: invoker,
             runtimeEndpoints: RuntimeEndpoints(invoker: invoker, metricsAccess: metricsAccess, admin: admin),
-            logger: logger)
+            mode: options.mode, logger: logger)
         let port: Int
         switch options.mode {
         case .emulator:
@@ -116,7 +121,7 @@ public struct FunctionHost: Sendable {
         return FunctionHost(
             catalog: catalog, settings: settings, scheduler: scheduler, state: state,
             address: options.mode == .customHandler ? "127.0.0.1" : options.address ?? local.localHTTPAddress ?? "127.0.0.1",
-            port: port, invoker: invoker, moduleServices: context.services, logger: logger, front: front)
+            port: port, mode: options.mode, invoker: invoker, moduleServices: context.services, logger: logger, front: front)
     }
 
     /// The Hummingbird application serving the functions, with the module's services and the scheduler.
@@ -125,11 +130,13 @@ public struct FunctionHost: Sendable {
         let logger = logger
         let catalog = catalog
         let address = address
+        let mode = mode
         return Application(
             responder: front,
             server: .http1(configuration: .init(idleTimeout: .seconds(75))),
             configuration: ApplicationConfiguration(address: .hostname(address, port: port), serverName: nil),
-            services: moduleServices + [scheduler],
+            // Under Azure the host fires timers (POST /{FunctionName}); only the emulator schedules them.
+            services: moduleServices + (mode == .emulator ? [scheduler] : []),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 state.set(.running)

@@ -43,13 +43,19 @@ public struct HTTPFront: HTTPResponder {
 
     public static let maxBodySize = 1 << 20
 
+    /// An invocation payload carries a base64 body of up to 1 MiB plus headers.
+    static let maxPayloadSize = 4 << 20
+    static let invocationIDHeader = HTTPField.Name("X-Azure-Functions-InvocationId")!
+
     let invoker: FunctionInvoker
     let runtimeEndpoints: RuntimeEndpoints
+    let mode: HostingMode
     let logger: Logger
 
-    init(invoker: FunctionInvoker, runtimeEndpoints: RuntimeEndpoints, logger: Logger) {
+    init(invoker: FunctionInvoker, runtimeEndpoints: RuntimeEndpoints, mode: HostingMode, logger: Logger) {
         self.invoker = invoker
         self.runtimeEndpoints = runtimeEndpoints
+        self.mode = mode
         self.logger = logger
     }
 
@@ -63,6 +69,9 @@ public struct HTTPFront: HTTPResponder {
     private func answer(_ request: Request, context: HostRequestContext, requestID: String) async -> Response {
         let uri = request.uri
         let path = uri.path
+        if mode == .customHandler, let response = await answerAzureHost(request, path: path, requestID: requestID) {
+            return response
+        }
         if let endpoint = runtimeEndpoints.endpoint(for: path) {
             let body: ByteBuffer
             switch await collectBody(request) {
@@ -74,6 +83,11 @@ public struct HTTPFront: HTTPResponder {
                 isFromLoopback: context.isFromLoopback, requestID: requestID)
             return Self.response(functionResponse)
         }
+        return await routed(request, path: path, requestID: requestID)
+    }
+
+    private func routed(_ request: Request, path: String, requestID: String) async -> Response {
+        let uri = request.uri
         switch invoker.catalog.router.resolve(method: request.method, path: Substring(path)) {
         case .notFound:
             invoker.metrics.unrouted(status: 404)
@@ -98,13 +112,81 @@ public struct HTTPFront: HTTPResponder {
         }
     }
 
-    /// The body, at most 1 MiB; a declared or actual larger body is 413 without reading it all.
-    private func collectBody(_ request: Request) async -> Result<ByteBuffer, FunctionError> {
-        if let declared = request.headers[.contentLength], let length = Int(declared), length > Self.maxBodySize {
+    /// In `fnhost serve`: the Azure host's readiness probe (`GET /`) and invocation payloads
+    /// (`POST /{FunctionName}`). Anything else (forwarded HTTP requests) returns nil and is routed as usual.
+    private func answerAzureHost(_ request: Request, path: String, requestID: String) async -> Response? {
+        if path == "/", request.method == .get || request.method == .head {
+            return Self.response(.json(Array(#"{"status":"ready"}"#.utf8)))
+        }
+        let segments = path.split(separator: "/")
+        guard request.method == .post, segments.count == 1,
+            let function = invoker.catalog.function(named: QueryItems.decode(segments[0], plusAsSpace: false))
+        else { return nil }
+        let body: ByteBuffer
+        switch await collectBody(request, limit: Self.maxPayloadSize) {
+        case .success(let collected): body = collected
+        case .failure(let error): return Self.response(.error(error, requestID: requestID))
+        }
+        let data: [String: JSONValue]
+        do {
+            data = try AzureInvocation.parsePayload(body)
+        } catch {
+            // A function route that accepts POST at this path gets the forwarded request instead.
+            if case .matched = invoker.catalog.router.resolve(method: .post, path: Substring(path)) {
+                var forwarded = request
+                forwarded.body = RequestBody(buffer: body)
+                return await routed(forwarded, path: path, requestID: requestID)
+            }
+            return Self.response(.error(.validationFailed(error.message), requestID: requestID))
+        }
+        let invocationID = request.headers[Self.invocationIDHeader]
+        switch function.spec.trigger {
+        case .timer(let timer):
+            let info = AzureInvocation.timerInfo(data[timer.bindingName])
+            let succeeded = await invoker.invokeTimer(function, timer: info, reason: "Timer fired by the Azure Functions host")
+            guard succeeded else {
+                return Self.response(.error(.internalError, requestID: requestID))
+            }
+            return Self.response(.json(AzureInvocation.emptyEnvelope))
+        case .http(let trigger):
+            let parts: FunctionRequest.Parts
+            let tooLarge: Bool
+            do {
+                (parts, tooLarge) = try AzureInvocation.httpRequest(
+                    data[trigger.bindingName], function: function, trigger: trigger, invocationID: invocationID)
+            } catch {
+                return Self.response(.error(.validationFailed(error.message), requestID: requestID))
+            }
+            var response = tooLarge
+                ? FunctionResponse.error(.payloadTooLarge, requestID: parts.requestID)
+                : await invoker.invokeHTTP(function, request: FunctionRequest(parts, functionName: function.name, logger: logger))
+            response.headers[.requestID] = parts.requestID
+            let responseBody: ByteBuffer
+            switch response.body {
+            case .bytes(let buffer):
+                responseBody = buffer
+            case .stream(let write):
+                var collector: any FunctionBodyWriter = CollectingBodyWriter()
+                do {
+                    try await write(&collector)
+                } catch {
+                    return Self.response(.error(.internalError, requestID: requestID))
+                }
+                responseBody = (collector as? CollectingBodyWriter)?.buffer ?? ByteBuffer()
+            }
+            return Self.response(
+                .json(AzureInvocation.httpEnvelope(
+                    status: response.status, headers: response.headers, body: responseBody, outputName: trigger.outputName)))
+        }
+    }
+
+    /// The body, at most `limit` (1 MiB for HTTP triggers); a declared or actual larger body is 413 without reading it all.
+    private func collectBody(_ request: Request, limit: Int = maxBodySize) async -> Result<ByteBuffer, FunctionError> {
+        if let declared = request.headers[.contentLength], let length = Int(declared), length > limit {
             return .failure(.payloadTooLarge)
         }
         do {
-            return .success(try await request.body.collect(upTo: Self.maxBodySize))
+            return .success(try await request.body.collect(upTo: limit))
         } catch is NIOTooManyBytesError {
             return .failure(.payloadTooLarge)
         } catch {
@@ -125,6 +207,16 @@ public struct HTTPFront: HTTPResponder {
                     try await writer.finish(nil)
                 })
         }
+    }
+}
+
+/// Gathers a streamed body for a custom-handler envelope, which carries the body whole.
+private struct CollectingBodyWriter: FunctionBodyWriter {
+    var buffer = ByteBuffer()
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        var buffer = buffer
+        self.buffer.writeBuffer(&buffer)
     }
 }
 

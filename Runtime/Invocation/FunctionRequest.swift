@@ -34,6 +34,25 @@ public struct FunctionRequest: Sendable {
     }
 }
 
+extension FunctionRequest {
+    /// What a hosting mode extracts from the wire before the request is bound to a function.
+    struct Parts: Sendable {
+        var method: HTTPRequest.Method
+        var path: String
+        var pathParameters: [String: String]
+        var query: QueryItems
+        var headers: HTTPFields
+        var body: ByteBuffer
+        var requestID: String
+    }
+
+    init(_ parts: Parts, functionName: String, logger: Logger) {
+        self.init(
+            functionName: functionName, method: parts.method, path: parts.path, pathParameters: parts.pathParameters,
+            query: parts.query, headers: parts.headers, body: parts.body, requestID: parts.requestID, logger: logger)
+    }
+}
+
 /// Decoded query parameters in arrival order; a repeated name keeps every value.
 public struct QueryItems: Sendable, Equatable {
     public var items: [(name: String, value: String)]

@@ -23,6 +23,29 @@ public struct FunctionManifest: Sendable {
         return try parse(data)
     }
 
+    /// The deployed layout Azure reads: one `NAME/function.json` per function under `root`.
+    public static func loadDeployed(root: String) throws(ManifestError) -> FunctionManifest {
+        let fileManager = FileManager.default
+        let names = ((try? fileManager.contentsOfDirectory(atPath: root)) ?? []).sorted()
+        var functions: [String: JSONValue] = [:]
+        for name in names {
+            let path = URL(fileURLWithPath: root).appendingPathComponent(name).appendingPathComponent("function.json").path
+            guard fileManager.fileExists(atPath: path) else { continue }
+            guard let data = fileManager.contents(atPath: path),
+                let document = try? JSONDecoder().decode(JSONValue.self, from: data)
+            else {
+                throw ManifestError(function: name, reason: "\(name)/function.json is not valid JSON")
+            }
+            functions[name] = document
+        }
+        guard !functions.isEmpty else {
+            throw ManifestError(function: nil, reason: "no function.json in \(root) nor in any folder below it")
+        }
+        var encoded = JSONWriter()
+        JSONValue.object(["functions": .object(functions)]).write(to: &encoded)
+        return try parse(Data(encoded.bytes))
+    }
+
     public static func parse(_ data: Data) throws(ManifestError) -> FunctionManifest {
         let document: JSONValue
         do {
@@ -169,7 +192,8 @@ public struct FunctionSpec: Sendable {
             guard httpOutputs.count == 1 else { throw fail("an httpTrigger function needs exactly one \"http\" output binding") }
             self.trigger = .http(
                 try HTTPTriggerSpec(
-                    binding: trigger, bindingName: bindingName, functionName: name,
+                    binding: trigger, bindingName: bindingName,
+                    outputName: httpOutputs.first?["name"]?.stringValue ?? "res", functionName: name,
                     reservedRoutePrefixes: reservedRoutePrefixes, fail: fail))
         default:
             guard httpOutputs.isEmpty else { throw fail("a timerTrigger function cannot have an \"http\" output binding") }
@@ -207,12 +231,15 @@ public struct HTTPTriggerSpec: Sendable {
     public let route: RouteTemplate
     public let authLevel: String
     public let bindingName: String
+    /// The `http` output binding's name (`res`, or `$return`), where a custom handler puts the response.
+    public let outputName: String
 
     init(
-        binding: [String: JSONValue], bindingName: String, functionName: String, reservedRoutePrefixes: [String],
-        fail: (String) -> ManifestError
+        binding: [String: JSONValue], bindingName: String, outputName: String, functionName: String,
+        reservedRoutePrefixes: [String], fail: (String) -> ManifestError
     ) throws(ManifestError) {
         self.bindingName = bindingName
+        self.outputName = outputName
         switch binding["methods"] {
         case nil, .null?:
             methods = nil
