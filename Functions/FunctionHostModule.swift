@@ -11,6 +11,11 @@ public struct FunctionHostModule: FunctionModule {
         ]
     }
 
+    /// SPEC §3's secrets; outside development the host does not start without them.
+    public var requiredSecrets: [String] {
+        ["HOST_JWKS_URI", "HOST_RBAC_API_KEY", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "METRICS_TOKEN"]
+    }
+
     public func configure(_ context: inout ModuleContext) async throws {
         context.functions.register("Health", http: Health())
         context.functions.register("HealthReady", http: HealthReady(checks: []))

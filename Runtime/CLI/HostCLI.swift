@@ -45,11 +45,15 @@ public struct PackageOptions: ParsableArguments {
 
 /// Process-level plumbing for the `fnhost` executable.
 public enum HostCLI {
+    /// Masks every secret value the host resolves in every log line of the process
+    /// (process-wide, like the logging system it plugs into).
+    public static let redactor = SecretRedactor()
+
     /// JSON lines on stdout for every logger in the process; `LOG_LEVEL` (trace…critical) sets the level.
     /// Call once, first thing.
     public static func bootstrapLogging(environment: [String: String] = ProcessInfo.processInfo.environment) -> Logger {
         let level = environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
-        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level, redactor: redactor) }
         return Logger(label: "fnhost")
     }
 
@@ -60,7 +64,7 @@ public enum HostCLI {
         do {
             host = try await FunctionHost.build(
                 options: .init(scriptRoot: options.scriptRoot, port: options.port, address: options.address, mode: .emulator),
-                module: module, logger: logger)
+                module: module, logger: logger, redactor: redactor)
         } catch let error as FunctionHost.StartupError {
             fail(error.description, logger: logger)
         }
@@ -75,7 +79,7 @@ public enum HostCLI {
         do {
             host = try await FunctionHost.build(
                 options: .init(scriptRoot: root, mode: .customHandler), module: module, environment: environment,
-                logger: logger)
+                logger: logger, redactor: redactor)
         } catch let error as FunctionHost.StartupError {
             fail(error.description, logger: logger)
         }
@@ -107,8 +111,8 @@ public enum HostCLI {
 
     /// Logs the reason, repeats it on stderr for humans, and exits 1.
     public static func fail(_ reason: String, logger: Logger) -> Never {
-        logger.critical("Host start-up failed: \(reason)")
-        FileHandle.standardError.write(Data("fnhost: \(reason)\n".utf8))
+        logger.critical("Host start-up failed: \(redactor.redact(reason))")
+        FileHandle.standardError.write(Data("fnhost: \(redactor.redact(reason))\n".utf8))
         exit(1)
     }
 }

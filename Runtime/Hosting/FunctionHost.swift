@@ -42,7 +42,7 @@ public struct FunctionHost: Sendable {
     /// Loads and checks everything; throws `StartupError` naming what is wrong.
     public static func build(
         options: Options, module: some FunctionModule, environment: [String: String] = ProcessInfo.processInfo.environment,
-        logger: Logger
+        logger: Logger, redactor: SecretRedactor = SecretRedactor()
     ) async throws -> FunctionHost {
         let root = URL(fileURLWithPath: options.scriptRoot)
         let local: LocalSettingsFile
@@ -53,7 +53,12 @@ public struct FunctionHost: Sendable {
         } catch {
             throw StartupError(description: error.description)
         }
-        let settings = Settings.layered(module.settingDefaults, local.values, environment)
+        var settings = Settings.layered(module.settingDefaults, local.values, environment)
+        do {
+            settings = try await SecretsSetup.resolveKeyVaultReferences(in: settings, redactor: redactor)
+        } catch {
+            throw StartupError(description: error.description)
+        }
         var logger = logger
         if let level = settings.nonEmpty("LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
@@ -81,7 +86,23 @@ public struct FunctionHost: Sendable {
             throw StartupError(description: error.description)
         }
 
-        var context = ModuleContext(settings: settings, environment: deployment, mode: options.mode, logger: logger)
+        let secrets: Secrets
+        let metricsToken: String?
+        do {
+            secrets = try SecretsSetup.secrets(settings: settings, redactor: redactor, logger: logger)
+            for name in module.requiredSecrets + ["METRICS_TOKEN"] {
+                let value = try await secrets.secret(named: name)
+                if value == nil, deployment != .development, module.requiredSecrets.contains(name) {
+                    throw SecretsError("required secret \(name) is not set (provider: \(secrets.providerName), then app settings)")
+                }
+            }
+            metricsToken = try await secrets.secret(named: "METRICS_TOKEN")
+        } catch let error as SecretsError {
+            throw StartupError(description: error.description)
+        }
+
+        var context = ModuleContext(
+            settings: settings, environment: deployment, mode: options.mode, logger: logger, secrets: secrets)
         try await module.configure(&context)
         let catalog: FunctionCatalog
         do {
@@ -97,7 +118,7 @@ public struct FunctionHost: Sendable {
             logger: logger)
         let state = HostState()
         let metricsAccess: MetricsAccess =
-            if deployment == .development { .open } else if let token = settings.nonEmpty("METRICS_TOKEN") {
+            if deployment == .development { .open } else if let token = metricsToken {
                 .bearer(token: token)
             } else { .closed }
         let admin = options.mode == .emulator

@@ -14,17 +14,22 @@ public struct ModuleContext: Sendable {
     public let environment: DeploymentEnvironment
     public let mode: HostingMode
     public let logger: Logger
+    /// The configured secrets provider, then the app settings.
+    public let secrets: Secrets
     public var functions = FunctionRegistry()
     /// Started before the HTTP server and stopped after it (reverse order), e.g. a database pool.
     public var services: [any Service] = []
     /// Replaces the in-memory schedule monitor, e.g. with one shared through a database.
     public var scheduleMonitor: (any ScheduleMonitor)?
 
-    public init(settings: Settings, environment: DeploymentEnvironment, mode: HostingMode, logger: Logger) {
+    public init(
+        settings: Settings, environment: DeploymentEnvironment, mode: HostingMode, logger: Logger, secrets: Secrets? = nil
+    ) {
         self.settings = settings
         self.environment = environment
         self.mode = mode
         self.logger = logger
+        self.secrets = secrets ?? Secrets(providers: [EnvironmentSecretsProvider(settings: settings)], redactor: SecretRedactor())
     }
 }
 
@@ -33,6 +38,13 @@ public protocol FunctionModule: Sendable {
     /// Defaults for the module's settings; `local.settings.json` and the environment override them.
     var settingDefaults: [String: String] { get }
 
+    /// Secrets that must resolve before the host starts in `staging` and `production`.
+    var requiredSecrets: [String] { get }
+
     /// Registers every handler named in function.json, and the services they need.
     func configure(_ context: inout ModuleContext) async throws
+}
+
+extension FunctionModule {
+    public var requiredSecrets: [String] { [] }
 }

@@ -47,13 +47,17 @@ public struct JSONLogHandler: LogHandler {
     public var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private let sink: LogSink
+    private let redactor: SecretRedactor?
 
-    public init(label: String, sink: LogSink = .standardOutput, level: Logger.Level = .info,
-                metadataProvider: Logger.MetadataProvider? = nil) {
+    public init(
+        label: String, sink: LogSink = .standardOutput, level: Logger.Level = .info,
+        metadataProvider: Logger.MetadataProvider? = nil, redactor: SecretRedactor? = nil
+    ) {
         self.label = label
         self.sink = sink
         self.logLevel = level
         self.metadataProvider = metadataProvider
+        self.redactor = redactor
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -84,7 +88,13 @@ public struct JSONLogHandler: LogHandler {
         }
         writer.endObject()
         writer.newline()
-        sink.write(writer.bytes)
+        // Masking the finished line covers the message, every metadata value and the error.
+        if let redactor, !redactor.isEmpty {
+            let line = String(decoding: writer.bytes, as: UTF8.self)
+            sink.write(Array(redactor.redact(line).utf8))
+        } else {
+            sink.write(writer.bytes)
+        }
     }
 
     private static func write(_ value: Logger.Metadata.Value, to writer: inout JSONWriter) {

@@ -21,6 +21,13 @@ public struct Settings: Sendable {
 
     public var all: [String: String] { values }
 
+    /// A copy with one setting changed.
+    public func setting(_ name: String, to value: String) -> Settings {
+        var copy = values
+        copy[name] = value
+        return Settings(copy)
+    }
+
     /// Layers settings: later sources override earlier ones.
     public static func layered(_ sources: [String: String]...) -> Settings {
         var merged: [String: String] = [:]

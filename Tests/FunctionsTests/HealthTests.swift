@@ -10,15 +10,39 @@ import Testing
     static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
+    static let allSecrets = Dictionary(uniqueKeysWithValues: FunctionHostModule().requiredSecrets.map { ($0, "value-of-\($0)") })
+
     @Test(arguments: ["development", "staging", "production"])
     func repositoryManifestMatchesTheModule(environment: String) async throws {
         let host = try await FunctionHost.build(
             options: .init(scriptRoot: Self.repositoryRoot, port: 0), module: FunctionHostModule(),
-            environment: ["ENVIRONMENT": environment], logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+            environment: Self.allSecrets.merging(["ENVIRONMENT": environment]) { $1 },
+            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
         let names = host.catalog.functions.map(\.name)
         #expect(names.contains("Health"))
         #expect(names.contains("HealthReady"))
         #expect(host.catalog.function(named: "Health")?.spec.httpTrigger?.route.template == "health")
+    }
+
+    @Test(arguments: ["staging", "production"])
+    func missingRequiredSecretStopsStartupNamingIt(environment: String) async throws {
+        var variables = Self.allSecrets.merging(["ENVIRONMENT": environment]) { $1 }
+        variables["WEBHOOK_HMAC_SECRET"] = nil
+        await #expect {
+            _ = try await FunctionHost.build(
+                options: .init(scriptRoot: Self.repositoryRoot, port: 0), module: FunctionHostModule(), environment: variables,
+                logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        } throws: { error in
+            let text = String(describing: error)
+            return text.contains("required secret WEBHOOK_HMAC_SECRET is not set") && !text.contains("value-of-")
+        }
+    }
+
+    @Test func developmentStartsWithoutSecrets() async throws {
+        let host = try await FunctionHost.build(
+            options: .init(scriptRoot: Self.repositoryRoot, port: 0), module: FunctionHostModule(), environment: [:],
+            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        #expect(host.catalog.functions.count >= 2)
     }
 }
 
