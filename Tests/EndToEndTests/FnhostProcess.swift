@@ -108,8 +108,18 @@ struct ProcessError: Error, CustomStringConvertible {
 
 enum HTTP {
     static func get(_ url: String, headers: [String: String] = [:]) async throws -> (Int, String, [String: String]) {
+        try await send(url, method: "GET", body: nil, headers: headers)
+    }
+
+    static func post(_ url: String, body: String, headers: [String: String] = [:]) async throws -> (Int, String, [String: String]) {
+        try await send(url, method: "POST", body: body, headers: headers)
+    }
+
+    static func send(_ url: String, method: String, body: String?, headers: [String: String]) async throws -> (Int, String, [String: String]) {
         guard let target = URL(string: url) else { throw ProcessError("bad url \(url)") }
         var request = URLRequest(url: target)
+        request.httpMethod = method
+        request.httpBody = body.map { Data($0.utf8) }
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         let (data, response) = try await URLSession.shared.data(for: request)
         guard let http = response as? HTTPURLResponse else { throw ProcessError("not HTTP") }

@@ -40,6 +40,11 @@ final class CapturedLogs: Sendable {
         return Logger(label: "test") { label in JSONLogHandler(label: label, sink: sink, level: level) }
     }
 
+    func redactingLogger(_ redactor: SecretRedactor, level: Logger.Level = .trace) -> Logger {
+        let sink = sink
+        return Logger(label: "test") { label in JSONLogHandler(label: label, sink: sink, level: level, redactor: redactor) }
+    }
+
     var text: String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
     /// Every line parsed as a JSON object (a line that is not one fails the test that reads it).

@@ -1,0 +1,192 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+@testable import FunctionRuntime
+
+/// `fnhost serve` speaks the Azure custom-handler protocol; payloads below are shaped exactly like
+/// the host's (see shared/reference/azure-functions.md §1.3–1.4).
+@Suite struct CustomHandlerTests {
+    private static let manifest = manifestJSON(
+        httpFunction("Inspect", route: "api/inspect/{id}", methods: ["get", "post", "put"]),
+        #""Returning":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":["get"],"route":"api/returning"},{"type":"http","direction":"out","name":"$return"}]}"#,
+        timerFunction("Nightly", schedule: "0 0 2 * * *"),
+        timerFunction("Broken", schedule: "0 0 3 * * *"))
+
+    /// Echoes what the function received, so the test sees the rebuilt request.
+    private static func module(recorder: InvocationRecorder) -> TestModule {
+        TestModule { context in
+            context.functions.register("Inspect", http: { request in
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain"
+                let bodyBase64 = Data(request.body.readableBytesView).base64EncodedString()
+                let text = "\(request.method.rawValue) \(request.path) id=\(request.pathParameters["id"] ?? "-") q=\(request.query["q"] ?? "-") type=\(request.headers[.contentType] ?? "-") body=\(bodyBase64)"
+                return FunctionResponse(status: .created, headers: headers, body: .bytes(ByteBuffer(string: text)))
+            })
+            context.functions.register("Returning", http: { _ in .json(Array(#"{"ok":true}"#.utf8)) })
+            context.functions.register("Nightly", timer: { info, _ in await recorder.record("Nightly", info) })
+            context.functions.register("Broken", timer: { _, _ in throw FunctionError.internalError })
+        }
+    }
+
+    private static func withServe(
+        recorder: InvocationRecorder = InvocationRecorder(), _ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let root = try makeScriptRoot(manifest: manifest)
+        let host = try await FunctionHost.build(
+            options: .init(scriptRoot: root, mode: .customHandler), module: module(recorder: recorder),
+            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": "0"], logger: CapturedLogs().logger())
+        try await host.application().test(.live, test)
+    }
+
+    private static func invoke(
+        _ client: any TestClientProtocol, _ function: String, _ payload: String
+    ) async throws -> (HTTPResponse.Status, String, HTTPFields) {
+        try await client.execute(
+            uri: "/\(function)", method: .post,
+            headers: [.contentType: "application/json; charset=utf-8", HTTPField.Name("X-Azure-Functions-InvocationId")!: "11111111-2222-4333-8444-555555555555"],
+            body: ByteBuffer(string: payload)
+        ) { response in (response.status, String(buffer: response.body), response.headers) }
+    }
+
+    @Test func readinessProbe() async throws {
+        try await Self.withServe { client in
+            try await client.execute(uri: "/", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
+    @Test func httpGetWithQuery() async throws {
+        try await Self.withServe { client in
+            let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/inspect/42?q=hello%20there","Method":"GET","Query":{"q":"hello there"},"Headers":{"Accept":["*/*"],"X-Request-Id":["req-get-1"]},"Params":{"id":"42"},"Identities":[]}},"Metadata":{"Query":{"q":"hello there"},"Headers":{"Accept":"*/*"},"id":"42","q":"hello there","sys":{"MethodName":"Inspect","UtcNow":"2026-11-22T08:00:00.000Z","RandGuid":"35e6"}}}"#
+            let (status, body, headers) = try await Self.invoke(client, "Inspect", payload)
+            #expect(status == .ok)
+            #expect(headers[.contentType] == "application/json; charset=utf-8")
+            #expect(body == #"{"Outputs":{"res":{"statusCode":201,"headers":{"Content-Type":"text/plain","X-Request-Id":"req-get-1"},"body":"GET /api/inspect/42 id=42 q=hello there type=- body="}},"Logs":[],"ReturnValue":null}"#)
+        }
+    }
+
+    @Test func httpPostWithJSONBody() async throws {
+        try await Self.withServe { client in
+            let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/inspect/7","Method":"POST","Query":{},"Headers":{"Content-Type":["application/json"]},"Params":{"id":"7"},"Body":"{\"name\":\"Ada\"}"}},"Metadata":{}}"#
+            let (status, body, _) = try await Self.invoke(client, "Inspect", payload)
+            #expect(status == .ok)
+            let bodyBase64 = Data(#"{"name":"Ada"}"#.utf8).base64EncodedString()
+            #expect(body == #"{"Outputs":{"res":{"statusCode":201,"headers":{"Content-Type":"text/plain","X-Request-Id":"11111111-2222-4333-8444-555555555555"},"body":"POST /api/inspect/7 id=7 q=- type=application/json body=\#(bodyBase64)"}},"Logs":[],"ReturnValue":null}"#)
+        }
+    }
+
+    @Test func binaryBodyArrivesAsBase64() async throws {
+        try await Self.withServe { client in
+            let bytes: [UInt8] = [0, 1, 2, 0xFE, 0xFF, 0x80]
+            let encoded = Data(bytes).base64EncodedString()
+            let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/inspect/9","Method":"PUT","Query":{},"Headers":{"Content-Type":["application/octet-stream"]},"Params":{"id":"9"},"Body":"\#(encoded)"}},"Metadata":{}}"#
+            let (status, body, _) = try await Self.invoke(client, "Inspect", payload)
+            #expect(status == .ok)
+            #expect(body.contains(#""body":"PUT /api/inspect/9 id=9 q=- type=application/octet-stream body=\#(encoded)""#))
+        }
+    }
+
+    @Test func returnBindingPutsTheResponseInReturnValue() async throws {
+        try await Self.withServe { client in
+            let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/returning","Method":"GET","Query":{},"Headers":{"X-Request-Id":["r-9"]},"Params":{}}},"Metadata":{}}"#
+            let (_, body, _) = try await Self.invoke(client, "Returning", payload)
+            #expect(body == #"{"Outputs":{},"Logs":[],"ReturnValue":{"statusCode":200,"headers":{"Content-Type":"application/json; charset=utf-8","X-Request-Id":"r-9"},"body":"{\"ok\":true}"}}"#)
+        }
+    }
+
+    @Test func timerWithIsPastDueAndScheduleStatus() async throws {
+        let recorder = InvocationRecorder()
+        try await Self.withServe(recorder: recorder) { client in
+            let payload = #"{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-11-21T02:00:00.0105419-05:00","Next":"2026-11-22T02:00:00-05:00","LastUpdated":"2026-11-21T02:00:01.5+00:00"},"IsPastDue":true}},"Metadata":{"sys":{"MethodName":"Nightly","UtcNow":"2026-11-22T08:40:45.004275Z","RandGuid":"35e6a6a4-1111-4a7c-9a3b-111111111111"}}}"#
+            let (status, body, headers) = try await Self.invoke(client, "Nightly", payload)
+            #expect(status == .ok)
+            #expect(headers[.contentType] == "application/json; charset=utf-8")
+            #expect(body == #"{"Outputs":{},"Logs":[],"ReturnValue":null}"#)
+            let nullStatus = #"{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{"sys":{}}}"#
+            let (secondStatus, _, _) = try await Self.invoke(client, "Nightly", nullStatus)
+            #expect(secondStatus == .ok)
+        }
+        let invocations = await recorder.invocations
+        #expect(invocations.count == 2)
+        let first = try #require(invocations.first?.info)
+        #expect(first.isPastDue)
+        let last = try #require(first.scheduleStatus?.last.timeIntervalSince1970)
+        #expect(abs(last - 1_795_244_400.0105419) < 1e-6)
+        #expect(first.scheduleStatus?.next == Date(timeIntervalSince1970: 1_795_330_800))
+        #expect(first.scheduleStatus?.lastUpdated == Date(timeIntervalSince1970: 1_795_226_401.5))
+        #expect(invocations.last?.info == TimerInfo(isPastDue: false, scheduleStatus: nil))
+    }
+
+    @Test func failingTimerFailsTheInvocation() async throws {
+        try await Self.withServe { client in
+            let (status, body, _) = try await Self.invoke(client, "Broken", #"{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}"#)
+            #expect(status == .internalServerError)
+            #expect(body.contains(#""code":"INTERNAL""#))
+        }
+    }
+
+    @Test func malformedPayloadsAreRejected() async throws {
+        try await Self.withServe { client in
+            let badBase64 = #"{"Data":{"req":{"Url":"/api/inspect/1","Method":"PUT","Headers":{"Content-Type":["application/octet-stream"]},"Body":"***"}}}"#
+            let cases = [("Nightly", "not json"), ("Inspect", #"{"Metadata":{}}"#), ("Inspect", #"{"Data":{"req":{"Url":"/x"}}}"#), ("Inspect", badBase64)]
+            for (function, payload) in cases {
+                let (status, body, _) = try await Self.invoke(client, function, payload)
+                #expect(status == .badRequest, "\(payload)")
+                #expect(body.contains(#""code":"VALIDATION_FAILED""#))
+            }
+        }
+    }
+
+    @Test func forwardedRequestsReachTheRoutes() async throws {
+        try await Self.withServe { client in
+            try await client.execute(
+                uri: "/api/inspect/5?q=fwd", method: .get,
+                headers: [HTTPField.Name("X-Azure-Functions-InvocationId")!: "abc-1"]
+            ) { response in
+                #expect(response.status == .created)
+                #expect(String(buffer: response.body) == "GET /api/inspect/5 id=5 q=fwd type=- body=")
+            }
+            try await client.execute(uri: "/admin/functions", method: .get) { response in
+                #expect(response.status == .notFound, "no admin API under the Azure host")
+            }
+        }
+    }
+
+    @Test func scheduleIsNotRunByTheHandler() async throws {
+        let recorder = InvocationRecorder()
+        let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Tick", schedule: "* * * * * *", runOnStartup: true)))
+        let module = TestModule { context in
+            context.functions.register("Tick", timer: { info, _ in await recorder.record("Tick", info) })
+        }
+        let host = try await FunctionHost.build(
+            options: .init(scriptRoot: root, mode: .customHandler), module: module,
+            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": "0"], logger: CapturedLogs().logger())
+        try await host.application().test(.live) { _ in
+            try await Task.sleep(for: .milliseconds(2200))
+        }
+        #expect(await recorder.count("Tick") == 0, "the Azure host fires timers, not fnhost serve")
+    }
+
+    @Test func serveRequiresThePort() async throws {
+        let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Tick", schedule: "0 0 0 1 1 *")))
+        let module = TestModule { context in context.functions.register("Tick", timer: { _, _ in }) }
+        await #expect {
+            _ = try await FunctionHost.build(
+                options: .init(scriptRoot: root, mode: .customHandler), module: module, environment: [:], logger: CapturedLogs().logger())
+        } throws: { error in
+            String(describing: error).contains("FUNCTIONS_CUSTOMHANDLER_PORT")
+        }
+    }
+
+    @Test func iso8601AsTheHostWritesIt() {
+        #expect(ISO8601.parse("2026-11-22T08:15:30Z") == Date(timeIntervalSince1970: 1_795_335_330))
+        #expect(ISO8601.parse("2026-11-22T08:15:30.5+01:30") == Date(timeIntervalSince1970: 1_795_335_330.5 - 5400))
+        #expect(ISO8601.parse("2026-11-22") == nil)
+        #expect(ISO8601.parse("2026-13-22T08:15:30Z") == nil)
+        #expect(ISO8601.parse("2026-11-22T08:15:30+0100") == nil)
+    }
+}
