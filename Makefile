@@ -5,7 +5,7 @@ PORT         ?= 7071
 BUILD_PACKAGES := 
 BENCH_PACKAGES := wrk curl
 
-.PHONY: run build release test bench clean deps
+.PHONY: run build release test bench package clean deps
 
 deps:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -30,6 +30,11 @@ test: deps
 bench: release
 	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
 	scripts/bench.sh .build/release/fnhost
+
+## Azure deployment layout in dist/: host.json, NAME/function.json, fnhost (Swift stdlib linked statically).
+package: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product fnhost
+	.build/release/fnhost package --out dist --force
 
 clean:
 	$(SWIFT) package clean
