@@ -53,6 +53,7 @@ let package = Package(
             dependencies: [
                 "FunctionRuntime",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             path: "Tests/RuntimeTests"
         ),

@@ -138,3 +138,61 @@ import Testing
         for (_, value) in values { #expect(!(missing.stdoutText + missing.stderrText).contains(value)) }
     }
 }
+
+/// The Azure host sends invocation payloads with `Transfer-Encoding: chunked`.
+@Suite struct ChunkedInvocationTests {
+    @Test func chunkedPayloadIsAccepted() async throws {
+        let root = try FnhostProcess.scriptRoot(
+            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let port = try FnhostProcess.freePort()
+        let process = try FnhostProcess.start(
+            arguments: ["serve", "--script-root", root], environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": String(port)])
+        defer { process.terminate() }
+        _ = try await process.waitForPort()
+        let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/health","Method":"GET","Query":{},"Headers":{"X-Request-Id":["chunky-1"]},"Params":{}}},"Metadata":{}}"#
+        let half = payload.utf8.count / 2
+        let first = String(decoding: Array(payload.utf8)[..<half], as: UTF8.self)
+        let second = String(decoding: Array(payload.utf8)[half...], as: UTF8.self)
+        let request = "POST /Health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json; charset=utf-8\r\n"
+            + "Transfer-Encoding: chunked\r\nX-Azure-Functions-InvocationId: inv-chunked\r\nConnection: close\r\n\r\n"
+            + String(first.utf8.count, radix: 16) + "\r\n" + first + "\r\n"
+            + String(second.utf8.count, radix: 16) + "\r\n" + second + "\r\n0\r\n\r\n"
+        let answer = try RawSocket.exchange(port: port, request: request)
+        #expect(answer.hasPrefix("HTTP/1.1 200"))
+        #expect(answer.contains(#"{"Outputs":{"res":{"statusCode":200,"headers":{"Content-Type":"application/json; charset=utf-8","X-Request-Id":"chunky-1"},"body":"{\"status\":\"ok\"}"}},"Logs":[],"ReturnValue":null}"#))
+    }
+}
+
+enum RawSocket {
+    /// Sends raw bytes to 127.0.0.1:port and reads until the server closes the connection.
+    static func exchange(port: Int, request: String) throws -> String {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw ProcessError("socket failed") }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw ProcessError("connect failed") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let bytes = Array(request.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let written = bytes[sent...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+            guard written > 0 else { throw ProcessError("send failed") }
+            sent += written
+        }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[..<count])
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+}
