@@ -35,6 +35,7 @@ bench: release
 package: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product fnhost
 	.build/release/fnhost package --out dist --force
+	strip dist/fnhost
 
 clean:
 	$(SWIFT) package clean
