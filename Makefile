@@ -2,7 +2,7 @@
 SWIFT        ?= swift
 PORT         ?= 7071
 # Debian packages the build, the tests and the benchmark need; installed when missing.
-BUILD_PACKAGES := 
+BUILD_PACKAGES := libhiredis-dev pkg-config
 BENCH_PACKAGES := wrk curl
 
 .PHONY: run build release test bench package clean deps

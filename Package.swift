@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .target(
@@ -37,11 +39,25 @@ let package = Package(
             ],
             path: "Runtime"
         ),
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Functions/CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
         .target(
             name: "Functions",
-            dependencies: ["FunctionRuntime"],
+            dependencies: [
+                "FunctionRuntime",
+                "CHiredis",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Functions",
-            exclude: ["Main"]
+            exclude: ["Main", "CHiredis"]
         ),
         .executableTarget(
             name: "fnhost",
@@ -59,7 +75,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FunctionsTests",
-            dependencies: ["Functions", "FunctionRuntime"],
+            dependencies: [
+                "Functions", "FunctionRuntime",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             path: "Tests/FunctionsTests"
         ),
         .testTarget(

@@ -7,7 +7,7 @@ struct FnHost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fnhost",
         abstract: "A Swift function host in the Azure Functions shape.",
-        subcommands: [Start.self, Serve.self, Package.self])
+        subcommands: [Start.self, Serve.self, Package.self, Token.self, DevHost.self])
 }
 
 struct Start: AsyncParsableCommand {
@@ -44,5 +44,55 @@ struct Package: AsyncParsableCommand {
     func run() async throws {
         let logger = HostCLI.bootstrapLogging()
         try await HostCLI.package(options, module: FunctionHostModule(), logger: logger)
+    }
+}
+
+struct Token: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Development only: print a token signed by the built-in development host (last line of stdout).")
+
+    @Option(help: "Tenant id (the token's tenant_id claim).") var tenant: String
+    @Option(help: "User id (the token's sub claim).") var user: String
+    @Option(help: "Email claim (default: USER@TENANT.example).") var email: String?
+    @Flag(help: "Authenticated with MFA (amr contains mfa; the RBAC answer reports assurance high).") var mfa = false
+    @Option(name: .customLong("perm"), help: "A permission the development host grants (repeatable).") var permissions: [String] = []
+    @Option(name: .customLong("group"), help: "A group in the token and the RBAC answer (repeatable).") var groups: [String] = []
+    @Flag(name: .customLong("super-admin"), help: "Set platform_super_admin: true.") var superAdmin = false
+    @Option(help: "Lifetime in seconds (at most 14400).") var ttl: Int = 3600
+    @Option(name: .customLong("script-root"), help: "The project folder (holds .fnhost/dev-host).") var scriptRoot: String = "."
+
+    func run() throws {
+        do {
+            print(try DevHostCommands.token(
+                scriptRoot: scriptRoot, tenant: tenant, user: user, email: email, mfa: mfa, permissions: permissions,
+                groups: groups, superAdmin: superAdmin, ttl: ttl))
+        } catch {
+            throw ValidationError(String(describing: error))
+        }
+    }
+}
+
+struct DevHost: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev-host",
+        abstract: "Development only: switches of the built-in development host.",
+        subcommands: [RotateKey.self, RBACFail.self, RBACRestore.self])
+
+    struct RotateKey: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Sign new tokens with a new key (the old one stays published).")
+        @Option(name: .customLong("script-root")) var scriptRoot: String = "."
+        func run() throws { try DevHostCommands.rotateKey(scriptRoot: scriptRoot) }
+    }
+
+    struct RBACFail: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rbac-fail", abstract: "Make the RBAC endpoint fail (try degradation).")
+        @Option(name: .customLong("script-root")) var scriptRoot: String = "."
+        func run() throws { try DevHostCommands.setRBACFailing(true, scriptRoot: scriptRoot) }
+    }
+
+    struct RBACRestore: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rbac-restore", abstract: "Make the RBAC endpoint answer again.")
+        @Option(name: .customLong("script-root")) var scriptRoot: String = "."
+        func run() throws { try DevHostCommands.setRBACFailing(false, scriptRoot: scriptRoot) }
     }
 }

@@ -101,9 +101,15 @@ public struct FunctionHost: Sendable {
             throw StartupError(description: error.description)
         }
 
+        let registry = PrometheusCollectorRegistry()
         var context = ModuleContext(
-            settings: settings, environment: deployment, mode: options.mode, logger: logger, secrets: secrets)
-        try await module.configure(&context)
+            settings: settings, environment: deployment, mode: options.mode, logger: logger, secrets: secrets,
+            metricsFactory: PrometheusMetricsFactory(registry: registry), scriptRoot: options.scriptRoot)
+        do {
+            try await module.configure(&context)
+        } catch let error as ModuleConfigurationError {
+            throw StartupError(description: error.description)
+        }
         let catalog: FunctionCatalog
         do {
             catalog = try FunctionCatalog(specs: specs, registry: context.functions, timeZone: timeZone)
@@ -111,7 +117,7 @@ public struct FunctionHost: Sendable {
             throw StartupError(description: error.description)
         }
 
-        let metrics = FunctionMetrics(catalog: catalog, registry: PrometheusCollectorRegistry())
+        let metrics = FunctionMetrics(catalog: catalog, registry: registry)
         let invoker = FunctionInvoker(catalog: catalog, metrics: metrics, logger: logger)
         let scheduler = TimerScheduler(
             invoker: invoker, monitor: context.scheduleMonitor ?? InMemoryScheduleMonitor(), timeZone: timeZone,
@@ -127,7 +133,7 @@ public struct FunctionHost: Sendable {
         let front = HTTPFront(
             invoker: invoker,
             runtimeEndpoints: RuntimeEndpoints(invoker: invoker, metricsAccess: metricsAccess, admin: admin),
-            mode: options.mode, logger: logger)
+            internalEndpoints: context.internalEndpoints, mode: options.mode, logger: logger)
         let port: Int
         switch options.mode {
         case .emulator:

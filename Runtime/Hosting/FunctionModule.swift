@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import ServiceLifecycle
 
@@ -14,6 +15,8 @@ public struct ModuleContext: Sendable {
     public let environment: DeploymentEnvironment
     public let mode: HostingMode
     public let logger: Logger
+    /// The folder holding function.json; project-local state (e.g. the development host's) lives below it.
+    public let scriptRoot: String
     /// The configured secrets provider, then the app settings.
     public let secrets: Secrets
     public var functions = FunctionRegistry()
@@ -21,10 +24,21 @@ public struct ModuleContext: Sendable {
     public var services: [any Service] = []
     /// Replaces the in-memory schedule monitor, e.g. with one shared through a database.
     public var scheduleMonitor: (any ScheduleMonitor)?
+    /// Where the module's own metrics go (the host's Prometheus registry).
+    public let metricsFactory: any MetricsFactory
+    /// Endpoints outside the manifest served under a path prefix (e.g. the development host).
+    public private(set) var internalEndpoints: [(prefix: String, handler: any HTTPFunction)] = []
+
+    public mutating func addInternalEndpoint(prefix: String, handler: some HTTPFunction) {
+        internalEndpoints.append((prefix, handler))
+    }
 
     public init(
-        settings: Settings, environment: DeploymentEnvironment, mode: HostingMode, logger: Logger, secrets: Secrets? = nil
+        settings: Settings, environment: DeploymentEnvironment, mode: HostingMode, logger: Logger, secrets: Secrets? = nil,
+        metricsFactory: (any MetricsFactory)? = nil, scriptRoot: String = "."
     ) {
+        self.scriptRoot = scriptRoot
+        self.metricsFactory = metricsFactory ?? NOOPMetricsHandler.instance
         self.settings = settings
         self.environment = environment
         self.mode = mode
@@ -47,4 +61,10 @@ public protocol FunctionModule: Sendable {
 
 extension FunctionModule {
     public var requiredSecrets: [String] { [] }
+}
+
+/// A module's refusal to start (bad or missing settings); reported as one line.
+public struct ModuleConfigurationError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

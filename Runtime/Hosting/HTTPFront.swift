@@ -49,12 +49,17 @@ public struct HTTPFront: HTTPResponder {
 
     let invoker: FunctionInvoker
     let runtimeEndpoints: RuntimeEndpoints
+    let internalEndpoints: [(prefix: String, handler: any HTTPFunction)]
     let mode: HostingMode
     let logger: Logger
 
-    init(invoker: FunctionInvoker, runtimeEndpoints: RuntimeEndpoints, mode: HostingMode, logger: Logger) {
+    init(
+        invoker: FunctionInvoker, runtimeEndpoints: RuntimeEndpoints,
+        internalEndpoints: [(prefix: String, handler: any HTTPFunction)] = [], mode: HostingMode, logger: Logger
+    ) {
         self.invoker = invoker
         self.runtimeEndpoints = runtimeEndpoints
+        self.internalEndpoints = internalEndpoints
         self.mode = mode
         self.logger = logger
     }
@@ -82,6 +87,24 @@ public struct HTTPFront: HTTPResponder {
                 endpoint, method: request.method, path: path, headers: request.headers, body: body,
                 isFromLoopback: context.isFromLoopback, requestID: requestID)
             return Self.response(functionResponse)
+        }
+        for endpoint in internalEndpoints where path.hasPrefix(endpoint.prefix) {
+            let body: ByteBuffer
+            switch await collectBody(request) {
+            case .success(let collected): body = collected
+            case .failure(let error): return Self.response(.error(error, requestID: requestID))
+            }
+            let internalRequest = FunctionRequest(
+                functionName: endpoint.prefix, method: request.method, path: path,
+                query: uri.query.map { QueryItems(parsing: Substring($0)) } ?? QueryItems(), headers: request.headers,
+                body: body, requestID: requestID, logger: logger)
+            do {
+                return Self.response(try await endpoint.handler.handle(internalRequest))
+            } catch let error as FunctionError {
+                return Self.response(.error(error, requestID: requestID))
+            } catch {
+                return Self.response(.error(.internalError, requestID: requestID))
+            }
         }
         return await routed(request, path: path, requestID: requestID)
     }

@@ -113,7 +113,11 @@ import Testing
             manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
         let process = try FnhostProcess.start(
             arguments: ["start", "--port", "0", "--script-root", root],
-            environment: ["ENVIRONMENT": "production", "SECRETS_PROVIDER": "files:\(secrets.path)", "LOG_LEVEL": "trace"])
+            environment: [
+                "ENVIRONMENT": "production", "SECRETS_PROVIDER": "files:\(secrets.path)", "LOG_LEVEL": "trace",
+                "JWT_ISSUER": "https://host.example", "JWT_AUDIENCE": "fnhost", "HOST_RBAC_API_URL": "https://host.example/api",
+                "HOST_EMAIL_API": "https://host.example/api",
+            ])
         defer { process.terminate() }
         let port = try await process.waitForPort()
         let (denied, _, _) = try await HTTP.get("http://127.0.0.1:\(port)/metrics")

@@ -11,6 +11,10 @@ import Testing
         .deletingLastPathComponent().path
 
     static let allSecrets = Dictionary(uniqueKeysWithValues: FunctionHostModule().requiredSecrets.map { ($0, "value-of-\($0)") })
+        .merging([
+            "HOST_JWKS_URI": "https://host.example/.well-known/jwks.json", "JWT_ISSUER": "https://host.example",
+            "JWT_AUDIENCE": "fnhost", "HOST_RBAC_API_URL": "https://host.example/api", "HOST_EMAIL_API": "https://host.example/api",
+        ]) { $1 }
 
     @Test(arguments: ["development", "staging", "production"])
     func repositoryManifestMatchesTheModule(environment: String) async throws {

@@ -1,0 +1,70 @@
+import FunctionRuntime
+import JWTKit
+
+/// The claims of a host-issued token (SPEC §5), decoded loosely so a missing claim is reported
+/// as a reason rather than a decoding failure.
+struct HostClaims: JWTPayload, Sendable {
+    var iss: String?
+    var aud: AudienceValue?
+    var sub: String?
+    var email: String?
+    var tenantID: String?
+    var exp: Double?
+    var iat: Double?
+    var nbf: Double?
+    var amr: [String]?
+    var groups: [String]?
+    var platformSuperAdmin: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case iss, aud, sub, email, exp, iat, nbf, amr, groups
+        case tenantID = "tenant_id"
+        case platformSuperAdmin = "platform_super_admin"
+    }
+
+    /// `aud` as a string or an array of strings.
+    enum AudienceValue: Codable, Sendable {
+        case one(String)
+        case many([String])
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let one = try? container.decode(String.self) {
+                self = .one(one)
+            } else {
+                self = .many(try container.decode([String].self))
+            }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .one(let value): try container.encode(value)
+            case .many(let values): try container.encode(values)
+            }
+        }
+
+        func contains(_ audience: String) -> Bool {
+            switch self {
+            case .one(let value): value == audience
+            case .many(let values): values.contains(audience)
+            }
+        }
+    }
+
+    /// Claims are checked by `TokenVerifier` after the signature, with reason codes.
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+/// A caller whose token verified: who they are and which tenant they act in.
+struct Identity: Sendable, Equatable {
+    let subject: String
+    let email: String
+    let tenantID: String
+    let amr: [String]
+    let groups: [String]
+    let platformSuperAdminClaim: Bool
+    let expiresAt: Double
+    /// SHA-256 of the token, hex; identifies the token in audit without storing it.
+    let tokenHash: String
+}

@@ -1,0 +1,68 @@
+/// The module's permissions (SPEC §6). Host permissions outside this list are ignored.
+enum ModulePermission: String, Sendable, CaseIterable, Hashable {
+    case leadsRead = "LEADS_READ"
+    case leadsWrite = "LEADS_WRITE"
+    case leadsDelete = "LEADS_DELETE"
+    case exportsExecute = "EXPORTS_EXECUTE"
+    case auditRead = "AUDIT_READ"
+    case emailSend = "EMAIL_SEND"
+}
+
+/// One row of the `module_permissions` allowlist.
+struct PermissionRule: Sendable, Equatable {
+    let permission: ModulePermission
+    let readOnly: Bool
+    let stepUp: Bool
+}
+
+/// The allowlist as data. Seeded from SPEC §6 until the store's `module_permissions` table
+/// replaces the source (same rows, loaded at start-up).
+struct PermissionAllowlist: Sendable {
+    let rules: [ModulePermission: PermissionRule]
+
+    static let specification = PermissionAllowlist(rules: [
+        .leadsRead: PermissionRule(permission: .leadsRead, readOnly: true, stepUp: false),
+        .leadsWrite: PermissionRule(permission: .leadsWrite, readOnly: false, stepUp: false),
+        .leadsDelete: PermissionRule(permission: .leadsDelete, readOnly: false, stepUp: true),
+        .exportsExecute: PermissionRule(permission: .exportsExecute, readOnly: false, stepUp: true),
+        .auditRead: PermissionRule(permission: .auditRead, readOnly: true, stepUp: false),
+        .emailSend: PermissionRule(permission: .emailSend, readOnly: false, stepUp: false),
+    ])
+
+    /// Host permission names → module permissions; unknown names dropped.
+    func filter(_ names: [String]) -> Set<ModulePermission> {
+        Set(names.compactMap { ModulePermission(rawValue: $0) }.filter { rules[$0] != nil })
+    }
+
+    var all: Set<ModulePermission> { Set(rules.keys) }
+}
+
+/// What a function requires, declared next to it (not coded inside the handler).
+struct FunctionPolicy: Sendable {
+    enum Requirement: Sendable {
+        case permission(ModulePermission)
+        case anyOf([ModulePermission])
+    }
+
+    let requirement: Requirement
+
+    static func requires(_ permission: ModulePermission) -> FunctionPolicy {
+        FunctionPolicy(requirement: .permission(permission))
+    }
+
+    static func requiresAny(_ permissions: [ModulePermission]) -> FunctionPolicy {
+        FunctionPolicy(requirement: .anyOf(permissions))
+    }
+
+    var permissions: [ModulePermission] {
+        switch requirement {
+        case .permission(let permission): [permission]
+        case .anyOf(let permissions): permissions
+        }
+    }
+
+    /// Read-only when every permission that could grant it is read-only (a stale RBAC entry may serve it).
+    func isReadOnly(in allowlist: PermissionAllowlist) -> Bool {
+        permissions.allSatisfy { allowlist.rules[$0]?.readOnly == true }
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+import FunctionRuntime
+
+/// `fnhost token` and `fnhost dev-host …`: development only.
+public enum DevHostCommands {
+    public struct Refused: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// ENVIRONMENT from the process or `local.settings.json` under the script root must be development.
+    static func store(scriptRoot: String) throws -> DevHostStore {
+        let local = try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
+        let settings = Settings.layered(local.values, ProcessInfo.processInfo.environment)
+        guard try settings.deploymentEnvironment() == .development else {
+            throw Refused(description: "the development host is refused outside ENVIRONMENT=development")
+        }
+        return DevHostStore(scriptRoot: scriptRoot)
+    }
+
+    /// Records the user's tenant, permissions and assurance, and returns a token the emulator accepts.
+    public static func token(
+        scriptRoot: String, tenant: String, user: String, email: String?, mfa: Bool, permissions: [String],
+        groups: [String], superAdmin: Bool, ttl: Int
+    ) throws -> String {
+        guard (1...14_400).contains(ttl) else { throw Refused(description: "--ttl must be 1…14400 seconds") }
+        let store = try store(scriptRoot: scriptRoot)
+        let address = email ?? "\(user)@\(tenant).example"
+        try store.update { directory in
+            directory.tenants[tenant, default: [:]][user] = DevHostStore.User(
+                email: address, permissions: permissions, groups: groups, mfa: mfa)
+        }
+        return try store.mint(tenant: tenant, user: user, email: address, mfa: mfa, groups: groups, superAdmin: superAdmin, ttl: ttl)
+    }
+
+    public static func rotateKey(scriptRoot: String) throws {
+        try store(scriptRoot: scriptRoot).rotateKey()
+    }
+
+    public static func setRBACFailing(_ failing: Bool, scriptRoot: String) throws {
+        try store(scriptRoot: scriptRoot).update { $0.rbacFailing = failing }
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import FunctionRuntime
+import Logging
+import ServiceLifecycle
+
+/// Builds the module's shared machinery once from settings: the cache (Redis or in-process),
+/// the token verifier, RBAC and the authorizer — against the real host, or the development
+/// host when `ENVIRONMENT=development` and no `HOST_*` setting is given.
+struct ModuleSetup: Sendable {
+    let cache: any KeyValueCache
+    let rbac: RBACService
+    let security: Security
+    let audit: any AuditSink
+    let devHost: DevHostStore?
+
+    static func make(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError) -> ModuleSetup {
+        let settings = context.settings
+        let logger = context.logger
+        let audit = LogAuditSink(logger: logger)
+
+        let cache: any KeyValueCache
+        var redis: RedisClient?
+        if let url = settings.nonEmpty("REDIS_URL") {
+            do {
+                let client = RedisClient(endpoint: try RedisEndpoint(url: url))
+                context.services.append(client)
+                cache = RedisCache(client: client)
+                redis = client
+            } catch {
+                throw ModuleConfigurationError("REDIS_URL: \(error.description)")
+            }
+        } else {
+            cache = InProcessCache()
+        }
+
+        let hostNames = ["HOST_JWKS_URI", "HOST_RBAC_API_URL", "HOST_EMAIL_API"]
+        let hostConfigured = hostNames.contains { settings.nonEmpty($0) != nil }
+        let useDevHost = context.environment == .development && !hostConfigured
+        let jwksSource: JWKSSource
+        let rbacSource: any RBACSource
+        let issuer: String
+        let audience: String
+        var devHost: DevHostStore?
+        if useDevHost {
+            let store = DevHostStore(scriptRoot: scriptRoot)
+            devHost = store
+            jwksSource = JWKSSource(cacheKey: "dev-host:" + scriptRoot) { (try store.jwks(), .seconds(60)) }
+            rbacSource = DevHostRBAC(store: store)
+            issuer = settings.nonEmpty("JWT_ISSUER") ?? DevHostStore.issuer
+            audience = settings.nonEmpty("JWT_AUDIENCE") ?? DevHostStore.audience
+            context.addInternalEndpoint(prefix: DevHostEndpoints.prefix, handler: DevHostEndpoints(store: store))
+            logger.info("development host active", metadata: ["state": .string(store.folder.path)])
+        } else {
+            let jwksURI: String?
+            do {
+                jwksURI = try await context.secrets.secret(named: "HOST_JWKS_URI")
+            } catch {
+                throw ModuleConfigurationError(error.description)
+            }
+            guard let jwksURI, let jwksURL = URL(string: jwksURI), OutboundHTTP.isAllowedTarget(jwksURL) else {
+                throw ModuleConfigurationError("HOST_JWKS_URI must be set to an https URL")
+            }
+            guard let configuredIssuer = settings.nonEmpty("JWT_ISSUER"), let configuredAudience = settings.nonEmpty("JWT_AUDIENCE") else {
+                throw ModuleConfigurationError("JWT_ISSUER and JWT_AUDIENCE must be set")
+            }
+            guard let rbacURL = settings.nonEmpty("HOST_RBAC_API_URL"), let parsed = URL(string: rbacURL), OutboundHTTP.isAllowedTarget(parsed) else {
+                throw ModuleConfigurationError("HOST_RBAC_API_URL must be set to an https URL")
+            }
+            let apiKey: String?
+            do {
+                apiKey = try await context.secrets.secret(named: "HOST_RBAC_API_KEY")
+            } catch {
+                throw ModuleConfigurationError(error.description)
+            }
+            jwksSource = .http(uri: jwksURI)
+            rbacSource = HostRBACClient(baseURL: rbacURL, apiKey: apiKey)
+            issuer = configuredIssuer
+            audience = configuredAudience
+        }
+
+        let rbac = RBACService(
+            source: rbacSource, cache: cache, audit: audit, logger: logger,
+            defaultTTL: Double(try seconds(settings, "RBAC_CACHE_TTL_SECONDS", default: 180)),
+            staleMax: Double(try seconds(settings, "RBAC_STALE_MAX_SECONDS", default: 600)))
+        if let redis {
+            context.services.append(
+                redis.subscribe(channel: RBACService.purgeChannel, logger: logger) { message in rbac.applyPurgeMessage(message) })
+        }
+        let verifier = TokenVerifier(
+            jwks: JWKSCache(source: jwksSource, sharedCache: cache, logger: logger), issuer: issuer, audience: audience)
+        let authorizer = Authorizer(
+            allowlist: .specification, rbac: rbac, audit: audit, environment: context.environment,
+            superAdminGroup: settings.nonEmpty("SUPER_ADMIN_GROUP") ?? "Leaderboard_SuperAdmins",
+            stagingAdminEmails: (settings["STAGING_PLATFORM_ADMIN_EMAILS"] ?? "").split(separator: ",").map(String.init),
+            metrics: context.metricsFactory)
+        return ModuleSetup(
+            cache: cache, rbac: rbac, security: Security(verifier: verifier, authorizer: authorizer, metrics: context.metricsFactory),
+            audit: audit, devHost: devHost)
+    }
+
+    private static func seconds(_ settings: Settings, _ name: String, default value: Int) throws(ModuleConfigurationError) -> Int {
+        guard let text = settings.nonEmpty(name) else { return value }
+        guard let parsed = Int(text), parsed >= 0 else { throw ModuleConfigurationError("\(name) must be a whole number of seconds") }
+        return parsed
+    }
+}
