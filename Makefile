@@ -24,7 +24,7 @@ run: build
 ## Every test: unit, in-process HTTP, and end-to-end against the real fnhost binary.
 test: deps
 	$(SWIFT) build --build-tests
-	FNHOST_BIN=$(CURDIR)/.build/debug/fnhost $(SWIFT) test
+	FNHOST_BIN=$(CURDIR)/.build/debug/fnhost scripts/with-services.sh $(SWIFT) test
 
 ## Throughput and latency on loopback with wrk (release build); see docs/benchmarks.md.
 bench: release

@@ -1,0 +1,306 @@
+import Foundation
+import FunctionRuntime
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+@testable import Functions
+
+/// Token validation, RBAC caching and degradation, step-up and super admin, through real HTTP:
+/// a stand-in host (JWKS + RBAC) and the module's guard in front of test-only probe functions.
+@Suite struct TokenValidationTests {
+    @Test func everyInvalidTokenIs401WithTheChallenge() async throws {
+        let key = try TestKey.make(kid: "k1")
+        let other = try TestKey.make(kid: "k1")  // same kid, different key: a forged signature
+        let weak = try TestKey.make(kid: "weak", bits: 1024)
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key], extra: [weak.jwk])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"]))
+            let good = try Tokens.make(Tokens.claims(), signing: .rs256(key))
+            let (status, body, _) = try await client.call(.get, "/probe/read", token: good)
+            #expect(status == .ok)
+            #expect(body["tenant"] == "t-acme")
+
+            let publicPEM = Array(key.key.publicKey.pemRepresentation.utf8)
+            let now = Date().timeIntervalSince1970
+            let cases: [(String, String?)] = [
+                ("missing", nil),
+                ("garbage", "not.a.jwt"),
+                ("two parts", "abc.def"),
+                ("expired", try Tokens.make(Tokens.claims(lifetime: 600, issuedAgo: 700), signing: .rs256(key))),
+                ("lifetime over 4 h", try Tokens.make(Tokens.claims(lifetime: 14_401), signing: .rs256(key))),
+                ("far-future exp without iat", try Tokens.make(Tokens.claims().merging(["iat": .null]) { $1 }, signing: .rs256(key))),
+                ("iat in the future", try Tokens.make(Tokens.claims(issuedAgo: -300), signing: .rs256(key))),
+                ("nbf in the future", try Tokens.make(Tokens.claims(extra: ["nbf": .number(now + 300)]), signing: .rs256(key))),
+                ("wrong iss", try Tokens.make(Tokens.claims(extra: ["iss": .string("https://evil.test")]), signing: .rs256(key))),
+                ("aud missing", try Tokens.make(Tokens.claims().filter { $0.key != "aud" }, signing: .rs256(key))),
+                ("aud other", try Tokens.make(Tokens.claims(extra: ["aud": .string("someone-else")]), signing: .rs256(key))),
+                ("aud empty array", try Tokens.make(Tokens.claims(extra: ["aud": .array([])]), signing: .rs256(key))),
+                ("alg none", try Tokens.make(Tokens.claims(), signing: .none)),
+                ("HS256 with the public key", try Tokens.make(Tokens.claims(), signing: .hs256(publicPEM),
+                    header: ["alg": .string("HS256"), "kid": .string("k1"), "typ": .string("JWT")])),
+                ("RS512", try Tokens.make(Tokens.claims(), signing: .rs512(key))),
+                ("PS256", try Tokens.make(Tokens.claims(), signing: .ps256(key))),
+                ("missing kid", try Tokens.make(Tokens.claims(), signing: .rs256(key), header: ["alg": .string("RS256")])),
+                ("forged signature", try Tokens.make(Tokens.claims(), signing: .rs256(other))),
+                ("1024-bit key", try Tokens.make(Tokens.claims(), signing: .rs256(weak))),
+                ("missing tenant_id", try Tokens.make(Tokens.claims(tenant: nil), signing: .rs256(key))),
+                ("missing email", try Tokens.make(Tokens.claims(email: nil), signing: .rs256(key))),
+                ("missing sub", try Tokens.make(Tokens.claims(sub: nil), signing: .rs256(key))),
+                ("over 8 KiB", try Tokens.make(Tokens.claims(extra: ["pad": .string(String(repeating: "x", count: 8 * 1024))]), signing: .rs256(key))),
+            ]
+            for (name, token) in cases {
+                let (status, body, headers) = try await client.call(.get, "/probe/read", token: token)
+                #expect(status == .unauthorized, "\(name)")
+                #expect(body["code"] == "UNAUTHENTICATED", "\(name)")
+                #expect(headers[.wwwAuthenticate] == #"Bearer error="invalid_token""#, "\(name)")
+            }
+            let (basic, _, _) = try await client.execute(uri: "/probe/read", method: .get, headers: [.authorization: "Basic dTpw"]) {
+                ($0.status, 0, 0)
+            }
+            #expect(basic == .unauthorized)
+            #expect(await host.state.jwksFetches <= 3, "junk kids must not hammer the host")
+        }
+    }
+
+    @Test func audienceArrayContainingOursIsAccepted() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"]))
+            let token = try Tokens.make(
+                Tokens.claims(extra: ["aud": .array([.string("other"), .string(Tokens.audience)])]), signing: .rs256(key))
+            let status1 = try await client.call(.get, "/probe/read", token: token).0
+            #expect(status1 == .ok)
+            let leeway = try Tokens.make(Tokens.claims(lifetime: 600, issuedAgo: 630), signing: .rs256(key))
+            let status2 = try await client.call(.get, "/probe/read", token: leeway).0
+            #expect(status2 == .ok, "expired 30 s ago is within the 60 s leeway")
+        }
+    }
+
+    @Test func unknownKidRefetchesOnceThenNotAgainWithin30Seconds() async throws {
+        let key = try TestKey.make(kid: "k1")
+        let stranger = try TestKey.make(kid: "unknown-kid")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"]))
+            let status3 = try await client.call(.get, "/probe/read", token: try Tokens.make(Tokens.claims(), signing: .rs256(key))).0
+            #expect(status3 == .ok)
+            #expect(await host.state.jwksFetches == 1)
+            let strange = try Tokens.make(Tokens.claims(), signing: .rs256(stranger))
+            let status4 = try await client.call(.get, "/probe/read", token: strange).0
+            #expect(status4 == .unauthorized)
+            #expect(await host.state.jwksFetches == 2, "one refetch for the unknown kid")
+            for _ in 0..<5 {
+                let status5 = try await client.call(.get, "/probe/read", token: strange).0
+                #expect(status5 == .unauthorized)
+            }
+            #expect(await host.state.jwksFetches == 2, "no second fetch within 30 s")
+        }
+    }
+
+    @Test func keyRotationIsPickedUp() async throws {
+        let first = try TestKey.make(kid: "k1")
+        let second = try TestKey.make(kid: "k2")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [first])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"]))
+            let status6 = try await client.call(.get, "/probe/read", token: try Tokens.make(Tokens.claims(), signing: .rs256(first))).0
+            #expect(status6 == .ok)
+            await host.state.set(keys: [second, first])
+            let status7 = try await client.call(.get, "/probe/read", token: try Tokens.make(Tokens.claims(), signing: .rs256(second))).0
+            #expect(status7 == .ok)
+            #expect(await host.state.jwksFetches == 2)
+        }
+    }
+}
+
+@Suite struct AuthorizationTests {
+    private static func token(_ key: TestKey, extra: [String: JSONValue] = [:]) throws -> String {
+        try Tokens.make(Tokens.claims(extra: extra), signing: .rs256(key))
+    }
+
+    @Test func freshAnswersAreCachedAndHostTTLIsHonoured() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"], ttlSeconds: 1))
+            let token = try Self.token(key)
+            let status8 = try await client.call(.get, "/probe/read", token: token).0
+            #expect(status8 == .ok)
+            let status9 = try await client.call(.get, "/probe/read", token: token).0
+            #expect(status9 == .ok)
+            #expect(await host.state.rbacFetches == 1, "second request served from cache")
+            #expect(await host.state.lastRBACAuthorization == "Bearer rbac-api-key-value")
+            try await Task.sleep(for: .milliseconds(1200))
+            let status10 = try await client.call(.get, "/probe/read", token: token).0
+            #expect(status10 == .ok)
+            #expect(await host.state.rbacFetches == 2, "ttl_seconds: 1 expired, so the host is asked again")
+        }
+    }
+
+    @Test func hostDownServesStaleToReadsOnlyAndNothingWithoutAnEntry() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(
+                answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ", "LEADS_WRITE"], ttlSeconds: 1))
+            let token = try Self.token(key)
+            let status11 = try await client.call(.get, "/probe/read", token: token).0
+            #expect(status11 == .ok)
+            let status12 = try await client.call(.post, "/probe/write", token: token).0
+            #expect(status12 == .ok)
+            try await Task.sleep(for: .milliseconds(1200))
+            await host.state.set(rbacFailing: true)
+
+            let (readStatus, readBody, _) = try await client.call(.get, "/probe/read", token: token)
+            #expect(readStatus == .ok, "a stale entry serves a read-only action")
+            #expect(readBody["degraded"] == "1")
+            let (writeStatus, writeBody, _) = try await client.call(.post, "/probe/write", token: token)
+            #expect(writeStatus == .serviceUnavailable, "writes are never served from a stale entry")
+            #expect(writeBody["code"] == "RBAC_UNAVAILABLE")
+
+            let stranger = try Tokens.make(Tokens.claims(sub: "u-new"), signing: .rs256(key))
+            let (noEntry, noEntryBody, _) = try await client.call(.get, "/probe/read", token: stranger)
+            #expect(noEntry == .serviceUnavailable, "no usable entry: 503, never 403")
+            #expect(noEntryBody["code"] == "RBAC_UNAVAILABLE")
+        }
+    }
+
+    @Test func concurrentMissesShareOneHostCall() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"]))
+            await host.state.set(rbacDelay: .milliseconds(400))
+            let token = try Self.token(key)
+            // Warm the key set so every request below reaches RBAC at about the same time.
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "warm", permissions: ["LEADS_READ"]))
+            _ = try await client.call(.get, "/probe/read", token: try Tokens.make(Tokens.claims(sub: "warm"), signing: .rs256(key)))
+            let before = await host.state.rbacFetches
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<50 { group.addTask { try await client.call(.get, "/probe/read", token: token).0 } }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.allSatisfy { $0 == .ok })
+            #expect(await host.state.rbacFetches - before == 1)
+        }
+    }
+
+    @Test func unknownHostPermissionsAreIgnored() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(
+                answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ", "ADMIN_EVERYTHING", "leads_write"]))
+            let token = try Self.token(key)
+            let status13 = try await client.call(.get, "/probe/read", token: token).0
+            #expect(status13 == .ok)
+            let (status, body, _) = try await client.call(.post, "/probe/write", token: token)
+            #expect(status == .forbidden)
+            #expect(body["code"] == "PERMISSION_DENIED")
+        }
+    }
+
+    @Test func stepUpViaAmrOrAssuranceElseChallenge() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_DELETE"]))
+            let (status, body, headers) = try await client.call(.delete, "/probe/delete", token: try Self.token(key))
+            #expect(status == .forbidden)
+            #expect(body["code"] == "STEP_UP_REQUIRED")
+            #expect(headers[.wwwAuthenticate] == #"Bearer error="insufficient_user_authentication""#)
+
+            let mfa = try Self.token(key, extra: ["amr": .array([.string("pwd"), .string("mfa")])])
+            let status14 = try await client.call(.delete, "/probe/delete", token: mfa).0
+            #expect(status14 == .ok)
+
+            await host.state.set(answer: RBACAnswer(
+                tenantID: "t-acme", userID: "u-mfa", permissions: ["LEADS_DELETE"], assurance: .init(mfa: true, level: nil)))
+            let viaAssurance = try Tokens.make(Tokens.claims(sub: "u-mfa"), signing: .rs256(key))
+            let status15 = try await client.call(.delete, "/probe/delete", token: viaAssurance).0
+            #expect(status15 == .ok)
+
+            await host.state.set(answer: RBACAnswer(
+                tenantID: "t-acme", userID: "u-high", permissions: ["LEADS_DELETE"], assurance: .init(mfa: false, level: "high")))
+            let viaLevel = try Tokens.make(Tokens.claims(sub: "u-high"), signing: .rs256(key))
+            let status16 = try await client.call(.delete, "/probe/delete", token: viaLevel).0
+            #expect(status16 == .ok)
+        }
+    }
+
+    @Test func superAdminViaClaimOrGroupHoldsEveryPermission() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run { host, client, _ in
+            await host.state.set(keys: [key])
+            let claim = try Self.token(key, extra: ["platform_super_admin": .bool(true)])
+            let (status, body, _) = try await client.call(.post, "/probe/write", token: claim)
+            #expect(status == .ok)
+            #expect(body["super_admin"] == "1")
+            let (stepUp, _, _) = try await client.call(.delete, "/probe/delete", token: claim)
+            #expect(stepUp == .forbidden, "step-up still applies to a super admin")
+
+            let tokenGroup = try Self.token(key, extra: ["groups": .array([.string("Leaderboard_SuperAdmins")])])
+            let status17 = try await client.call(.post, "/probe/write", token: tokenGroup).0
+            #expect(status17 == .ok)
+
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-group", permissions: [], groups: ["Leaderboard_SuperAdmins"]))
+            let rbacGroup = try Tokens.make(Tokens.claims(sub: "u-group"), signing: .rs256(key))
+            let status18 = try await client.call(.post, "/probe/write", token: rbacGroup).0
+            #expect(status18 == .ok)
+
+            let plain = try Tokens.make(Tokens.claims(sub: "u-plain"), signing: .rs256(key))
+            let status19 = try await client.call(.post, "/probe/write", token: plain).0
+            #expect(status19 == .forbidden)
+        }
+    }
+
+    @Test func stagingOverrideIsAuditedAndIgnoredInProduction() async throws {
+        let key = try TestKey.make(kid: "k1")
+        let logs = LogCapture()
+        try await IdentityHarness.run(
+            extra: ["ENVIRONMENT": "staging", "STAGING_PLATFORM_ADMIN_EMAILS": "someone@else.example, ADA@acme.example"],
+            logs: logs.logger
+        ) { host, client, _ in
+            await host.state.set(keys: [key])
+            let (status, body, _) = try await client.call(.post, "/probe/write", token: try Self.token(key))
+            #expect(status == .ok)
+            #expect(body["super_admin"] == "1")
+        }
+        let audit = logs.lines.filter { $0["audit_event"] as? String == "PLATFORM_ADMIN_STAGING_OVERRIDE" }
+        #expect(audit.count == 1)
+        #expect(audit.first?["severity"] as? String == "high")
+
+        try await IdentityHarness.run(
+            extra: ["ENVIRONMENT": "production", "STAGING_PLATFORM_ADMIN_EMAILS": "ada@acme.example"]
+        ) { host, client, _ in
+            await host.state.set(keys: [key])
+            let status20 = try await client.call(.post, "/probe/write", token: try Self.token(key)).0
+            #expect(status20 == .forbidden)
+        }
+    }
+}
+
+/// JSON log lines captured to a file.
+final class LogCapture: Sendable {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-logs-\(UUID().uuidString)").path
+    let sink: LogSink
+
+    init() {
+        sink = LogSink(fileDescriptor: open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600))
+    }
+
+    var logger: Logger {
+        let sink = sink
+        return Logger(label: "test") { label in JSONLogHandler(label: label, sink: sink, level: .debug) }
+    }
+
+    var lines: [[String: Any]] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+}
