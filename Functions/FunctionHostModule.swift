@@ -17,8 +17,8 @@ public struct FunctionHostModule: FunctionModule {
     }
 
     public func configure(_ context: inout ModuleContext) async throws {
-        _ = try await ModuleSetup.make(&context, scriptRoot: context.scriptRoot)
+        let setup = try await ModuleSetup.make(&context, scriptRoot: context.scriptRoot)
         context.functions.register("Health", http: Health())
-        context.functions.register("HealthReady", http: HealthReady(checks: []))
+        context.functions.register("HealthReady", http: HealthReady(checks: [CacheReadiness(cache: setup.cache)]))
     }
 }

@@ -206,6 +206,7 @@ struct ProbeModule: FunctionModule {
 
 final class ProbeModuleBox: Sendable {
     let captured = Mutex<ModuleSetup?>(nil)
+    let hostPort = Mutex(0)
     var module: ProbeModule { ProbeModule(box: self) }
     var setup: ModuleSetup? { captured.withLock { $0 } }
 }
@@ -238,6 +239,7 @@ enum IdentityHarness {
         try await host.application().test(.live) { hostClient in
             let port = hostClient.port ?? 0
             let box = ProbeModuleBox()
+            box.hostPort.withLock { $0 = port }
             let functionHost = try await FunctionHost.build(
                 options: .init(scriptRoot: try scriptRoot(), port: 0), module: box.module,
                 environment: hostSettings(port, extra: extra), logger: logs)

@@ -1,0 +1,117 @@
+import Foundation
+import FunctionRuntime
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import Testing
+
+@testable import Functions
+
+/// Against a real Redis started by scripts/with-services.sh (`make test` sets FNHOST_TEST_REDIS_URL).
+enum TestRedis {
+    static func url() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["FNHOST_TEST_REDIS_URL"], !url.isEmpty else {
+            throw RedisTestError("FNHOST_TEST_REDIS_URL is not set: run the tests through `make test` (scripts/with-services.sh)")
+        }
+        return url
+    }
+
+    static func client() throws -> RedisClient {
+        RedisClient(endpoint: try RedisEndpoint(url: try url()))
+    }
+}
+
+struct RedisTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite(.serialized) struct RedisCacheTests {
+    @Test func cacheOperationsAgainstRealRedis() async throws {
+        let cache = RedisCache(client: try TestRedis.client())
+        let prefix = "test:\(UUID().uuidString):"
+        try await cache.set(prefix + "a", Array("1".utf8), ttl: .seconds(30))
+        #expect(try await cache.get(prefix + "a") == Array("1".utf8))
+        #expect(try await cache.get(prefix + "missing") == nil)
+        #expect(try await cache.setIfAbsent(prefix + "once", Array("x".utf8), ttl: .seconds(30)))
+        #expect(try await cache.setIfAbsent(prefix + "once", Array("y".utf8), ttl: .seconds(30)) == false)
+        for index in 0..<1200 { try await cache.set(prefix + "many:\(index)", [1], ttl: .seconds(30)) }
+        try await cache.set("other:\(prefix)keep", [1], ttl: .seconds(30))
+        #expect(try await cache.deletePrefix(prefix + "many:") == 1200, "SCAN visits every key, in batches")
+        #expect(try await cache.get("other:\(prefix)keep") == [1])
+        try await cache.set(prefix + "short", [1], ttl: .milliseconds(100))
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(try await cache.get(prefix + "short") == nil)
+        #expect(await cache.ping())
+    }
+
+    @Test func deadRedisFailsFastAndCountsAsUnavailable() async throws {
+        let cache = RedisCache(client: RedisClient(endpoint: try RedisEndpoint(url: "redis://127.0.0.1:1")))
+        let started = ContinuousClock.now
+        await #expect(throws: CacheUnavailable.self) { _ = try await cache.get("x") }
+        await #expect(throws: CacheUnavailable.self) { _ = try await cache.get("x") }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(await cache.ping() == false)
+    }
+
+    @Test func rbacEntriesLiveInRedisAndPurgeReachesEveryInstance() async throws {
+        let key = try TestKey.make(kid: "k1")
+        let redisURL = try TestRedis.url()
+        let tenant = "t-\(UUID().uuidString.prefix(8))"
+        try await IdentityHarness.run(extra: ["REDIS_URL": redisURL]) { host, client, box in
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: tenant, userID: "u-1", permissions: ["LEADS_READ"], ttlSeconds: 120))
+            await host.state.set(answer: RBACAnswer(tenantID: tenant, userID: "u-2", permissions: ["LEADS_READ"], ttlSeconds: 120))
+            for user in ["u-1", "u-2"] {
+                let token = try Tokens.make(Tokens.claims(tenant: tenant, sub: user), signing: .rs256(key))
+                let status = try await client.call(.get, "/probe/read", token: token).0
+                #expect(status == .ok)
+            }
+            let redis = RedisCache(client: try TestRedis.client())
+            let stored = try #require(try await redis.get("rbac:\(tenant):u-1"))
+            let entry = try JSONDecoder().decode(RBACService.Entry.self, from: Data(stored))
+            #expect(entry.answer.permissions == ["LEADS_READ"])
+            #expect(abs(entry.fetchedAt - Date().timeIntervalSince1970) < 30)
+
+            // A second instance on the same Redis reads the shared entry (and the shared JWKS): no host call.
+            let fetchesBefore = await host.state.rbacFetches
+            let jwksBefore = await host.state.jwksFetches
+            let second = ProbeModuleBox()
+            let secondHost = try await FunctionHost.build(
+                options: .init(scriptRoot: try IdentityHarness.scriptRoot(), port: 0), module: second.module,
+                environment: IdentityHarness.hostSettings(box.hostPort.withLock { $0 }, extra: ["REDIS_URL": redisURL]),
+                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+            try await secondHost.application().test(.live) { secondClient in
+                let token = try Tokens.make(Tokens.claims(tenant: tenant, sub: "u-1"), signing: .rs256(key))
+                let status = try await secondClient.call(.get, "/probe/read", token: token).0
+                #expect(status == .ok)
+            }
+            #expect(await host.state.rbacFetches == fetchesBefore)
+            #expect(await host.state.jwksFetches == jwksBefore)
+
+            // Purge one user, then the whole tenant.
+            let rbac = try #require(box.setup?.rbac)
+            #expect(try await rbac.purge(tenant: tenant, user: "u-1") == 1)
+            #expect(try await redis.get("rbac:\(tenant):u-1") == nil)
+            #expect(try await redis.get("rbac:\(tenant):u-2") != nil)
+            #expect(try await rbac.purge(tenant: tenant, user: nil) == 1)
+            #expect(try await redis.get("rbac:\(tenant):u-2") == nil)
+            let token = try Tokens.make(Tokens.claims(tenant: tenant, sub: "u-1"), signing: .rs256(key))
+            let status = try await client.call(.get, "/probe/read", token: token).0
+            #expect(status == .ok)
+            #expect(await host.state.rbacFetches == fetchesBefore + 1, "the purged entry is fetched again")
+        }
+    }
+
+    @Test func cacheOutageAloneNeverDenies() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run(extra: ["REDIS_URL": "redis://127.0.0.1:1"]) { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_WRITE"]))
+            let token = try Tokens.make(Tokens.claims(), signing: .rs256(key))
+            let status = try await client.call(.post, "/probe/write", token: token).0
+            #expect(status == .ok, "Redis down: the host answers directly")
+        }
+    }
+}
+
