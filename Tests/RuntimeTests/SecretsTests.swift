@@ -121,14 +121,15 @@ private func managedIdentity(_ base: URL) -> ManagedIdentityCredential {
     @Test func tokenIsRefreshedShortlyBeforeItExpires() async throws {
         try await withVault { standIn, base in
             await standIn.state.put("s", "s-value")
-            await standIn.state.set(tokenLifetime: 2)
-            let client = KeyVaultClient(credential: managedIdentity(base), refreshMargin: 1)
+            // expires_on is whole seconds, so leave a margin of several seconds either way.
+            await standIn.state.set(tokenLifetime: 8)
+            let client = KeyVaultClient(credential: managedIdentity(base), refreshMargin: 4)
             let value7 = try await client.secret(vault: base, name: "s")
             #expect(value7 == "s-value")
             let value8 = try await client.secret(vault: base, name: "s")
             #expect(value8 == "s-value")
             #expect(await standIn.state.tokenRequests == 1)
-            try await Task.sleep(for: .milliseconds(1500))
+            try await Task.sleep(for: .milliseconds(4500))
             let value9 = try await client.secret(vault: base, name: "s")
             #expect(value9 == "s-value")
             #expect(await standIn.state.tokenRequests == 2)
