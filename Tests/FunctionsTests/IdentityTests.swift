@@ -201,6 +201,12 @@ import Testing
             let (status, body, _) = try await client.call(.post, "/probe/write", token: token)
             #expect(status == .forbidden)
             #expect(body["code"] == "PERMISSION_DENIED")
+            _ = try await client.call(.get, "/probe/read", token: try Tokens.make(Tokens.claims(lifetime: 60, issuedAgo: 600), signing: .rs256(key)))
+            let metrics = try await client.execute(
+                uri: "/metrics", method: .get, headers: [.authorization: "Bearer metrics-token-value"]
+            ) { String(buffer: $0.body) }
+            #expect(metrics.contains(#"fnhost_authz_denials_total{reason="missing_permission"} 1"#))
+            #expect(metrics.contains(#"fnhost_auth_rejections_total{reason="expired"} 1"#))
         }
     }
 

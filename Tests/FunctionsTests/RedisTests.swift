@@ -115,3 +115,43 @@ struct RedisTestError: Error, CustomStringConvertible {
     }
 }
 
+
+@Suite(.serialized) struct CrossInstancePurgeTests {
+    @Test func purgeOnOneInstanceDropsTheOthersLocalCopyAtOnce() async throws {
+        let key = try TestKey.make(kid: "k1")
+        let redisURL = try TestRedis.url()
+        let tenant = "t-\(UUID().uuidString.prefix(8))"
+        let host = StandInHost()
+        try await host.application().test(.live) { hostClient in
+            let port = try #require(hostClient.port)
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: tenant, userID: "u-1", permissions: ["LEADS_READ"], ttlSeconds: 300))
+            let settings = IdentityHarness.hostSettings(port, extra: ["REDIS_URL": redisURL])
+            let first = ProbeModuleBox()
+            let second = ProbeModuleBox()
+            let quiet = Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }
+            let hostA = try await FunctionHost.build(
+                options: .init(scriptRoot: try IdentityHarness.scriptRoot(), port: 0), module: first.module, environment: settings, logger: quiet)
+            let hostB = try await FunctionHost.build(
+                options: .init(scriptRoot: try IdentityHarness.scriptRoot(), port: 0), module: second.module, environment: settings, logger: quiet)
+            let token = try Tokens.make(Tokens.claims(tenant: tenant, sub: "u-1"), signing: .rs256(key))
+            try await hostA.application().test(.live) { clientA in
+                try await hostB.application().test(.live) { clientB in
+                    let warmA = try await clientA.call(.get, "/probe/read", token: token).0
+                    let warmB = try await clientB.call(.get, "/probe/read", token: token).0
+                    #expect(warmA == .ok && warmB == .ok)
+                    let fetches = await host.state.rbacFetches
+                    #expect(fetches == 1, "B found A's entry in Redis")
+                    try await Task.sleep(for: .milliseconds(300))  // both subscriptions are up
+
+                    let rbacA = try #require(first.setup?.rbac)
+                    _ = try await rbacA.purge(tenant: tenant, user: "u-1")
+                    try await Task.sleep(for: .milliseconds(300))
+                    let afterPurge = try await clientB.call(.get, "/probe/read", token: token).0
+                    #expect(afterPurge == .ok)
+                    #expect(await host.state.rbacFetches == fetches + 1, "B dropped its local copy on A's purge message")
+                }
+            }
+        }
+    }
+}
