@@ -19,6 +19,14 @@ public struct FunctionHostModule: FunctionModule {
     public func configure(_ context: inout ModuleContext) async throws {
         let setup = try await ModuleSetup.make(&context, scriptRoot: context.scriptRoot)
         context.functions.register("Health", http: Health())
-        context.functions.register("HealthReady", http: HealthReady(checks: [CacheReadiness(cache: setup.cache)]))
+        context.functions.register(
+            "HealthReady", http: HealthReady(checks: [DatabaseReadiness(store: setup.store), CacheReadiness(cache: setup.cache)]))
+        let security = setup.security
+        context.functions.register("ListLeads", http: security.guarded(ListLeads(store: setup.store)))
+        context.functions.register("CreateLead", http: security.guarded(CreateLead(store: setup.store, audit: setup.audit)))
+        context.functions.register("GetLead", http: security.guarded(GetLead(store: setup.store)))
+        context.functions.register("UpdateLead", http: security.guarded(UpdateLead(store: setup.store, audit: setup.audit)))
+        context.functions.register("DeleteLead", http: security.guarded(DeleteLead(store: setup.store, audit: setup.audit)))
+        context.functions.register("ExportLeads", http: security.guarded(ExportLeads(store: setup.store, audit: setup.audit)))
     }
 }

@@ -7,6 +7,7 @@ import ServiceLifecycle
 /// the token verifier, RBAC and the authorizer — against the real host, or the development
 /// host when `ENVIRONMENT=development` and no `HOST_*` setting is given.
 struct ModuleSetup: Sendable {
+    let store: any LeadStore
     let cache: any KeyValueCache
     let rbac: RBACService
     let security: Security
@@ -93,8 +94,9 @@ struct ModuleSetup: Sendable {
             superAdminGroup: settings.nonEmpty("SUPER_ADMIN_GROUP") ?? "Leaderboard_SuperAdmins",
             stagingAdminEmails: (settings["STAGING_PLATFORM_ADMIN_EMAILS"] ?? "").split(separator: ",").map(String.init),
             metrics: context.metricsFactory)
+        let store = try await StoreSetup.make(&context)
         return ModuleSetup(
-            cache: cache, rbac: rbac, security: Security(verifier: verifier, authorizer: authorizer, metrics: context.metricsFactory),
+            store: store, cache: cache, rbac: rbac, security: Security(verifier: verifier, authorizer: authorizer, metrics: context.metricsFactory),
             audit: audit, devHost: devHost)
     }
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Runs a command with throwaway service instances on free loopback ports, stopped afterwards.
 #   scripts/with-services.sh swift test
-# Exports FNHOST_TEST_REDIS_URL=redis://127.0.0.1:PORT for the tests that need a real Redis.
+# Exports FNHOST_TEST_REDIS_URL=redis://127.0.0.1:PORT and
+# FNHOST_TEST_DATABASE_URL=postgres://fnhost:PASSWORD@127.0.0.1:PORT/fnhost (PostgreSQL 15, run as the
+# postgres user since initdb refuses root) for the tests that need real servers.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 "$repo/scripts/ensure-packages.sh" redis-server
 work=$(mktemp -d)
 redis_pid=""
+pg_data=""
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true
+  [ -n "$pg_data" ] && as_postgres pg_ctl -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -22,4 +27,20 @@ for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && brea
 redis-cli -p "$redis_port" ping >/dev/null
 export FNHOST_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 echo "services: redis on $FNHOST_TEST_REDIS_URL" >&2
+
+command -v initdb >/dev/null || PATH="$PATH:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"
+pg_port=$(free_port)
+pg_password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+pg_data="$work/pg"
+mkdir -p "$pg_data"
+[ "$(id -u)" -eq 0 ] && chown postgres "$work" "$pg_data"
+printf '%s\n' "$pg_password" > "$work/pwfile"
+[ "$(id -u)" -eq 0 ] && chown postgres "$work/pwfile"
+as_postgres initdb -D "$pg_data" -U postgres --auth-host=scram-sha-256 --auth-local=trust --pwfile="$work/pwfile" >"$work/initdb.log" 2>&1
+as_postgres pg_ctl -D "$pg_data" -l "$work/pg.log" -w -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" start >/dev/null
+as_postgres psql -h "$pg_data" -p "$pg_port" -U postgres -q -c "CREATE ROLE fnhost LOGIN PASSWORD '$pg_password'" \
+  -c "CREATE DATABASE fnhost OWNER fnhost" >/dev/null
+export FNHOST_TEST_DATABASE_URL="postgres://fnhost:$pg_password@127.0.0.1:$pg_port/fnhost?sslmode=disable"
+export FNHOST_TEST_POSTGRES_ADMIN_URL="postgres://postgres:$pg_password@127.0.0.1:$pg_port/fnhost?sslmode=disable"
+echo "services: postgres on 127.0.0.1:$pg_port" >&2
 "$@"

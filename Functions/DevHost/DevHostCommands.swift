@@ -1,5 +1,6 @@
 import Foundation
 import FunctionRuntime
+import Logging
 
 /// `fnhost token` and `fnhost dev-host …`: development only.
 public enum DevHostCommands {
@@ -38,5 +39,17 @@ public enum DevHostCommands {
 
     public static func setRBACFailing(_ failing: Bool, scriptRoot: String) throws {
         try store(scriptRoot: scriptRoot).update { $0.rbacFailing = failing }
+    }
+}
+
+/// `fnhost migrate`.
+public enum StoreCommands {
+    /// Applies pending migrations to `DATABASE_URL` (environment or `local.settings.json`; default: the embedded SQLite file).
+    public static func migrate(scriptRoot: String, logger: Logger) async throws -> [Int] {
+        let local = try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
+        let settings = Settings.layered(local.values, ProcessInfo.processInfo.environment)
+        let url = settings.nonEmpty("DATABASE_URL")
+            ?? "sqlite:" + URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
+        return try await StoreSetup.migrate(databaseURL: url, logger: logger)
     }
 }

@@ -7,3 +7,13 @@ struct CacheReadiness: ReadinessCheck {
         await cache.ping()
     }
 }
+
+/// `/health/ready` asks the database to answer `SELECT 1`.
+struct DatabaseReadiness: ReadinessCheck {
+    let store: any LeadStore
+    var name: String { "database" }
+
+    func isReady() async -> Bool {
+        await store.ping()
+    }
+}

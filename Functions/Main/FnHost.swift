@@ -7,7 +7,7 @@ struct FnHost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fnhost",
         abstract: "A Swift function host in the Azure Functions shape.",
-        subcommands: [Start.self, Serve.self, Package.self, Token.self, DevHost.self])
+        subcommands: [Start.self, Serve.self, Migrate.self, Package.self, Token.self, DevHost.self])
 }
 
 struct Start: AsyncParsableCommand {
@@ -94,5 +94,21 @@ struct DevHost: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "rbac-restore", abstract: "Make the RBAC endpoint answer again.")
         @Option(name: .customLong("script-root")) var scriptRoot: String = "."
         func run() throws { try DevHostCommands.setRBACFailing(false, scriptRoot: scriptRoot) }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply database migrations to DATABASE_URL (idempotent).")
+
+    @Option(name: .customLong("script-root"), help: "Folder holding local.settings.json.") var scriptRoot: String = "."
+
+    func run() async throws {
+        let logger = HostCLI.bootstrapLogging()
+        do {
+            let applied = try await StoreCommands.migrate(scriptRoot: scriptRoot, logger: logger)
+            logger.info("migrations complete", metadata: ["applied": .string(applied.map(String.init).joined(separator: ","))])
+        } catch {
+            HostCLI.fail("migration failed: \(String(describing: type(of: error)))", logger: logger)
+        }
     }
 }

@@ -36,6 +36,7 @@ public struct FunctionHost: Sendable {
     public let mode: HostingMode
     let invoker: FunctionInvoker
     let moduleServices: [any Service]
+    let startupTasks: [@Sendable () async throws -> Void]
     let logger: Logger
     let front: HTTPFront
 
@@ -148,7 +149,8 @@ public struct FunctionHost: Sendable {
         return FunctionHost(
             catalog: catalog, settings: settings, scheduler: scheduler, state: state,
             address: options.mode == .customHandler ? "127.0.0.1" : options.address ?? local.localHTTPAddress ?? "127.0.0.1",
-            port: port, mode: options.mode, invoker: invoker, moduleServices: context.services, logger: logger, front: front)
+            port: port, mode: options.mode, invoker: invoker, moduleServices: context.services, startupTasks: context.startupTasks, logger: logger,
+            front: front)
     }
 
     /// The Hummingbird application serving the functions, with the module's services and the scheduler.
@@ -158,7 +160,7 @@ public struct FunctionHost: Sendable {
         let catalog = catalog
         let address = address
         let mode = mode
-        return Application(
+        var app = Application(
             responder: front,
             server: .http1(configuration: .init(idleTimeout: .seconds(75))),
             configuration: ApplicationConfiguration(address: .hostname(address, port: port), serverName: nil),
@@ -171,6 +173,8 @@ public struct FunctionHost: Sendable {
                 await onServerRunning(port)
             },
             logger: logger)
+        for task in startupTasks { app.beforeServerStarts(perform: task) }
+        return app
     }
 
     /// Runs until SIGTERM/SIGINT, then drains: the HTTP server stops accepting and finishes

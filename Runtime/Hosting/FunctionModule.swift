@@ -29,6 +29,13 @@ public struct ModuleContext: Sendable {
     /// Endpoints outside the manifest served under a path prefix (e.g. the development host).
     public private(set) var internalEndpoints: [(prefix: String, handler: any HTTPFunction)] = []
 
+    /// Run once the module's services are up and before the server accepts requests (e.g. migrations).
+    public private(set) var startupTasks: [@Sendable () async throws -> Void] = []
+
+    public mutating func beforeServing(_ task: @escaping @Sendable () async throws -> Void) {
+        startupTasks.append(task)
+    }
+
     public mutating func addInternalEndpoint(prefix: String, handler: some HTTPFunction) {
         internalEndpoints.append((prefix, handler))
     }

@@ -53,24 +53,46 @@ import Testing
         #expect(status == 200)
     }
 
+    /// The repository's manifest with one thing broken: (change, function named, reason).
+    static func brokenManifest(_ change: String) throws -> String {
+        let data = try Data(contentsOf: repositoryRoot.appendingPathComponent("function.json"))
+        guard var root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            var functions = root["functions"] as? [String: Any]
+        else { throw ProcessError("function.json is not an object") }
+        func http(_ route: String) -> [String: Any] {
+            ["bindings": [
+                ["type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get"], "route": route],
+                ["type": "http", "direction": "out", "name": "res"],
+            ]]
+        }
+        switch change {
+        case "missing entry": functions["HealthReady"] = nil
+        case "missing handler": functions["Ghost"] = http("ghost")
+        case "bad route": functions["Health"] = http("health/{")
+        case "clash": functions["HealthReady"] = http("health")
+        case "unknown binding":
+            functions["Health"] = ["bindings": [["type": "blobTrigger", "direction": "in", "name": "blob", "path": "x"]]]
+        case "unset setting": functions["Health"] = http("%HEALTH_ROUTE%")
+        case "bad schedule":
+            functions["HealthReady"] = ["bindings": [["type": "timerTrigger", "direction": "in", "name": "timer", "schedule": "0 0 25 * * *"]]]
+        default: break
+        }
+        root["functions"] = functions
+        return String(decoding: try JSONSerialization.data(withJSONObject: root), as: UTF8.self)
+    }
+
     static let brokenManifests: [(String, String, String)] = [
-        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]}}}"#,
-         "HealthReady", "no entry in function.json"),
-        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/ready"},{"type":"http","direction":"out","name":"res"}]},"Ghost":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","route":"ghost"},{"type":"http","direction":"out","name":"res"}]}}}"#,
-         "Ghost", "no handler is registered"),
-        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/{"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/ready"},{"type":"http","direction":"out","name":"res"}]}}}"#,
-         "Health", "does not parse"),
-        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]}}}"#,
-         "HealthReady", "clashes with function 'Health'"),
-        (#"{"functions":{"Health":{"bindings":[{"type":"blobTrigger","direction":"in","name":"blob","path":"x"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/ready"},{"type":"http","direction":"out","name":"res"}]}}}"#,
-         "Health", "binding type 'blobTrigger' is not supported"),
-        (#"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"%HEALTH_ROUTE%"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health/ready"},{"type":"http","direction":"out","name":"res"}]}}}"#,
-         "Health", "HEALTH_ROUTE"),
+        ("missing entry", "HealthReady", "no entry in function.json"),
+        ("missing handler", "Ghost", "no handler is registered"),
+        ("bad route", "Health", "does not parse"),
+        ("clash", "HealthReady", "clashes with function 'Health'"),
+        ("unknown binding", "Health", "binding type 'blobTrigger' is not supported"),
+        ("unset setting", "Health", "HEALTH_ROUTE"),
     ]
 
     @Test(arguments: brokenManifests)
-    func brokenManifestStopsStartupWithOneLineNamingTheFunction(manifest: String, function: String, reason: String) async throws {
-        let root = try FnhostProcess.scriptRoot(manifest: manifest)
+    func brokenManifestStopsStartupWithOneLineNamingTheFunction(change: String, function: String, reason: String) async throws {
+        let root = try FnhostProcess.scriptRoot(manifest: try Self.brokenManifest(change))
         let process = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
         defer { process.terminate() }
         let status = await process.waitForExit(timeout: .seconds(30))
@@ -84,8 +106,7 @@ import Testing
     }
 
     @Test func unknownScheduleSettingAndScheduleErrorsAreReported() async throws {
-        let manifest = #"{"functions":{"Health":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"health"},{"type":"http","direction":"out","name":"res"}]},"HealthReady":{"bindings":[{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 0 25 * * *"}]}}}"#
-        let root = try FnhostProcess.scriptRoot(manifest: manifest)
+        let root = try FnhostProcess.scriptRoot(manifest: try Self.brokenManifest("bad schedule"))
         let process = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
         defer { process.terminate() }
         #expect(await process.waitForExit(timeout: .seconds(30)) == 1)

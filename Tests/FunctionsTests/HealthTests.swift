@@ -14,6 +14,7 @@ import Testing
         .merging([
             "HOST_JWKS_URI": "https://host.example/.well-known/jwks.json", "JWT_ISSUER": "https://host.example",
             "JWT_AUDIENCE": "fnhost", "HOST_RBAC_API_URL": "https://host.example/api", "HOST_EMAIL_API": "https://host.example/api",
+            "DATABASE_URL": "sqlite::memory:",
         ]) { $1 }
 
     @Test(arguments: ["development", "staging", "production"])

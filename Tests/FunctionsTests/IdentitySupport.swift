@@ -226,7 +226,7 @@ enum IdentityHarness {
             "JWT_ISSUER": Tokens.issuer, "JWT_AUDIENCE": Tokens.audience,
             "HOST_RBAC_API_URL": "http://127.0.0.1:\(hostPort)/api", "HOST_RBAC_API_KEY": "rbac-api-key-value",
             "HOST_EMAIL_API": "http://127.0.0.1:\(hostPort)/api", "HOST_EMAIL_API_KEY": "email-key-value",
-            "WEBHOOK_HMAC_SECRET": "whsec_dGVzdA==", "DATABASE_URL": "postgres://x@127.0.0.1/x", "METRICS_TOKEN": "metrics-token-value",
+            "WEBHOOK_HMAC_SECRET": "whsec_dGVzdA==", "DATABASE_URL": "sqlite::memory:", "METRICS_TOKEN": "metrics-token-value",
         ].merging(extra) { $1 }
     }
 

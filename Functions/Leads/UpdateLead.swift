@@ -1,0 +1,22 @@
+import FunctionRuntime
+
+/// `PATCH /api/leads/{id}` — changes the fields present in the body; audits `LEAD_UPDATED`.
+struct UpdateLead: AuthorizedFunction {
+    static let policy = FunctionPolicy.requires(.leadsWrite)
+    let store: any LeadStore
+    let audit: any AuditSink
+
+    func handle(_ request: FunctionRequest, principal: Principal) async throws -> FunctionResponse {
+        let id = try LeadID.parse(request.pathParameters["id"])
+        let fields = try LeadFields.parse(try LeadRequests.jsonBody(request), creating: false)
+        let lead: Lead?
+        do {
+            lead = try await store.update(tenant: principal.tenantID, id: id, fields: fields, updatedAt: Timestamps.now())
+        } catch {
+            throw error.functionError
+        }
+        guard let lead else { throw FunctionError.notFound("no lead \(id)") }
+        await audit.record(.lead("LEAD_UPDATED", principal: principal, details: ["lead_id": .string(id)]))
+        return LeadRequests.lead(lead)
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import FunctionRuntime
+
+/// A lead as the API shows it (SPEC §7). Timestamps are kept as their RFC 3339 text with
+/// microseconds (`2026-11-22T08:15:30.123456Z`), which sorts correctly and round-trips exactly.
+struct Lead: Sendable, Equatable {
+    static let statuses: Set<String> = ["new", "contacted", "qualified", "won", "lost"]
+
+    var id: String
+    var name: String
+    var email: String
+    var phone: String?
+    var company: String?
+    var status: String
+    var notes: String?
+    var createdBy: String
+    var createdAt: String
+    var updatedAt: String
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("id", id)
+        writer.field("name", name)
+        writer.field("email", email)
+        writer.field("phone", phone)
+        writer.field("company", company)
+        writer.field("status", status)
+        writer.field("notes", notes)
+        writer.field("created_by", createdBy)
+        writer.field("created_at", createdAt)
+        writer.field("updated_at", updatedAt)
+        writer.endObject()
+    }
+
+    static let csvHeader = "id,name,email,phone,company,status,notes,created_by,created_at,updated_at\r\n"
+
+    /// One RFC 4180 record; cells starting with `=`, `+`, `-` or `@` get a leading `'`
+    /// so a spreadsheet never evaluates them.
+    func csvRecord() -> String {
+        [id, name, email, phone ?? "", company ?? "", status, notes ?? "", createdBy, createdAt, updatedAt]
+            .map(Self.csvCell).joined(separator: ",") + "\r\n"
+    }
+
+    static func csvCell(_ value: String) -> String {
+        var cell = value
+        if let first = cell.first, "=+-@".contains(first) { cell = "'" + cell }
+        guard cell.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return cell }
+        return "\"" + cell.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
+
+/// Fields a client may write; `tenant_id` is accepted and ignored (the tenant comes from the token).
+struct LeadFields: Sendable, Equatable {
+    enum Change<Value: Sendable & Equatable>: Sendable, Equatable {
+        case unchanged
+        case set(Value)
+    }
+
+    var name: Change<String> = .unchanged
+    var email: Change<String> = .unchanged
+    var phone: Change<String?> = .unchanged
+    var company: Change<String?> = .unchanged
+    var status: Change<String> = .unchanged
+    var notes: Change<String?> = .unchanged
+
+    var isEmpty: Bool { self == LeadFields() }
+
+    /// Parses and validates a JSON body; `creating` requires name and email and defaults status.
+    static func parse(_ body: [UInt8], creating: Bool) throws(FunctionError) -> LeadFields {
+        let document: JSONValue
+        do {
+            document = try JSONDecoder().decode(JSONValue.self, from: Data(body))
+        } catch {
+            throw .validationFailed("body is not valid JSON")
+        }
+        guard case .object(let object) = document else { throw .validationFailed("body must be a JSON object") }
+        var fields = LeadFields()
+        for key in object.keys.sorted() {
+            let value = object[key] ?? .null
+            switch key {
+            case "tenant_id": continue
+            case "name": fields.name = .set(try required(value, field: key, maxLength: 200))
+            case "email":
+                let email = try required(value, field: key, maxLength: 254)
+                guard isEmail(email) else { throw .validationFailed("field 'email' is not a valid email address") }
+                fields.email = .set(email)
+            case "phone": fields.phone = .set(try optional(value, field: key, maxLength: 50))
+            case "company": fields.company = .set(try optional(value, field: key, maxLength: 200))
+            case "notes": fields.notes = .set(try optional(value, field: key, maxLength: 10_000))
+            case "status":
+                guard case .string(let status) = value, statuses.contains(status) else {
+                    throw .validationFailed("field 'status' must be one of new, contacted, qualified, won, lost")
+                }
+                fields.status = .set(status)
+            default:
+                throw .validationFailed("field '\(key)' is not allowed")
+            }
+        }
+        if creating {
+            guard case .set = fields.name else { throw .validationFailed("field 'name' is required") }
+            guard case .set = fields.email else { throw .validationFailed("field 'email' is required") }
+        } else if fields.isEmpty {
+            throw .validationFailed("body has no field to update")
+        }
+        return fields
+    }
+
+    private static let statuses = Lead.statuses
+
+    private static func required(_ value: JSONValue, field: String, maxLength: Int) throws(FunctionError) -> String {
+        guard case .string(let text) = value else { throw .validationFailed("field '\(field)' must be a string") }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw .validationFailed("field '\(field)' must not be empty") }
+        guard text.count <= maxLength else { throw .validationFailed("field '\(field)' is longer than \(maxLength) characters") }
+        return text
+    }
+
+    private static func optional(_ value: JSONValue, field: String, maxLength: Int) throws(FunctionError) -> String? {
+        switch value {
+        case .null: return nil
+        case .string(let text):
+            guard text.count <= maxLength else {
+                throw .validationFailed("field '\(field)' is longer than \(maxLength) characters")
+            }
+            return text
+        default: throw .validationFailed("field '\(field)' must be a string or null")
+        }
+    }
+
+    /// A pragmatic address check: one `@`, a non-empty local part ≤ 64, a dotted domain, no spaces or controls.
+    static func isEmail(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64, parts[1].count >= 3 else { return false }
+        guard text.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F && !"<>()[]\\,;:\"".unicodeScalars.contains($0) })
+        else { return false }
+        let labels = parts[1].split(separator: ".", omittingEmptySubsequences: false)
+        return labels.count >= 2 && labels.allSatisfy { !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") }
+    }
+}
+
+/// Keyset pagination position: base64url of `created_at|id`, validated when read back.
+struct LeadCursor: Sendable, Equatable {
+    let createdAt: String
+    let id: String
+
+    var encoded: String { Base64URL.encode(Array("\(createdAt)|\(id)".utf8)) }
+
+    init(createdAt: String, id: String) {
+        self.createdAt = createdAt
+        self.id = id
+    }
+
+    init(decoding text: String) throws(FunctionError) {
+        guard text.utf8.count <= 200, let bytes = Base64URL.decode(Substring(text)),
+            let decoded = String(validating: bytes, as: UTF8.self)
+        else { throw .validationFailed("parameter 'cursor' is not a valid cursor") }
+        let parts = decoded.split(separator: "|")
+        guard parts.count == 2, Timestamps.isCanonical(String(parts[0])), LeadID.isValid(String(parts[1])) else {
+            throw .validationFailed("parameter 'cursor' is not a valid cursor")
+        }
+        createdAt = String(parts[0])
+        id = String(parts[1])
+    }
+}
+
+enum LeadID {
+    /// Lowercase canonical UUID text.
+    static func isValid(_ text: String) -> Bool {
+        text.utf8.count == 36 && text == text.lowercased() && UUID(uuidString: text) != nil
+    }
+
+    /// A path `{id}`: 400 when malformed (an unknown well-formed id is a 404 later).
+    static func parse(_ text: String?) throws(FunctionError) -> String {
+        guard let text, UUID(uuidString: text) != nil, text.utf8.count == 36 else {
+            throw .validationFailed("parameter 'id' must be a UUID")
+        }
+        return text.lowercased()
+    }
+}
+
+enum Timestamps {
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, exactly six fraction digits).
+    static func now() -> String {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return format(seconds: Int64(spec.tv_sec), microseconds: Int(spec.tv_nsec / 1000))
+    }
+
+    static func format(seconds: Int64, microseconds: Int) -> String {
+        let date = Date(timeIntervalSince1970: Double(seconds))
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .gmt
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        func pad(_ value: Int?, _ width: Int) -> String {
+            let digits = String(value ?? 0)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return "\(pad(c.year, 4))-\(pad(c.month, 2))-\(pad(c.day, 2))T\(pad(c.hour, 2)):\(pad(c.minute, 2)):\(pad(c.second, 2)).\(pad(microseconds, 6))Z"
+    }
+
+    static func isCanonical(_ text: String) -> Bool {
+        let utf8 = Array(text.utf8)
+        guard utf8.count == 27, utf8[4] == 0x2D, utf8[7] == 0x2D, utf8[10] == 0x54, utf8[13] == 0x3A, utf8[16] == 0x3A,
+            utf8[19] == 0x2E, utf8[26] == 0x5A
+        else { return false }
+        for index in [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25] {
+            guard utf8[index] >= 0x30, utf8[index] <= 0x39 else { return false }
+        }
+        return true
+    }
+}

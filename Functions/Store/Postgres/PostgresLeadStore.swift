@@ -1,0 +1,158 @@
+import Foundation
+import Logging
+import NIOSSL
+import PostgresNIO
+import ServiceLifecycle
+
+/// `postgres://user:password@host:port/database?sslmode=disable|prefer|require|verify-ca|verify-full`.
+enum PostgresURL {
+    static func configuration(_ text: String) throws(StoreUnavailable) -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: text), components.scheme == "postgres" || components.scheme == "postgresql",
+            let host = components.host, !host.isEmpty, let user = components.user
+        else { throw StoreUnavailable(description: "DATABASE_URL must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE") }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        let mode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer"
+        let tls: PostgresClient.Configuration.TLS
+        switch mode {
+        case "disable": tls = .disable
+        case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
+        case "require":
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none  // libpq's `require` encrypts without verifying
+            tls = .require(configuration)
+        case "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
+        default: throw StoreUnavailable(description: "DATABASE_URL sslmode '\(mode)' is not supported")
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
+            password: components.password?.removingPercentEncoding, database: database.isEmpty ? nil : database, tls: tls)
+        configuration.options.connectTimeout = .seconds(3)
+        configuration.options.maximumConnections = 20
+        configuration.options.additionalStartupParameters = [("application_name", "fnhost"), ("statement_timeout", "5000")]
+        return configuration
+    }
+}
+
+/// Leads on PostgreSQL through a `PostgresClient` pool (a `Service`). Values are always bound
+/// through interpolation; every call races a deadline.
+struct PostgresLeadStore: LeadStore {
+    static let columns = """
+        id::text, name, email, phone, company, status, notes, created_by, \
+        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), \
+        to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        """
+
+    let client: PostgresClient
+    let logger: Logger
+    let deadline: Duration
+
+    init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(3)) {
+        self.client = client
+        self.logger = logger
+        self.deadline = deadline
+    }
+
+    private typealias Row = (String, String, String, String?, String?, String, String?, String, String, String)
+
+    private static func lead(_ row: Row) -> Lead {
+        Lead(
+            id: row.0, name: row.1, email: row.2, phone: row.3, company: row.4, status: row.5, notes: row.6,
+            createdBy: row.7, createdAt: row.8, updatedAt: row.9)
+    }
+
+    private static func collect(_ rows: PostgresRowSequence) async throws -> [Lead] {
+        var leads: [Lead] = []
+        for try await row in rows.decode(Row.self) { leads.append(lead(row)) }
+        return leads
+    }
+
+    func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
+        try await withDeadline(deadline) { [client, logger] in
+            if let cursor {
+                return try await Self.collect(
+                    try await client.query(
+                        """
+                        SELECT \(unescaped: Self.columns) FROM leads
+                        WHERE tenant_id = \(tenant) AND (created_at, id) < (\(cursor.createdAt)::timestamptz, \(cursor.id)::uuid)
+                        ORDER BY created_at DESC, id DESC LIMIT \(limit)
+                        """, logger: logger))
+            }
+            return try await Self.collect(
+                try await client.query(
+                    """
+                    SELECT \(unescaped: Self.columns) FROM leads WHERE tenant_id = \(tenant)
+                    ORDER BY created_at DESC, id DESC LIMIT \(limit)
+                    """, logger: logger))
+        }
+    }
+
+    func get(tenant: String, id: String) async throws(StoreUnavailable) -> Lead? {
+        try await withDeadline(deadline) { [client, logger] in
+            try await Self.collect(
+                try await client.query(
+                    "SELECT \(unescaped: Self.columns) FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid",
+                    logger: logger)
+            ).first
+        }
+    }
+
+    func create(tenant: String, lead: Lead) async throws(StoreUnavailable) {
+        _ = try await withDeadline(deadline) { [client, logger] in
+            try await client.query(
+                """
+                INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
+                VALUES (\(tenant), \(lead.id)::uuid, \(lead.name), \(lead.email), \(lead.phone), \(lead.company), \(lead.status),
+                        \(lead.notes), \(lead.createdBy), \(lead.createdAt)::timestamptz, \(lead.updatedAt)::timestamptz)
+                """, logger: logger)
+            return true
+        }
+    }
+
+    func update(tenant: String, id: String, fields: LeadFields, updatedAt: String) async throws(StoreUnavailable) -> Lead? {
+        // Absent fields keep their value: each column is set only when its flag says so.
+        func flag<V>(_ change: LeadFields.Change<V>) -> Bool { if case .set = change { true } else { false } }
+        func value(_ change: LeadFields.Change<String>) -> String? { if case .set(let v) = change { v } else { nil } }
+        func optionalValue(_ change: LeadFields.Change<String?>) -> String? { if case .set(let v) = change { v } else { nil } }
+        let (setName, name) = (flag(fields.name), value(fields.name))
+        let (setEmail, email) = (flag(fields.email), value(fields.email))
+        let (setPhone, phone) = (flag(fields.phone), optionalValue(fields.phone))
+        let (setCompany, company) = (flag(fields.company), optionalValue(fields.company))
+        let (setStatus, status) = (flag(fields.status), value(fields.status))
+        let (setNotes, notes) = (flag(fields.notes), optionalValue(fields.notes))
+        return try await withDeadline(deadline) { [client, logger] in
+            try await Self.collect(
+                try await client.query(
+                    """
+                    UPDATE leads SET
+                      name = CASE WHEN \(setName) THEN \(name) ELSE name END,
+                      email = CASE WHEN \(setEmail) THEN \(email) ELSE email END,
+                      phone = CASE WHEN \(setPhone) THEN \(phone) ELSE phone END,
+                      company = CASE WHEN \(setCompany) THEN \(company) ELSE company END,
+                      status = CASE WHEN \(setStatus) THEN \(status) ELSE status END,
+                      notes = CASE WHEN \(setNotes) THEN \(notes) ELSE notes END,
+                      updated_at = \(updatedAt)::timestamptz
+                    WHERE tenant_id = \(tenant) AND id = \(id)::uuid
+                    RETURNING \(unescaped: Self.columns)
+                    """, logger: logger)
+            ).first
+        }
+    }
+
+    func delete(tenant: String, id: String) async throws(StoreUnavailable) -> Bool {
+        try await withDeadline(deadline) { [client, logger] in
+            let rows = try await client.query(
+                "DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid RETURNING id::text", logger: logger)
+            var deleted = false
+            for try await _ in rows.decode(String.self) { deleted = true }
+            return deleted
+        }
+    }
+
+    func ping() async -> Bool {
+        (try? await withDeadline(.seconds(2)) { [client, logger] in
+            var ok = false
+            for try await value in try await client.query("SELECT 1", logger: logger).decode(Int32.self) { ok = value == 1 }
+            return ok
+        }) ?? false
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import Logging
+import NIOPosix
+import SQLiteNIO
+
+/// Leads in an embedded SQLite file (the development default). One connection behind an actor:
+/// SQLite has one writer anyway, and the connection's own thread pool keeps I/O off event loops.
+actor SQLiteLeadStore: LeadStore {
+    private let connection: SQLiteConnection
+    private let deadline: Duration
+
+    private init(connection: SQLiteConnection, deadline: Duration) {
+        self.connection = connection
+        self.deadline = deadline
+    }
+
+    deinit {
+        // sqlite-nio traps when a connection is released unclosed; the pending close keeps it alive until done.
+        _ = connection.close()
+    }
+
+    /// Opens (creating the folder and file) and migrates.
+    static func open(path: String, logger: Logger, deadline: Duration = .seconds(3)) async throws -> SQLiteLeadStore {
+        if path != ":memory:" {
+            try FileManager.default.createDirectory(
+                at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        }
+        let connection = try await SQLiteConnection.open(storage: path == ":memory:" ? .memory : .file(path: path), logger: logger)
+        _ = try await connection.query("PRAGMA journal_mode = WAL", [])
+        _ = try await connection.query("PRAGMA busy_timeout = 2000", [])
+        _ = try await connection.query("PRAGMA foreign_keys = ON", [])
+        let store = SQLiteLeadStore(connection: connection, deadline: deadline)
+        _ = try await store.migrate()
+        return store
+    }
+
+    /// Applies `Migrations.sqlite` in one immediate transaction; returns the versions it ran.
+    func migrate() async throws -> [Int] {
+        _ = try await connection.query("BEGIN IMMEDIATE", [])
+        do {
+            _ = try await connection.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+                [])
+            let applied = Set(try await connection.query("SELECT version FROM schema_migrations", []).compactMap {
+                $0.column("version")?.integer
+            })
+            var ran: [Int] = []
+            for migration in Migrations.sqlite where !applied.contains(migration.version) {
+                for statement in migration.statements { _ = try await connection.query(statement, []) }
+                _ = try await connection.query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    [.integer(migration.version), .text(migration.name), .text(Timestamps.now())])
+                ran.append(migration.version)
+            }
+            _ = try await connection.query("COMMIT", [])
+            return ran
+        } catch {
+            _ = try? await connection.query("ROLLBACK", [])
+            throw error
+        }
+    }
+
+    private static let columns = "id, name, email, phone, company, status, notes, created_by, created_at, updated_at"
+
+    private static func lead(_ row: SQLiteRow) -> Lead? {
+        guard let id = row.column("id")?.string, let name = row.column("name")?.string,
+            let email = row.column("email")?.string, let status = row.column("status")?.string,
+            let createdBy = row.column("created_by")?.string, let createdAt = row.column("created_at")?.string,
+            let updatedAt = row.column("updated_at")?.string
+        else { return nil }
+        return Lead(
+            id: id, name: name, email: email, phone: row.column("phone")?.string, company: row.column("company")?.string,
+            status: status, notes: row.column("notes")?.string, createdBy: createdBy, createdAt: createdAt, updatedAt: updatedAt)
+    }
+
+    private func run(_ sql: String, _ binds: [SQLiteData]) async throws(StoreUnavailable) -> [SQLiteRow] {
+        let connection = connection
+        return try await withDeadline(deadline) { try await connection.query(sql, binds) }
+    }
+
+    private static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+
+    func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
+        let rows: [SQLiteRow]
+        if let cursor {
+            rows = try await run(
+                """
+                SELECT \(Self.columns) FROM leads WHERE tenant_id = ? AND (created_at, id) < (?, ?)
+                ORDER BY created_at DESC, id DESC LIMIT ?
+                """, [.text(tenant), .text(cursor.createdAt), .text(cursor.id), .integer(limit)])
+        } else {
+            rows = try await run(
+                "SELECT \(Self.columns) FROM leads WHERE tenant_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+                [.text(tenant), .integer(limit)])
+        }
+        return rows.compactMap(Self.lead)
+    }
+
+    func get(tenant: String, id: String) async throws(StoreUnavailable) -> Lead? {
+        try await run("SELECT \(Self.columns) FROM leads WHERE tenant_id = ? AND id = ?", [.text(tenant), .text(id)])
+            .compactMap(Self.lead).first
+    }
+
+    func create(tenant: String, lead: Lead) async throws(StoreUnavailable) {
+        _ = try await run(
+            """
+            INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(tenant), .text(lead.id), .text(lead.name), .text(lead.email), Self.text(lead.phone), Self.text(lead.company),
+                .text(lead.status), Self.text(lead.notes), .text(lead.createdBy), .text(lead.createdAt), .text(lead.updatedAt),
+            ])
+    }
+
+    func update(tenant: String, id: String, fields: LeadFields, updatedAt: String) async throws(StoreUnavailable) -> Lead? {
+        var assignments: [String] = []
+        var binds: [SQLiteData] = []
+        func assign(_ column: String, _ value: SQLiteData) {
+            assignments.append("\(column) = ?")
+            binds.append(value)
+        }
+        if case .set(let value) = fields.name { assign("name", .text(value)) }
+        if case .set(let value) = fields.email { assign("email", .text(value)) }
+        if case .set(let value) = fields.phone { assign("phone", Self.text(value)) }
+        if case .set(let value) = fields.company { assign("company", Self.text(value)) }
+        if case .set(let value) = fields.status { assign("status", .text(value)) }
+        if case .set(let value) = fields.notes { assign("notes", Self.text(value)) }
+        assign("updated_at", .text(updatedAt))
+        let rows = try await run(
+            "UPDATE leads SET \(assignments.joined(separator: ", ")) WHERE tenant_id = ? AND id = ? RETURNING \(Self.columns)",
+            binds + [.text(tenant), .text(id)])
+        return rows.compactMap(Self.lead).first
+    }
+
+    func delete(tenant: String, id: String) async throws(StoreUnavailable) -> Bool {
+        !(try await run("DELETE FROM leads WHERE tenant_id = ? AND id = ? RETURNING id", [.text(tenant), .text(id)]).isEmpty)
+    }
+
+    func ping() async -> Bool {
+        (try? await run("SELECT 1 AS one", []).first?.column("one")?.integer) == 1
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import FunctionRuntime
+import Logging
+import PostgresNIO
+
+/// Chooses the store from `DATABASE_URL`: `postgres://…` (a pooled `PostgresClient` run as a
+/// service; migrations applied before serving in development, by `fnhost migrate` elsewhere) or
+/// `sqlite:PATH`, and by default an embedded SQLite file under `.fnhost/data/`.
+enum StoreSetup {
+    static func make(_ context: inout ModuleContext) async throws(ModuleConfigurationError) -> any LeadStore {
+        let url: String?
+        do {
+            url = try await context.secrets.secret(named: "DATABASE_URL")
+        } catch {
+            throw ModuleConfigurationError(error.description)
+        }
+        let logger = context.logger
+        if let url, url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            let configuration: PostgresClient.Configuration
+            do {
+                configuration = try PostgresURL.configuration(url)
+            } catch {
+                throw ModuleConfigurationError(error.description)
+            }
+            let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+            context.services.append(client)
+            if context.environment == .development {
+                context.beforeServing {
+                    let ran = try await PostgresMigrator.migrate(client, logger: logger)
+                    if !ran.isEmpty { logger.info("migrations applied", metadata: ["versions": .string("\(ran)")]) }
+                }
+            }
+            return PostgresLeadStore(client: client, logger: logger)
+        }
+        let path: String
+        if let url {
+            guard url.hasPrefix("sqlite:") else {
+                throw ModuleConfigurationError("DATABASE_URL must be postgres://… or sqlite:PATH")
+            }
+            path = String(url.dropFirst("sqlite:".count))
+        } else {
+            path = URL(fileURLWithPath: context.scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
+        }
+        do {
+            return try await SQLiteLeadStore.open(path: path, logger: logger)
+        } catch {
+            throw ModuleConfigurationError("cannot open the SQLite database at \(path)")
+        }
+    }
+
+    /// `fnhost migrate`: applies every pending migration to `DATABASE_URL` and returns the versions applied.
+    static func migrate(databaseURL: String, logger: Logger) async throws -> [Int] {
+        if databaseURL.hasPrefix("sqlite:") {
+            let store = try await SQLiteLeadStore.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
+            return try await store.migrate()
+        }
+        let client = PostgresClient(configuration: try PostgresURL.configuration(databaseURL), backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: [Int]?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await PostgresMigrator.migrate(client, logger: logger)
+        }
+    }
+}
