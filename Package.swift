@@ -82,6 +82,7 @@ let package = Package(
             dependencies: [
                 "Functions", "FunctionRuntime",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/FunctionsTests"
         ),

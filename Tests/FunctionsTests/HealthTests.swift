@@ -7,8 +7,9 @@ import Testing
 
 /// The repository's own function.json must load against the module's handlers, in every environment.
 @Suite struct ModuleManifestTests {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
+    static let repositoryURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let repositoryRoot = repositoryURL.path
 
     static let allSecrets = Dictionary(uniqueKeysWithValues: FunctionHostModule().requiredSecrets.map { ($0, "value-of-\($0)") })
         .merging([

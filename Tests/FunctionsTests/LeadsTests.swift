@@ -1,0 +1,296 @@
+import Foundation
+import FunctionRuntime
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import Testing
+
+@testable import Functions
+
+enum Backend: String, CaseIterable, Sendable {
+    case postgres, sqlite
+
+    func databaseURL() throws -> String {
+        switch self {
+        case .postgres:
+            guard let url = ProcessInfo.processInfo.environment["FNHOST_TEST_DATABASE_URL"], !url.isEmpty else {
+                throw RedisTestError("FNHOST_TEST_DATABASE_URL is not set: run the tests through `make test`")
+            }
+            return url
+        case .sqlite:
+            return "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-leads-\(UUID().uuidString).sqlite").path
+        }
+    }
+}
+
+/// The real module (function.json of the repository) against a stand-in host and a real database.
+enum LeadsHarness {
+    static func run(
+        _ backend: Backend, _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let key = try TestKey.make(kid: "k1")
+        let database = try backend.databaseURL()
+        _ = try await StoreSetup.migrate(databaseURL: database, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-leads-root-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
+        let host = StandInHost()
+        await host.state.set(keys: [key])
+        try await host.application().test(.live) { hostClient in
+            let settings = IdentityHarness.hostSettings(hostClient.port ?? 0, extra: ["DATABASE_URL": database])
+            let functionHost = try await FunctionHost.build(
+                options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
+                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+            try await functionHost.application().test(.live) { client in
+                try await test(host, key, client)
+            }
+        }
+    }
+
+    static func grant(_ host: StandInHost, tenant: String, user: String, _ permissions: [String], mfa: Bool = false) async {
+        await host.state.set(answer: RBACAnswer(
+            tenantID: tenant, userID: user, permissions: permissions, ttlSeconds: 300, assurance: .init(mfa: mfa, level: nil)))
+    }
+
+    static func token(_ key: TestKey, tenant: String, user: String) throws -> String {
+        try Tokens.make(Tokens.claims(tenant: tenant, sub: user), signing: .rs256(key))
+    }
+}
+
+struct Reply: Sendable {
+    let status: HTTPResponse.Status
+    let headers: HTTPFields
+    let body: String
+
+    var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]) ?? [:] }
+    var code: String? { (json["error"] as? [String: Any])?["code"] as? String }
+    var message: String { ((json["error"] as? [String: Any])?["message"] as? String) ?? "" }
+}
+
+extension TestClientProtocol {
+    func send(
+        _ method: HTTPRequest.Method, _ uri: String, token: String, json: String? = nil, contentType: String = "application/json"
+    ) async throws -> Reply {
+        var headers: HTTPFields = [.authorization: "Bearer \(token)"]
+        if json != nil { headers[.contentType] = contentType }
+        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }) {
+            Reply(status: $0.status, headers: $0.headers, body: String(buffer: $0.body))
+        }
+    }
+}
+
+@Suite(.serialized) struct LeadsTests {
+    static let everything = ["LEADS_READ", "LEADS_WRITE", "LEADS_DELETE", "EXPORTS_EXECUTE"]
+
+    @Test(arguments: Backend.allCases)
+    func crudAndExportStayInsideTheTenant(backend: Backend) async throws {
+        try await LeadsHarness.run(backend) { host, key, client in
+            let tenantA = "t-a-\(UUID().uuidString.prefix(6))"
+            let tenantB = "t-b-\(UUID().uuidString.prefix(6))"
+            await LeadsHarness.grant(host, tenant: tenantA, user: "u-a", Self.everything, mfa: true)
+            await LeadsHarness.grant(host, tenant: tenantB, user: "u-b", Self.everything, mfa: true)
+            let a = try LeadsHarness.token(key, tenant: tenantA, user: "u-a")
+            let b = try LeadsHarness.token(key, tenant: tenantB, user: "u-b")
+
+            let created = try await client.send(
+                .post, "/api/leads", token: a,
+                json: #"{"name":"Ada \"Countess\", Lovelace","email":"ada@acme.example","phone":"+44 1","notes":"=HYPERLINK(\"x\")\nline","tenant_id":"\#(tenantB)"}"#)
+            #expect(created.status == .created)
+            let leadA = try #require(created.json["id"] as? String)
+            #expect(created.json["status"] as? String == "new")
+            #expect(created.json["created_by"] as? String == "u-a")
+            #expect(created.headers[.location] == "/api/leads/\(leadA)")
+            let createdB = try await client.send(.post, "/api/leads", token: b, json: #"{"name":"Bob","email":"bob@b.example","status":"won"}"#)
+            let leadB = try #require(createdB.json["id"] as? String)
+
+            let listA = try await client.send(.get, "/api/leads", token: a)
+            let itemsA = try #require(listA.json["items"] as? [[String: Any]])
+            #expect(itemsA.map { $0["id"] as? String } == [leadA], "the body's tenant_id was ignored; B's lead is invisible")
+            #expect(listA.json["next_cursor"] is NSNull)
+
+            #expect(try await client.send(.get, "/api/leads/\(leadB)", token: a).status == .notFound)
+            #expect(try await client.send(.patch, "/api/leads/\(leadB)", token: a, json: #"{"status":"lost"}"#).status == .notFound)
+            #expect(try await client.send(.delete, "/api/leads/\(leadB)", token: a).status == .notFound)
+            let stillB = try await client.send(.get, "/api/leads/\(leadB)", token: b)
+            #expect(stillB.status == .ok)
+            #expect(stillB.json["status"] as? String == "won", "A's update did not touch B's lead")
+
+            let updated = try await client.send(.patch, "/api/leads/\(leadA)", token: a, json: #"{"status":"qualified","company":null}"#)
+            #expect(updated.status == .ok)
+            #expect(updated.json["status"] as? String == "qualified")
+            #expect(updated.json["name"] as? String == #"Ada "Countess", Lovelace"#)
+            #expect((updated.json["updated_at"] as? String ?? "") > (created.json["updated_at"] as? String ?? ""))
+
+            let export = try await client.send(.post, "/api/exports/leads", token: a)
+            #expect(export.status == .ok)
+            #expect(export.headers[.contentType] == "text/csv; charset=utf-8")
+            let lines = export.body.components(separatedBy: "\r\n")
+            #expect(lines.first == "id,name,email,phone,company,status,notes,created_by,created_at,updated_at")
+            #expect(export.body.contains(#""Ada ""Countess"", Lovelace""#))
+            #expect(export.body.contains("\"'=HYPERLINK(\"\"x\"\")\nline\""), "formula escaped, then quoted")
+            #expect(export.body.contains("'+44 1"))
+            #expect(!export.body.contains(leadB) && !export.body.contains("Bob"))
+
+            #expect(try await client.send(.delete, "/api/leads/\(leadA)", token: a).status == .noContent)
+            #expect(try await client.send(.get, "/api/leads/\(leadA)", token: a).status == .notFound)
+            #expect(try await client.send(.get, "/api/leads/\(leadB)", token: b).status == .ok)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func paginationIsNewestFirstWithoutGapsOrRepeats(backend: Backend) async throws {
+        try await LeadsHarness.run(backend) { host, key, client in
+            let tenant = "t-p-\(UUID().uuidString.prefix(6))"
+            await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "LEADS_WRITE"])
+            let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
+            var createdIDs: [String] = []
+            for index in 0..<7 {
+                let reply = try await client.send(.post, "/api/leads", token: token, json: #"{"name":"L\#(index)","email":"l\#(index)@x.example"}"#)
+                createdIDs.append(try #require(reply.json["id"] as? String))
+            }
+            var seen: [String] = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let uri = "/api/leads?limit=3" + (cursor.map { "&cursor=\($0)" } ?? "")
+                let page = try await client.send(.get, uri, token: token)
+                #expect(page.status == .ok)
+                seen += (page.json["items"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+                cursor = page.json["next_cursor"] as? String
+                pages += 1
+            } while cursor != nil && pages < 10
+            #expect(pages == 3)
+            #expect(seen == Array(createdIDs.reversed()))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func badInputIsRejectedNamingTheFieldAndChangesNothing(backend: Backend) async throws {
+        try await LeadsHarness.run(backend) { host, key, client in
+            let tenant = "t-v-\(UUID().uuidString.prefix(6))"
+            await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "LEADS_WRITE", "LEADS_DELETE"])
+            let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
+            let cases: [(String, String)] = [
+                (#"{"name":"A","email":"a@b.example","owner":"x"}"#, "'owner'"),
+                (#"{"email":"a@b.example"}"#, "'name'"),
+                (#"{"name":"","email":"a@b.example"}"#, "'name'"),
+                (#"{"name":"\#(String(repeating: "n", count: 201))","email":"a@b.example"}"#, "'name'"),
+                (#"{"name":"A","email":"not-an-email"}"#, "'email'"),
+                (#"{"name":"A","email":"a@b.example","status":"maybe"}"#, "'status'"),
+                (#"{"name":"A","email":"a@b.example","notes":"\#(String(repeating: "n", count: 10_001))"}"#, "'notes'"),
+                (#"{"name":42,"email":"a@b.example"}"#, "'name'"),
+                (#"{"name":"A","email":"a@b.example""#, "JSON"),
+                (#"["name"]"#, "object"),
+            ]
+            for (body, field) in cases {
+                let reply = try await client.send(.post, "/api/leads", token: token, json: body)
+                #expect(reply.status == .badRequest, "\(body.prefix(60))")
+                #expect(reply.code == "VALIDATION_FAILED")
+                #expect(reply.message.contains(field), "\(reply.message)")
+            }
+            let wrongType = try await client.send(.post, "/api/leads", token: token, json: #"{"name":"A","email":"a@b.example"}"#, contentType: "text/plain")
+            #expect(wrongType.status == .unsupportedMediaType)
+            #expect(wrongType.code == "UNSUPPORTED_MEDIA_TYPE")
+            for uri in ["/api/leads?limit=0", "/api/leads?limit=201", "/api/leads?limit=x", "/api/leads?cursor=!!", "/api/leads/not-a-uuid"] {
+                #expect(try await client.send(.get, uri, token: token).status == .badRequest, "\(uri)")
+            }
+            #expect(try await client.send(.get, "/api/leads/\(UUID().uuidString.lowercased())", token: token).status == .notFound)
+            #expect(try await client.send(.patch, "/api/leads/\(UUID().uuidString.lowercased())", token: token, json: "{}").status == .badRequest)
+            let list = try await client.send(.get, "/api/leads", token: token)
+            #expect((list.json["items"] as? [Any])?.isEmpty == true, "nothing was written")
+        }
+    }
+
+    @Test func permissionsAndStepUpGuardTheEndpoints() async throws {
+        try await LeadsHarness.run(.sqlite) { host, key, client in
+            let tenant = "t-g-\(UUID().uuidString.prefix(6))"
+            await LeadsHarness.grant(host, tenant: tenant, user: "reader", ["LEADS_READ"])
+            await LeadsHarness.grant(host, tenant: tenant, user: "writer", ["LEADS_READ", "LEADS_WRITE", "LEADS_DELETE", "EXPORTS_EXECUTE"])
+            let reader = try LeadsHarness.token(key, tenant: tenant, user: "reader")
+            let writer = try LeadsHarness.token(key, tenant: tenant, user: "writer")
+            #expect(try await client.send(.get, "/api/leads", token: reader).status == .ok)
+            let denied = try await client.send(.post, "/api/leads", token: reader, json: #"{"name":"A","email":"a@b.example"}"#)
+            #expect(denied.status == .forbidden)
+            #expect(denied.code == "PERMISSION_DENIED")
+            let created = try await client.send(.post, "/api/leads", token: writer, json: #"{"name":"A","email":"a@b.example"}"#)
+            let id = try #require(created.json["id"] as? String)
+            let delete = try await client.send(.delete, "/api/leads/\(id)", token: writer)
+            #expect(delete.status == .forbidden)
+            #expect(delete.code == "STEP_UP_REQUIRED")
+            #expect(delete.headers[.wwwAuthenticate] == #"Bearer error="insufficient_user_authentication""#)
+            #expect(try await client.send(.post, "/api/exports/leads", token: writer).code == "STEP_UP_REQUIRED")
+            let mfa = try Tokens.make(
+                Tokens.claims(tenant: tenant, sub: "writer", extra: ["amr": .array([.string("mfa")])]), signing: .rs256(key))
+            #expect(try await client.send(.delete, "/api/leads/\(id)", token: mfa).status == .noContent)
+        }
+    }
+
+    @Test func databaseOutageAnswers503QuicklyAndReadinessSaysSo() async throws {
+        let key = try TestKey.make(kid: "k1")
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-down-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
+        let host = StandInHost()
+        await host.state.set(keys: [key])
+        await LeadsHarness.grant(host, tenant: "t-acme", user: "u", ["LEADS_READ"])
+        try await host.application().test(.live) { hostClient in
+            let settings = IdentityHarness.hostSettings(
+                hostClient.port ?? 0, extra: ["DATABASE_URL": "postgres://fnhost:x@127.0.0.1:1/fnhost?sslmode=disable"])
+            let functionHost = try await FunctionHost.build(
+                options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
+                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+            try await functionHost.application().test(.live) { client in
+                let started = ContinuousClock.now
+                let reply = try await client.send(.get, "/api/leads", token: try LeadsHarness.token(key, tenant: "t-acme", user: "u"))
+                #expect(reply.status == .serviceUnavailable)
+                #expect(reply.code == "SERVICE_UNAVAILABLE")
+                #expect(ContinuousClock.now - started < .seconds(5))
+                let ready = try await client.execute(uri: "/health/ready", method: .get) { $0.status }
+                #expect(ready == .serviceUnavailable)
+            }
+        }
+    }
+
+    @Test func queryPlansUseTheTenantIndex() async throws {
+        let database = try Backend.postgres.databaseURL()
+        let logger = Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }
+        _ = try await StoreSetup.migrate(databaseURL: database, logger: logger)
+        let client = PostgresClient(configuration: try PostgresURL.configuration(database), backgroundLogger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            let prefix = "plan-\(UUID().uuidString.prefix(6))-"
+            _ = try await client.query(
+                """
+                INSERT INTO leads (tenant_id, id, name, email, status, created_by, created_at, updated_at)
+                SELECT \(prefix) || (i % 20), gen_random_uuid(), 'n' || i, 'e' || i || '@x.example', 'new', 'u',
+                       now() - (i || ' seconds')::interval, now()
+                FROM generate_series(1, 20000) AS i
+                """, logger: logger)
+            _ = try await client.query("ANALYZE leads", logger: logger)
+            let tenant = prefix + "7"
+            var someID = ""
+            for try await id in try await client.query("SELECT id::text FROM leads WHERE tenant_id = \(tenant) LIMIT 1", logger: logger).decode(String.self) {
+                someID = id
+            }
+            let plans: [(String, PostgresQuery)] = [
+                ("list", "EXPLAIN SELECT id FROM leads WHERE tenant_id = \(tenant) ORDER BY created_at DESC, id DESC LIMIT 21"),
+                ("list after cursor", "EXPLAIN SELECT id FROM leads WHERE tenant_id = \(tenant) AND (created_at, id) < (now(), \(someID)::uuid) ORDER BY created_at DESC, id DESC LIMIT 21"),
+                ("get", "EXPLAIN SELECT id FROM leads WHERE tenant_id = \(tenant) AND id = \(someID)::uuid"),
+                ("update", "EXPLAIN UPDATE leads SET status = 'won' WHERE tenant_id = \(tenant) AND id = \(someID)::uuid"),
+                ("delete", "EXPLAIN DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(someID)::uuid"),
+            ]
+            for (name, query) in plans {
+                var plan = ""
+                for try await line in try await client.query(query, logger: logger).decode(String.self) { plan += line + "\n" }
+                #expect(!plan.contains("Seq Scan"), "\(name): \(plan)")
+                #expect(plan.contains("leads_pkey") || plan.contains("leads_tenant_newest"), "\(name): \(plan)")
+            }
+            _ = try await client.query("DELETE FROM leads WHERE tenant_id LIKE \(prefix + "%")", logger: logger)
+        }
+    }
+}
