@@ -29,7 +29,7 @@ test: deps
 ## Throughput and latency on loopback with wrk (release build); see docs/benchmarks.md.
 bench: release
 	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
-	scripts/bench.sh .build/release/fnhost
+	scripts/with-services.sh scripts/bench.sh .build/release/fnhost
 
 ## Azure deployment layout in dist/: host.json, NAME/function.json, fnhost (Swift stdlib linked statically).
 package: deps

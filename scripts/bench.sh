@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
-# Loopback benchmark with wrk against a release fnhost in a throwaway script root.
-# Usage: scripts/bench.sh PATH/TO/fnhost   (DURATION, CONNECTIONS, THREADS override the defaults)
+# Loopback benchmark with wrk against a release fnhost, run by scripts/with-services.sh
+# (throwaway PostgreSQL and Redis): GET /health, then the contract's scenario, the
+# authenticated GET /api/leads?limit=20 (development host tokens, 100 leads in the tenant).
+# Usage: scripts/with-services.sh scripts/bench.sh PATH/TO/fnhost   (DURATION, CONNECTIONS, THREADS override)
 set -euo pipefail
-binary=${1:?usage: bench.sh PATH/TO/fnhost}
+binary=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-64}
 threads=${THREADS:-2}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 cp "$repo/function.json" "$work/"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-LOG_LEVEL=${LOG_LEVEL:-info} "$binary" start --port "$port" --script-root "$work" > "$work/fnhost.log" 2>&1 &
+export DATABASE_URL=${FNHOST_TEST_DATABASE_URL:?run through scripts/with-services.sh}
+export REDIS_URL=${FNHOST_TEST_REDIS_URL:?run through scripts/with-services.sh}
+(cd "$work" && LOG_LEVEL=${LOG_LEVEL:-info} "$binary" start --port "$port" > "$work/fnhost.log" 2>&1) &
 pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS "http://127.0.0.1:$port/health" >/dev/null
+base="http://127.0.0.1:$port"
+token=$(cd "$work" && "$binary" token --tenant t-bench --user u-bench --perm LEADS_READ --perm LEADS_WRITE | tail -1)
+for i in $(seq 1 100); do
+  curl -fsS -o /dev/null -X POST "$base/api/leads" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"Lead $i\",\"email\":\"lead$i@bench.example\",\"company\":\"Bench $i\"}"
+done
+curl -fsS "$base/api/leads?limit=20" -H "Authorization: Bearer $token" | python3 -c 'import sys,json; d=json.load(sys.stdin); assert len(d["items"])==20, d'
 echo "== GET /health  ($threads threads, $connections connections, $duration)"
-wrk -t"$threads" -c"$connections" -d"$duration" --latency "http://127.0.0.1:$port/health"
+wrk -t"$threads" -c"$connections" -d"$duration" --latency "$base/health"
+echo "== GET /api/leads?limit=20 with a bearer token, Postgres + Redis  ($threads threads, $connections connections, $duration)"
+wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Authorization: Bearer $token" "$base/api/leads?limit=20"
