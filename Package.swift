@@ -65,7 +65,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "fnhost",
-            dependencies: ["FunctionRuntime", "Functions"],
+            dependencies: [
+                "FunctionRuntime", "Functions",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Functions/Main"
         ),
         .testTarget(

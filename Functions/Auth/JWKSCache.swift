@@ -37,7 +37,11 @@ actor JWKSCache {
     private var lastFailure: ContinuousClock.Instant?
     private var inFlight: Task<KeySet?, Never>?
     private var generation = 0
+    private let currentGeneration = Atomic<Int>(0)
     private(set) var hostFetches = 0
+
+    /// The generation of the key set in use (0 before the first); read without an actor hop.
+    nonisolated var generationNow: Int { currentGeneration.load(ordering: .relaxed) }
 
     init(source: JWKSSource, sharedCache: any KeyValueCache, logger: Logger, unknownKidCooldown: Duration = .seconds(30)) {
         self.source = source
@@ -69,6 +73,7 @@ actor JWKSCache {
     func invalidate() {
         current = nil
         lastUnknownKidFetch = nil
+        currentGeneration.store(-1, ordering: .relaxed)
     }
 
     private func refresh(preferShared: Bool) async -> KeySet? {
@@ -81,6 +86,7 @@ actor JWKSCache {
         inFlight = nil
         if let result {
             current = result
+            currentGeneration.store(result.generation, ordering: .relaxed)
             lastFailure = nil
         } else {
             lastFailure = .now

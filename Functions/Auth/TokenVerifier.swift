@@ -38,26 +38,31 @@ struct TokenVerifier: Sendable {
     let issuer: String
     let audience: String
     let now: @Sendable () -> Double
+    private let verified: VerifiedTokens
 
     init(jwks: JWKSCache, issuer: String, audience: String, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
         self.jwks = jwks
         self.issuer = issuer
         self.audience = audience
         self.now = now
+        verified = VerifiedTokens()
     }
 
     /// The token from an `Authorization` header value.
     static func bearerToken(_ header: String?) throws(TokenRejection) -> String {
         guard let header, !header.isEmpty else { throw .missing }
-        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else { throw .notBearer }
-        let token = header.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        let utf8 = header.utf8
+        guard utf8.count > 7, utf8.prefix(7).elementsEqual("bearer ".utf8, by: { $0 | 0x20 == $1 }) else { throw .notBearer }
+        let token = utf8.dropFirst(7).drop(while: { $0 == 0x20 || $0 == 0x09 })
         guard !token.isEmpty else { throw .missing }
-        guard token.utf8.count <= maxTokenBytes else { throw .tooLarge }
-        return token
+        guard token.count <= maxTokenBytes else { throw .tooLarge }
+        return String(Substring(token))
     }
 
     func verify(_ token: String) async throws(TokenRejection) -> Identity {
         guard token.utf8.count <= Self.maxTokenBytes else { throw .tooLarge }
+        let generation = jwks.generationNow
+        if let identity = verified.lookup(token, now: now(), generation: generation) { return identity }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[2].isEmpty, let headerBytes = Base64URL.decode(parts[0]),
             let header = try? JSONDecoder().decode(JSONValue.self, from: Data(headerBytes)), case .object = header
@@ -79,7 +84,9 @@ struct TokenVerifier: Sendable {
         } catch {
             throw .signatureInvalid
         }
-        return try check(claims, token: token)
+        let identity = try check(claims, token: token)
+        verified.store(token, identity, now: now(), generation: keySet.generation)
+        return identity
     }
 
     func check(_ claims: HostClaims, token: String) throws(TokenRejection) -> Identity {
@@ -98,5 +105,44 @@ struct TokenVerifier: Sendable {
             subject: sub, email: email, tenantID: tenant, amr: claims.amr ?? [], groups: claims.groups ?? [],
             platformSuperAdminClaim: claims.platformSuperAdmin ?? false, expiresAt: exp,
             tokenHash: Hex.encode(SHA256.hash(data: Array(token.utf8))))
+    }
+}
+
+/// Tokens already verified, so a warm instance does not redo RSA for every request: an entry
+/// lives until `min(exp, now + 60 s)` and only while the key set it was verified with is current
+/// (a rotation or refresh clears the way). Bounded; cleared wholesale when full.
+final class VerifiedTokens: Sendable {
+    private struct Entry {
+        let identity: Identity
+        let validUntil: Double
+        let generation: Int
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    private let capacity: Int
+    private let lifetime: Double
+
+    init(capacity: Int = 10_000, lifetime: Double = 60) {
+        self.capacity = capacity
+        self.lifetime = lifetime
+    }
+
+    func lookup(_ token: String, now: Double, generation: Int) -> Identity? {
+        entries.withLock { map in
+            guard let entry = map[token] else { return nil }
+            guard entry.validUntil > now, entry.generation == generation else {
+                map[token] = nil
+                return nil
+            }
+            return entry.identity
+        }
+    }
+
+    func store(_ token: String, _ identity: Identity, now: Double, generation: Int) {
+        let validUntil = min(identity.expiresAt, now + lifetime)
+        entries.withLock { map in
+            if map.count >= capacity { map.removeAll(keepingCapacity: true) }
+            map[token] = Entry(identity: identity, validUntil: validUntil, generation: generation)
+        }
     }
 }

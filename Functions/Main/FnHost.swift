@@ -1,9 +1,26 @@
 import ArgumentParser
 import FunctionRuntime
 import Functions
+import NIOCore
+import NIOPosix
 
 @main
 struct FnHost: AsyncParsableCommand {
+    static func main() async {
+        // Run Swift concurrency on NIO's event loops: no thread hop between handlers and I/O.
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "fnhost",
         abstract: "A Swift function host in the Azure Functions shape.",

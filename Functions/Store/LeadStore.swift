@@ -1,4 +1,6 @@
 import FunctionRuntime
+import NIOPosix
+import Synchronization
 
 /// Why the store could not answer; the one place a database failure becomes a 503.
 struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
@@ -33,26 +35,70 @@ extension LeadStore {
     }
 }
 
-/// Runs a database call against a deadline, so no request waits on a dead pool.
+/// Runs a database call against a deadline, so no request waits on a dead pool: one timer on an
+/// event loop cancels the call and answers `StoreUnavailable` (cheaper than a task group per call).
 func withDeadline<T: Sendable>(
     _ deadline: Duration, _ operation: @escaping @Sendable () async throws -> T
 ) async throws(StoreUnavailable) -> T {
-    do {
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await operation() }
-            group.addTask {
-                try await Task.sleep(for: deadline)
-                return nil
+    let outcome = DeadlineOutcome<T>()
+    let result: Result<T, StoreUnavailable> = await withCheckedContinuation { continuation in
+        outcome.install(continuation)
+        let work = Task {
+            do {
+                outcome.finish(.success(try await operation()))
+            } catch {
+                outcome.finish(.failure(StoreUnavailable(description: String(describing: type(of: error)))))
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                throw StoreUnavailable(description: "timed out")
-            }
-            return value
         }
-    } catch let error as StoreUnavailable {
-        throw error
-    } catch {
-        throw StoreUnavailable(description: String(describing: type(of: error)))
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(deadline.nanosecondsClamped)) {
+            outcome.finish(.failure(StoreUnavailable(description: "timed out")))
+            work.cancel()
+        }
+        outcome.onFinish { timer.cancel() }
+    }
+    return try result.get()
+}
+
+/// Resumes a continuation exactly once, whichever of the work and the timer finishes first.
+private final class DeadlineOutcome<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Result<T, StoreUnavailable>, Never>?
+        var pending: Result<T, StoreUnavailable>?
+        var done = false
+        var cleanup: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    func install(_ continuation: CheckedContinuation<Result<T, StoreUnavailable>, Never>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    func onFinish(_ cleanup: @escaping @Sendable () -> Void) {
+        let runNow = state.withLock { state -> Bool in
+            if state.done { return true }
+            state.cleanup = cleanup
+            return false
+        }
+        if runNow { cleanup() }
+    }
+
+    func finish(_ result: Result<T, StoreUnavailable>) {
+        let (continuation, cleanup) = state.withLock { state -> (CheckedContinuation<Result<T, StoreUnavailable>, Never>?, (@Sendable () -> Void)?) in
+            guard !state.done else { return (nil, nil) }
+            state.done = true
+            let continuation = state.continuation
+            state.continuation = nil
+            return (continuation, state.cleanup)
+        }
+        cleanup?()
+        continuation?.resume(returning: result)
+    }
+}
+
+extension Duration {
+    var nanosecondsClamped: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

@@ -22,7 +22,8 @@ enum StoreSetup {
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
-            let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+            let client = PostgresClient(
+                configuration: configuration, eventLoopGroup: SpreadEventLoopGroup(base: .singleton), backgroundLogger: logger)
             context.services.append(client)
             if context.environment == .development {
                 context.beforeServing {

@@ -310,3 +310,27 @@ final class LogCapture: Sendable {
         }
     }
 }
+
+@Suite struct VerifiedTokensTests {
+    private let identity = Identity(
+        subject: "u", email: "u@x.example", tenantID: "t", amr: [], groups: [], platformSuperAdminClaim: false,
+        expiresAt: 1_000, tokenHash: "h")
+
+    @Test func entriesExpireAtTheEarlierOfExpAndSixtySeconds() {
+        let cache = VerifiedTokens()
+        cache.store("tok", identity, now: 900, generation: 1)
+        #expect(cache.lookup("tok", now: 950, generation: 1) == identity)
+        #expect(cache.lookup("tok", now: 1_000, generation: 1) == nil, "never past exp")
+        cache.store("tok", identity, now: 100, generation: 1)
+        #expect(cache.lookup("tok", now: 150, generation: 1) == identity)
+        #expect(cache.lookup("tok", now: 161, generation: 1) == nil, "re-verified after 60 s")
+    }
+
+    @Test func aNewKeySetInvalidatesEntries() {
+        let cache = VerifiedTokens()
+        cache.store("tok", identity, now: 900, generation: 1)
+        #expect(cache.lookup("tok", now: 901, generation: 2) == nil)
+        #expect(cache.lookup("tok", now: 901, generation: 1) == nil, "the stale entry was dropped")
+        #expect(cache.lookup("other", now: 901, generation: 1) == nil)
+    }
+}

@@ -52,7 +52,7 @@ struct PostgresLeadStore: LeadStore {
         self.deadline = deadline
     }
 
-    private typealias Row = (String, String, String, String?, String?, String, String?, String, String, String)
+    typealias Row = (String, String, String, String?, String?, String, String?, String, String, String)
 
     private static func lead(_ row: Row) -> Lead {
         Lead(
@@ -66,33 +66,80 @@ struct PostgresLeadStore: LeadStore {
         return leads
     }
 
+    // The hot reads are prepared statements: parsed and planned once per connection.
+    struct FirstPage: PostgresPreparedStatement {
+        static let sql = "SELECT \(PostgresLeadStore.columns) FROM leads WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+        typealias Row = PostgresLeadStore.Row
+        let tenant: String
+        let limit: Int
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 2)
+            bindings.append(tenant)
+            bindings.append(limit)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    struct NextPage: PostgresPreparedStatement {
+        static let sql = """
+            SELECT \(PostgresLeadStore.columns) FROM leads
+            WHERE tenant_id = $1 AND (created_at, id) < ($2::timestamptz, $3::uuid)
+            ORDER BY created_at DESC, id DESC LIMIT $4
+            """
+        typealias Row = PostgresLeadStore.Row
+        let tenant: String
+        let cursor: LeadCursor
+        let limit: Int
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 4)
+            bindings.append(tenant)
+            bindings.append(cursor.createdAt)
+            bindings.append(cursor.id)
+            bindings.append(limit)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    struct ByID: PostgresPreparedStatement {
+        static let sql = "SELECT \(PostgresLeadStore.columns) FROM leads WHERE tenant_id = $1 AND id = $2::uuid"
+        typealias Row = PostgresLeadStore.Row
+        let tenant: String
+        let id: String
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 2)
+            bindings.append(tenant)
+            bindings.append(id)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    private static func collect<S: AsyncSequence>(_ rows: S) async throws -> [Lead] where S.Element == Row {
+        var leads: [Lead] = []
+        for try await row in rows { leads.append(lead(row)) }
+        return leads
+    }
+
     func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
         try await withDeadline(deadline) { [client, logger] in
             if let cursor {
-                return try await Self.collect(
-                    try await client.query(
-                        """
-                        SELECT \(unescaped: Self.columns) FROM leads
-                        WHERE tenant_id = \(tenant) AND (created_at, id) < (\(cursor.createdAt)::timestamptz, \(cursor.id)::uuid)
-                        ORDER BY created_at DESC, id DESC LIMIT \(limit)
-                        """, logger: logger))
+                return try await Self.collect(try await client.execute(NextPage(tenant: tenant, cursor: cursor, limit: limit), logger: logger))
             }
-            return try await Self.collect(
-                try await client.query(
-                    """
-                    SELECT \(unescaped: Self.columns) FROM leads WHERE tenant_id = \(tenant)
-                    ORDER BY created_at DESC, id DESC LIMIT \(limit)
-                    """, logger: logger))
+            return try await Self.collect(try await client.execute(FirstPage(tenant: tenant, limit: limit), logger: logger))
         }
     }
 
     func get(tenant: String, id: String) async throws(StoreUnavailable) -> Lead? {
         try await withDeadline(deadline) { [client, logger] in
-            try await Self.collect(
-                try await client.query(
-                    "SELECT \(unescaped: Self.columns) FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid",
-                    logger: logger)
-            ).first
+            try await Self.collect(try await client.execute(ByID(tenant: tenant, id: id), logger: logger)).first
         }
     }
 
