@@ -28,5 +28,7 @@ public struct FunctionHostModule: FunctionModule {
         context.functions.register("UpdateLead", http: security.guarded(UpdateLead(store: setup.store, audit: setup.audit)))
         context.functions.register("DeleteLead", http: security.guarded(DeleteLead(store: setup.store, audit: setup.audit)))
         context.functions.register("ExportLeads", http: security.guarded(ExportLeads(store: setup.store, audit: setup.audit)))
+        for (name, schema) in LeadsOpenAPI.schemas { context.addSchema(name, schema) }
+        for (name, operation) in LeadsOpenAPI.operations { context.describe(name, operation) }
     }
 }

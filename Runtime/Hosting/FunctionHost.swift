@@ -82,7 +82,7 @@ public struct FunctionHost: Sendable {
             let manifest = options.mode == .customHandler && !FileManager.default.fileExists(atPath: topLevel)
                 ? try FunctionManifest.loadDeployed(root: root.path)
                 : try FunctionManifest.load(path: topLevel)
-            specs = try manifest.specs(settings: settings, reservedRoutePrefixes: ["admin", "runtime", "metrics"])
+            specs = try manifest.specs(settings: settings, reservedRoutePrefixes: ["admin", "runtime", "metrics", "openapi.json"])
         } catch {
             throw StartupError(description: error.description)
         }
@@ -133,7 +133,16 @@ public struct FunctionHost: Sendable {
             : nil
         let front = HTTPFront(
             invoker: invoker,
-            runtimeEndpoints: RuntimeEndpoints(invoker: invoker, metricsAccess: metricsAccess, admin: admin),
+            runtimeEndpoints: RuntimeEndpoints(
+                invoker: invoker, metricsAccess: metricsAccess, admin: admin,
+                openAPI: {
+                    var writer = JSONWriter(capacity: 16_384)
+                    OpenAPIDocument.build(
+                        catalog: catalog, operations: context.openAPIOperations, schemas: context.openAPISchemas,
+                        title: "FunctionHost", version: RuntimeEndpoints.version
+                    ).write(to: &writer)
+                    return writer.bytes
+                }()),
             internalEndpoints: context.internalEndpoints, mode: options.mode, logger: logger)
         let port: Int
         switch options.mode {

@@ -29,6 +29,18 @@ public struct ModuleContext: Sendable {
     /// Endpoints outside the manifest served under a path prefix (e.g. the development host).
     public private(set) var internalEndpoints: [(prefix: String, handler: any HTTPFunction)] = []
 
+    /// OpenAPI descriptions of HTTP functions, by function name, and shared schemas (`#/components/schemas/NAME`).
+    public private(set) var openAPIOperations: [String: OpenAPIOperation] = [:]
+    public private(set) var openAPISchemas: [String: JSONValue] = [:]
+
+    public mutating func describe(_ function: String, _ operation: OpenAPIOperation) {
+        openAPIOperations[function] = operation
+    }
+
+    public mutating func addSchema(_ name: String, _ schema: JSONValue) {
+        openAPISchemas[name] = schema
+    }
+
     /// Run once the module's services are up and before the server accepts requests (e.g. migrations).
     public private(set) var startupTasks: [@Sendable () async throws -> Void] = []
 

@@ -37,6 +37,7 @@ public final class HostState: Sendable {
 struct RuntimeEndpoints: Sendable {
     enum Endpoint {
         case metrics
+        case openAPI
         case adminFunctions
         case adminFunction(String)
         case adminHostStatus
@@ -54,9 +55,12 @@ struct RuntimeEndpoints: Sendable {
     let invoker: FunctionInvoker
     let metricsAccess: MetricsAccess
     let admin: Admin?
+    /// The OpenAPI document, encoded once at start-up.
+    let openAPI: [UInt8]
 
     func endpoint(for path: String) -> Endpoint? {
         if path == "/metrics" { return .metrics }
+        if path == "/openapi.json" { return .openAPI }
         guard admin != nil, path.hasPrefix("/admin/") || path == "/admin" else { return nil }
         let segments = path.split(separator: "/")
         switch segments.count {
@@ -80,6 +84,11 @@ struct RuntimeEndpoints: Sendable {
             var responseHeaders = HTTPFields()
             responseHeaders[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             return FunctionResponse(status: .ok, headers: responseHeaders, body: .bytes(ByteBuffer(bytes: invoker.metrics.exposition())))
+        case .openAPI:
+            guard method == .get || method == .head else {
+                return .error(.methodNotAllowed(allowed: [.get]), requestID: requestID)
+            }
+            return .json(openAPI)
         case .adminFunctions, .adminFunction, .adminHostStatus, .adminUnknown:
             guard let admin else { return .error(.notFound(), requestID: requestID) }
             guard isFromLoopback else {

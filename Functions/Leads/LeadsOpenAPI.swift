@@ -1,0 +1,99 @@
+import FunctionRuntime
+
+/// The OpenAPI side of the leads functions: schemas and one operation per function.
+enum LeadsOpenAPI {
+    private static func string(_ extra: [String: JSONValue] = [:]) -> JSONValue {
+        .object(["type": .string("string")].merging(extra) { $1 })
+    }
+
+    private static func nullableString(maxLength: Int) -> JSONValue {
+        .object(["type": .array([.string("string"), .string("null")]), "maxLength": .number(Double(maxLength))])
+    }
+
+    static let status: JSONValue = .object(["type": .string("string"), "enum": .array(Lead.statuses.sorted().map(JSONValue.string))])
+    static let leadRef: JSONValue = .object(["$ref": .string("#/components/schemas/Lead")])
+
+    static let schemas: [String: JSONValue] = [
+        "Lead": .object([
+            "type": .string("object"),
+            "required": .array(["id", "name", "email", "phone", "company", "status", "notes", "created_by", "created_at", "updated_at"].map(JSONValue.string)),
+            "properties": .object([
+                "id": string(["format": .string("uuid")]),
+                "name": string(["minLength": .number(1), "maxLength": .number(200)]),
+                "email": string(["format": .string("email")]),
+                "phone": nullableString(maxLength: 50),
+                "company": nullableString(maxLength: 200),
+                "status": status,
+                "notes": nullableString(maxLength: 10_000),
+                "created_by": string(),
+                "created_at": string(["format": .string("date-time")]),
+                "updated_at": string(["format": .string("date-time")]),
+            ]),
+        ]),
+        "LeadInput": .object([
+            "type": .string("object"),
+            "additionalProperties": .bool(false),
+            "required": .array([.string("name"), .string("email")]),
+            "properties": inputProperties,
+        ]),
+        "LeadPatch": .object([
+            "type": .string("object"),
+            "additionalProperties": .bool(false),
+            "minProperties": .number(1),
+            "properties": inputProperties,
+        ]),
+        "LeadPage": .object([
+            "type": .string("object"),
+            "required": .array([.string("items"), .string("next_cursor")]),
+            "properties": .object([
+                "items": .object(["type": .string("array"), "items": leadRef]),
+                "next_cursor": .object(["type": .array([.string("string"), .string("null")])]),
+            ]),
+        ]),
+    ]
+
+    private static let inputProperties: JSONValue = .object([
+        "name": string(["minLength": .number(1), "maxLength": .number(200), "pattern": .string("\\S")]),
+        "email": string(["format": .string("email"), "maxLength": .number(254)]),
+        "phone": nullableString(maxLength: 50),
+        "company": nullableString(maxLength: 200),
+        "status": status,
+        "notes": nullableString(maxLength: 10_000),
+        "tenant_id": .object(["description": .string("Ignored: the tenant comes from the token.")]),
+    ])
+
+    static let operations: [String: OpenAPIOperation] = [
+        "ListLeads": OpenAPIOperation(
+            summary: "The tenant's leads, newest first", requiresBearer: true,
+            query: [
+                .init(name: "limit", schema: .object(["type": .string("integer"), "minimum": .number(1), "maximum": .number(200), "default": .number(50)])),
+                .init(name: "cursor", schema: string(), description: "next_cursor of the previous page"),
+            ],
+            responses: [200: .json("A page of leads", .object(["$ref": .string("#/components/schemas/LeadPage")]))],
+            errors: [400]),
+        "CreateLead": OpenAPIOperation(
+            summary: "Create a lead", requiresBearer: true,
+            requestBody: .object(["$ref": .string("#/components/schemas/LeadInput")]),
+            responses: [201: .json("The lead", leadRef)], errors: [400, 413, 415]),
+        "GetLead": OpenAPIOperation(
+            summary: "One lead", requiresBearer: true, responses: [200: .json("The lead", leadRef)], errors: [400, 404]),
+        "UpdateLead": OpenAPIOperation(
+            summary: "Change a lead's fields", requiresBearer: true,
+            requestBody: .object(["$ref": .string("#/components/schemas/LeadPatch")]),
+            responses: [200: .json("The lead", leadRef)], errors: [400, 404, 413, 415]),
+        "DeleteLead": OpenAPIOperation(
+            summary: "Delete a lead (step-up required)", requiresBearer: true,
+            responses: [204: .init(description: "Deleted")], errors: [400, 404]),
+        "ExportLeads": OpenAPIOperation(
+            summary: "The tenant's leads as CSV (step-up required)", requiresBearer: true,
+            responses: [200: .init(description: "RFC 4180 CSV", contentType: "text/csv", schema: string())]),
+        "Health": OpenAPIOperation(
+            summary: "Liveness",
+            responses: [200: .json("Up", .object(["type": .string("object"), "required": .array([.string("status")]),
+                                                  "properties": .object(["status": .object(["const": .string("ok")])])]))]),
+        "HealthReady": OpenAPIOperation(
+            summary: "Readiness: database and cache answer",
+            responses: [200: .json("Ready", .object(["type": .string("object"), "required": .array([.string("status")])]))],
+            errors: [503]),
+    ]
+}
