@@ -24,6 +24,7 @@ run: build
 ## Every test: unit, in-process HTTP, and end-to-end against the real fnhost binary.
 test: deps
 	@python3 -c "import openapi_spec_validator" 2>/dev/null || python3 -m pip install -q openapi-spec-validator
+	@command -v schemathesis >/dev/null || python3 -m pip install -q schemathesis
 	$(SWIFT) build --build-tests
 	FNHOST_BIN=$(CURDIR)/.build/debug/fnhost scripts/with-services.sh $(SWIFT) test
 

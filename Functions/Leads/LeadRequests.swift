@@ -21,7 +21,7 @@ enum LeadRequests {
     }
 
     static func cursor(_ request: FunctionRequest) throws(FunctionError) -> LeadCursor? {
-        guard let text = request.query["cursor"], !text.isEmpty else { return nil }
+        guard let text = request.query["cursor"] else { return nil }
         return try LeadCursor(decoding: text)
     }
 

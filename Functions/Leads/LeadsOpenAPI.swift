@@ -11,6 +11,7 @@ enum LeadsOpenAPI {
     }
 
     static let status: JSONValue = .object(["type": .string("string"), "enum": .array(Lead.statuses.sorted().map(JSONValue.string))])
+    static let idPath: [String: JSONValue] = ["id": .object(["type": .string("string"), "format": .string("uuid")])]
     static let leadRef: JSONValue = .object(["$ref": .string("#/components/schemas/Lead")])
 
     static let schemas: [String: JSONValue] = [
@@ -39,7 +40,6 @@ enum LeadsOpenAPI {
         "LeadPatch": .object([
             "type": .string("object"),
             "additionalProperties": .bool(false),
-            "minProperties": .number(1),
             "properties": inputProperties,
         ]),
         "LeadPage": .object([
@@ -67,7 +67,7 @@ enum LeadsOpenAPI {
             summary: "The tenant's leads, newest first", requiresBearer: true,
             query: [
                 .init(name: "limit", schema: .object(["type": .string("integer"), "minimum": .number(1), "maximum": .number(200), "default": .number(50)])),
-                .init(name: "cursor", schema: string(), description: "next_cursor of the previous page"),
+                .init(name: "cursor", schema: string(["pattern": .string(LeadCursor.pattern)]), description: "next_cursor of the previous page"),
             ],
             responses: [200: .json("A page of leads", .object(["$ref": .string("#/components/schemas/LeadPage")]))],
             errors: [400]),
@@ -76,13 +76,13 @@ enum LeadsOpenAPI {
             requestBody: .object(["$ref": .string("#/components/schemas/LeadInput")]),
             responses: [201: .json("The lead", leadRef)], errors: [400, 413, 415]),
         "GetLead": OpenAPIOperation(
-            summary: "One lead", requiresBearer: true, responses: [200: .json("The lead", leadRef)], errors: [400, 404]),
+            summary: "One lead", requiresBearer: true, pathSchemas: idPath, responses: [200: .json("The lead", leadRef)], errors: [400, 404]),
         "UpdateLead": OpenAPIOperation(
-            summary: "Change a lead's fields", requiresBearer: true,
+            summary: "Change a lead's fields", requiresBearer: true, pathSchemas: idPath,
             requestBody: .object(["$ref": .string("#/components/schemas/LeadPatch")]),
             responses: [200: .json("The lead", leadRef)], errors: [400, 404, 413, 415]),
         "DeleteLead": OpenAPIOperation(
-            summary: "Delete a lead (step-up required)", requiresBearer: true,
+            summary: "Delete a lead (step-up required)", requiresBearer: true, pathSchemas: idPath,
             responses: [204: .init(description: "Deleted")], errors: [400, 404]),
         "ExportLeads": OpenAPIOperation(
             summary: "The tenant's leads as CSV (step-up required)", requiresBearer: true,

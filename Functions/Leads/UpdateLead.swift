@@ -11,11 +11,15 @@ struct UpdateLead: AuthorizedFunction {
         let fields = try LeadFields.parse(try LeadRequests.jsonBody(request), creating: false)
         let lead: Lead?
         do {
-            lead = try await store.update(tenant: principal.tenantID, id: id, fields: fields, updatedAt: Timestamps.now())
+            // A body without a writable field (`{}`, or only `tenant_id`) changes nothing: it answers the lead as it is.
+            lead = fields.isEmpty
+                ? try await store.get(tenant: principal.tenantID, id: id)
+                : try await store.update(tenant: principal.tenantID, id: id, fields: fields, updatedAt: Timestamps.now())
         } catch {
             throw error.functionError
         }
         guard let lead else { throw FunctionError.notFound("no lead \(id)") }
+        guard !fields.isEmpty else { return LeadRequests.lead(lead) }
         await audit.record(.lead("LEAD_UPDATED", principal: principal, details: ["lead_id": .string(id)]))
         return LeadRequests.lead(lead)
     }

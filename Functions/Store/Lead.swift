@@ -99,8 +99,6 @@ struct LeadFields: Sendable, Equatable {
         if creating {
             guard case .set = fields.name else { throw .validationFailed("field 'name' is required") }
             guard case .set = fields.email else { throw .validationFailed("field 'email' is required") }
-        } else if fields.isEmpty {
-            throw .validationFailed("body has no field to update")
         }
         return fields
     }
@@ -138,28 +136,29 @@ struct LeadFields: Sendable, Equatable {
     }
 }
 
-/// Keyset pagination position: base64url of `created_at|id`, validated when read back.
+/// Keyset pagination position: `{created_at in microseconds since 1970}_{id}`. Every string the
+/// pattern `^[0-9]{1,16}_<uuid>$` admits is a valid position (16 digits stay below year 2286), so
+/// the OpenAPI schema describes it exactly; anything else is 400.
 struct LeadCursor: Sendable, Equatable {
+    static let pattern = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
     let createdAt: String
     let id: String
-
-    var encoded: String { Base64URL.encode(Array("\(createdAt)|\(id)".utf8)) }
 
     init(createdAt: String, id: String) {
         self.createdAt = createdAt
         self.id = id
     }
 
+    var encoded: String { "\(Timestamps.microseconds(createdAt) ?? 0)_\(id)" }
+
     init(decoding text: String) throws(FunctionError) {
-        guard text.utf8.count <= 200, let bytes = Base64URL.decode(Substring(text)),
-            let decoded = String(validating: bytes, as: UTF8.self)
+        let parts = text.split(separator: "_", omittingEmptySubsequences: false)
+        guard parts.count == 2, (1...16).contains(parts[0].count), parts[0].allSatisfy(\.isASCII),
+            let micros = Int64(parts[0]), micros >= 0, UUID(uuidString: String(parts[1])) != nil, parts[1].count == 36
         else { throw .validationFailed("parameter 'cursor' is not a valid cursor") }
-        let parts = decoded.split(separator: "|")
-        guard parts.count == 2, Timestamps.isCanonical(String(parts[0])), LeadID.isValid(String(parts[1])) else {
-            throw .validationFailed("parameter 'cursor' is not a valid cursor")
-        }
-        createdAt = String(parts[0])
-        id = String(parts[1])
+        createdAt = Timestamps.format(seconds: micros / 1_000_000, microseconds: Int(micros % 1_000_000))
+        id = parts[1].lowercased()
     }
 }
 
@@ -196,6 +195,20 @@ enum Timestamps {
             return String(repeating: "0", count: max(0, width - digits.count)) + digits
         }
         return "\(pad(c.year, 4))-\(pad(c.month, 2))-\(pad(c.day, 2))T\(pad(c.hour, 2)):\(pad(c.minute, 2)):\(pad(c.second, 2)).\(pad(microseconds, 6))Z"
+    }
+
+    /// Microseconds since 1970 of a canonical timestamp.
+    static func microseconds(_ text: String) -> Int64? {
+        guard isCanonical(text) else { return nil }
+        let utf8 = Array(text.utf8)
+        func number(_ range: Range<Int>) -> Int { utf8[range].reduce(0) { $0 * 10 + Int($1 - 0x30) } }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .gmt
+        let components = DateComponents(
+            year: number(0..<4), month: number(5..<7), day: number(8..<10), hour: number(11..<13), minute: number(14..<16),
+            second: number(17..<19))
+        guard let date = calendar.date(from: components) else { return nil }
+        return Int64(date.timeIntervalSince1970.rounded()) * 1_000_000 + Int64(number(20..<26))
     }
 
     static func isCanonical(_ text: String) -> Bool {

@@ -32,6 +32,8 @@ public struct OpenAPIOperation: Sendable {
 
     public var summary: String
     public var requiresBearer: Bool
+    /// Schemas for path parameters, by name (default: from the route constraint, else string).
+    public var pathSchemas: [String: JSONValue]
     public var query: [Parameter]
     public var headers: [Parameter]
     /// A JSON request body schema (`application/json`), required when present.
@@ -41,11 +43,12 @@ public struct OpenAPIOperation: Sendable {
     public var errors: [Int]
 
     public init(
-        summary: String, requiresBearer: Bool = false, query: [Parameter] = [], headers: [Parameter] = [],
-        requestBody: JSONValue? = nil, responses: [Int: Response], errors: [Int] = []
+        summary: String, requiresBearer: Bool = false, pathSchemas: [String: JSONValue] = [:], query: [Parameter] = [],
+        headers: [Parameter] = [], requestBody: JSONValue? = nil, responses: [Int: Response], errors: [Int] = []
     ) {
         self.summary = summary
         self.requiresBearer = requiresBearer
+        self.pathSchemas = pathSchemas
         self.query = query
         self.headers = headers
         self.requestBody = requestBody
@@ -80,7 +83,8 @@ enum OpenAPIDocument {
                 case .literal(let text): pathText += "/" + text
                 case .parameter(let name, let constraint):
                     pathText += "/{\(name)}"
-                    pathParameters.append(parameter(name: name, in: "path", required: true, schema: schema(for: constraint)))
+                    pathParameters.append(
+                        parameter(name: name, in: "path", required: true, schema: operation.pathSchemas[name] ?? schema(for: constraint)))
                 case .catchAll(let name):
                     pathText += "/{\(name)}"
                     pathParameters.append(parameter(name: name, in: "path", required: true, schema: .object(["type": .string("string")])))

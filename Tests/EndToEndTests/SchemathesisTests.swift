@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+
+/// schemathesis (property-based API testing from the OpenAPI document) against a live `fnhost`
+/// with a valid development token: every phase passes, and the server never answers 500.
+@Suite(.serialized) struct SchemathesisTests {
+    @Test func liveAPIConformsToItsOpenAPIDocument() async throws {
+        let root = try FnhostProcess.scriptRoot(
+            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let host = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
+        defer { host.terminate() }
+        let port = try await host.waitForPort()
+        let (tokenStatus, tokenOutput, _) = try await DevHostTests.run([
+            "token", "--tenant", "t-schema", "--user", "u-schema", "--perm", "LEADS_READ", "--perm", "LEADS_WRITE",
+            "--perm", "LEADS_DELETE", "--perm", "EXPORTS_EXECUTE", "--mfa", "--script-root", root,
+        ])
+        #expect(tokenStatus == 0)
+        let token = try #require(tokenOutput.split(separator: "\n").last.map(String.init))
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "schemathesis", "run", "http://127.0.0.1:\(port)/openapi.json", "-H", "Authorization: Bearer \(token)",
+            "--max-examples", "30", "--checks", "all", "--seed", "20261122",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NO_COLOR"] = "1"
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text.suffix(3000))")
+        host.terminate()
+        _ = await host.waitForExit()
+        let serverErrors = host.stdoutLines.filter { $0.contains(#""status":500"#) }
+        #expect(serverErrors.isEmpty, "\(serverErrors.prefix(3))")
+        #expect(host.stdoutLines.contains { $0.contains("Executed 'Functions.CreateLead'") }, "schemathesis exercised the API")
+    }
+}
