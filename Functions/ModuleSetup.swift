@@ -89,12 +89,14 @@ struct ModuleSetup: Sendable {
         }
         let verifier = TokenVerifier(
             jwks: JWKSCache(source: jwksSource, sharedCache: cache, logger: logger), issuer: issuer, audience: audience)
+        let store = try await StoreSetup.make(&context)
+        let allowlist = AllowlistSource(.specification)
+        context.services.append(PermissionLoader(store: store, allowlist: allowlist, logger: logger))
         let authorizer = Authorizer(
-            allowlist: .specification, rbac: rbac, audit: audit, environment: context.environment,
+            allowlist: allowlist, rbac: rbac, audit: audit, environment: context.environment,
             superAdminGroup: settings.nonEmpty("SUPER_ADMIN_GROUP") ?? "Leaderboard_SuperAdmins",
             stagingAdminEmails: (settings["STAGING_PLATFORM_ADMIN_EMAILS"] ?? "").split(separator: ",").map(String.init),
             metrics: context.metricsFactory)
-        let store = try await StoreSetup.make(&context)
         return ModuleSetup(
             store: store, cache: cache, rbac: rbac, security: Security(verifier: verifier, authorizer: authorizer, metrics: context.metricsFactory),
             audit: audit, devHost: devHost)
@@ -104,5 +106,26 @@ struct ModuleSetup: Sendable {
         guard let text = settings.nonEmpty(name) else { return value }
         guard let parsed = Int(text), parsed >= 0 else { throw ModuleConfigurationError("\(name) must be a whole number of seconds") }
         return parsed
+    }
+}
+
+/// Reads `module_permissions` once the database answers and makes it the allowlist in force.
+/// Until then (or while the database is down at boot) the SPEC table — the same rows the migration
+/// seeds — applies; data requests answer 503 meanwhile anyway.
+struct PermissionLoader: Service {
+    let store: any LeadStore
+    let allowlist: AllowlistSource
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            if let rows = try? await store.permissionRows(), !rows.isEmpty {
+                allowlist.replace(with: PermissionAllowlist(rows: rows))
+                logger.info("permission allowlist loaded from module_permissions", metadata: ["rows": .stringConvertible(rows.count)])
+                break
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(2)) }
+        }
+        try? await gracefulShutdown()
     }
 }

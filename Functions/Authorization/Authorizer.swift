@@ -24,7 +24,8 @@ struct Authorizer: Sendable {
         case rbacUnavailable = "rbac_unavailable"
     }
 
-    let allowlist: PermissionAllowlist
+    let allowlistSource: AllowlistSource
+    var allowlist: PermissionAllowlist { allowlistSource.allowlist }
     let rbac: RBACService
     let audit: any AuditSink
     let environment: DeploymentEnvironment
@@ -33,10 +34,10 @@ struct Authorizer: Sendable {
     private let denials: [DenialReason: CoreMetrics.Counter]
 
     init(
-        allowlist: PermissionAllowlist, rbac: RBACService, audit: any AuditSink, environment: DeploymentEnvironment,
+        allowlist: AllowlistSource, rbac: RBACService, audit: any AuditSink, environment: DeploymentEnvironment,
         superAdminGroup: String, stagingAdminEmails: [String], metrics: any MetricsFactory
     ) {
-        self.allowlist = allowlist
+        self.allowlistSource = allowlist
         self.rbac = rbac
         self.audit = audit
         self.environment = environment
@@ -53,6 +54,7 @@ struct Authorizer: Sendable {
     static let stepUpChallenge = #"Bearer error="insufficient_user_authentication""#
 
     func authorize(_ identity: Identity, policy: FunctionPolicy, logger: Logger) async throws(FunctionError) -> Principal {
+        let allowlist = allowlist
         let readOnly = policy.isReadOnly(in: allowlist)
         let resolution: RBACService.Resolution
         do {

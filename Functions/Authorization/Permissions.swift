@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The module's permissions (SPEC §6). Host permissions outside this list are ignored.
 enum ModulePermission: String, Sendable, CaseIterable, Hashable {
     case leadsRead = "LEADS_READ"
@@ -35,6 +37,36 @@ struct PermissionAllowlist: Sendable {
     }
 
     var all: Set<ModulePermission> { Set(rules.keys) }
+
+    /// The allowlist from `module_permissions` rows; names the module does not know are ignored.
+    init(rows: [(String, Bool, Bool)]) {
+        var rules: [ModulePermission: PermissionRule] = [:]
+        for (name, readOnly, stepUp) in rows {
+            guard let permission = ModulePermission(rawValue: name) else { continue }
+            rules[permission] = PermissionRule(permission: permission, readOnly: readOnly, stepUp: stepUp)
+        }
+        self.rules = rules
+    }
+
+    init(rules: [ModulePermission: PermissionRule]) {
+        self.rules = rules
+    }
+}
+
+/// The allowlist in force: the SPEC table until the store's `module_permissions` table is read at
+/// start-up, then that table (the data is the source of truth).
+final class AllowlistSource: Sendable {
+    private let current: Mutex<PermissionAllowlist>
+
+    init(_ initial: PermissionAllowlist) {
+        current = Mutex(initial)
+    }
+
+    var allowlist: PermissionAllowlist { current.withLock { $0 } }
+
+    func replace(with allowlist: PermissionAllowlist) {
+        current.withLock { $0 = allowlist }
+    }
 }
 
 /// What a function requires, declared next to it (not coded inside the handler).

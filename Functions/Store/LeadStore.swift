@@ -20,6 +20,8 @@ protocol LeadStore: Sendable {
     /// False when the tenant has no such lead.
     func delete(tenant: String, id: String) async throws(StoreUnavailable) -> Bool
     func ping() async -> Bool
+    /// The `module_permissions` rows: (permission, read_only, step_up).
+    func permissionRows() async throws(StoreUnavailable) -> [(String, Bool, Bool)]
 }
 
 extension LeadStore {

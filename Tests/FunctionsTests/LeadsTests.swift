@@ -295,3 +295,49 @@ extension TestClientProtocol {
         }
     }
 }
+
+@Suite struct PermissionTableTests {
+    @Test func theModulePermissionsTableDecides() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-perms-\(UUID().uuidString).sqlite").path
+        _ = try await StoreSetup.migrate(databaseURL: "sqlite:" + path, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+        let update = Process()
+        update.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        update.arguments = [
+            "python3", "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE module_permissions SET step_up=1 WHERE permission='LEADS_READ'\"); c.commit()",
+            path,
+        ]
+        try update.run()
+        update.waitUntilExit()
+        #expect(update.terminationStatus == 0)
+
+        let key = try TestKey.make(kid: "k1")
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-perm-root-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
+        let host = StandInHost()
+        await host.state.set(keys: [key])
+        await LeadsHarness.grant(host, tenant: "t-perm", user: "u", ["LEADS_READ"])
+        try await host.application().test(.live) { hostClient in
+            let settings = IdentityHarness.hostSettings(hostClient.port ?? 0, extra: ["DATABASE_URL": "sqlite:" + path])
+            let functionHost = try await FunctionHost.build(
+                options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
+                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+            try await functionHost.application().test(.live) { client in
+                let plain = try LeadsHarness.token(key, tenant: "t-perm", user: "u")
+                var reply = try await client.send(.get, "/api/leads", token: plain)
+                let deadline = ContinuousClock.now + .seconds(5)
+                while reply.code != "STEP_UP_REQUIRED", ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    reply = try await client.send(.get, "/api/leads", token: plain)
+                }
+                #expect(reply.status == .forbidden)
+                #expect(reply.code == "STEP_UP_REQUIRED", "the table's step_up=1 applies, not the code's default")
+                let mfa = try Tokens.make(
+                    Tokens.claims(tenant: "t-perm", sub: "u", extra: ["amr": .array([.string("mfa")])]), signing: .rs256(key))
+                #expect(try await client.send(.get, "/api/leads", token: mfa).status == .ok)
+            }
+        }
+    }
+}

@@ -195,6 +195,18 @@ struct PostgresLeadStore: LeadStore {
         }
     }
 
+    func permissionRows() async throws(StoreUnavailable) -> [(String, Bool, Bool)] {
+        try await withDeadline(deadline) { [client, logger] in
+            var rows: [(String, Bool, Bool)] = []
+            for try await row in try await client.query(
+                "SELECT permission, read_only, step_up FROM module_permissions", logger: logger
+            ).decode((String, Bool, Bool).self) {
+                rows.append(row)
+            }
+            return rows
+        }
+    }
+
     func ping() async -> Bool {
         (try? await withDeadline(.seconds(2)) { [client, logger] in
             var ok = false

@@ -137,6 +137,15 @@ actor SQLiteLeadStore: LeadStore {
         !(try await run("DELETE FROM leads WHERE tenant_id = ? AND id = ? RETURNING id", [.text(tenant), .text(id)]).isEmpty)
     }
 
+    func permissionRows() async throws(StoreUnavailable) -> [(String, Bool, Bool)] {
+        try await run("SELECT permission, read_only, step_up FROM module_permissions", []).compactMap { row in
+            guard let name = row.column("permission")?.string, let readOnly = row.column("read_only")?.integer,
+                let stepUp = row.column("step_up")?.integer
+            else { return nil }
+            return (name, readOnly != 0, stepUp != 0)
+        }
+    }
+
     func ping() async -> Bool {
         (try? await run("SELECT 1 AS one", []).first?.column("one")?.integer) == 1
     }
