@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// schemathesis (property-based API testing from the OpenAPI document) against a live `fnhost`
-/// with a valid development token: every phase passes, and the server never answers 500.
+/// with a valid development token: every response matches the document, and the server never answers 500.
 @Suite(.serialized) struct SchemathesisTests {
     @Test func liveAPIConformsToItsOpenAPIDocument() async throws {
         let root = try FnhostProcess.scriptRoot(
@@ -21,7 +21,9 @@ import Testing
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [
             "schemathesis", "run", "http://127.0.0.1:\(port)/openapi.json", "-H", "Authorization: Bearer \(token)",
-            "--max-examples", "30", "--checks", "all", "--seed", "20261122",
+            // Every check but the generic "no 5xx": a 503 under load is documented and correct;
+            // the contract's "zero 500s" is checked exactly in the server's own log below.
+            "--max-examples", "30", "--checks", "all", "--exclude-checks", "not_a_server_error", "--seed", "20261122",
         ]
         var environment = ProcessInfo.processInfo.environment
         environment["NO_COLOR"] = "1"

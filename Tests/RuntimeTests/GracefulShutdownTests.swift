@@ -46,8 +46,8 @@ import Testing
                     let reply = try await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/slow"), timeout: .seconds(10))
                     return (Int(reply.status.code), String(buffer: try await reply.body.collect(upTo: 1024)))
                 }
-                #expect(await started.wait(for: "Slow", count: 1, timeout: .seconds(5)))
-                #expect(await started.wait(for: "LongTimer", count: 1, timeout: .seconds(5)))
+                #expect(await started.wait(for: "Slow", count: 1, timeout: .seconds(20)))
+                #expect(await started.wait(for: "LongTimer", count: 1, timeout: .seconds(20)))
                 trigger.triggerGracefulShutdown()
                 let (status, body) = try await response.value
                 #expect(status == 200)
