@@ -126,7 +126,7 @@ import Testing
         let key = try TestKey.make(kid: "k1")
         try await IdentityHarness.run { host, client, _ in
             await host.state.set(keys: [key])
-            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"], ttlSeconds: 1))
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"], ttlSeconds: 4))
             let token = try Self.token(key)
             let status8 = try await client.call(.get, "/probe/read", token: token).0
             #expect(status8 == .ok)
@@ -134,10 +134,10 @@ import Testing
             #expect(status9 == .ok)
             #expect(await host.state.rbacFetches == 1, "second request served from cache")
             #expect(await host.state.lastRBACAuthorization == "Bearer rbac-api-key-value")
-            try await Task.sleep(for: .milliseconds(1200))
+            try await Task.sleep(for: .milliseconds(4300))
             let status10 = try await client.call(.get, "/probe/read", token: token).0
             #expect(status10 == .ok)
-            #expect(await host.state.rbacFetches == 2, "ttl_seconds: 1 expired, so the host is asked again")
+            #expect(await host.state.rbacFetches == 2, "ttl_seconds: 4 expired, so the host is asked again")
         }
     }
 

@@ -249,7 +249,7 @@ extension TestClientProtocol {
                 let reply = try await client.send(.get, "/api/leads", token: try LeadsHarness.token(key, tenant: "t-acme", user: "u"))
                 #expect(reply.status == .serviceUnavailable)
                 #expect(reply.code == "SERVICE_UNAVAILABLE")
-                #expect(ContinuousClock.now - started < .seconds(5))
+                #expect(ContinuousClock.now - started < .seconds(10), "bounded by the 3 s deadline, with room for a loaded machine")
                 let ready = try await client.execute(uri: "/health/ready", method: .get) { $0.status }
                 #expect(ready == .serviceUnavailable)
             }

@@ -122,14 +122,14 @@ private func managedIdentity(_ base: URL) -> ManagedIdentityCredential {
         try await withVault { standIn, base in
             await standIn.state.put("s", "s-value")
             // expires_on is whole seconds, so leave a margin of several seconds either way.
-            await standIn.state.set(tokenLifetime: 8)
-            let client = KeyVaultClient(credential: managedIdentity(base), refreshMargin: 4)
+            await standIn.state.set(tokenLifetime: 30)
+            let client = KeyVaultClient(credential: managedIdentity(base), refreshMargin: 15)
             let value7 = try await client.secret(vault: base, name: "s")
             #expect(value7 == "s-value")
             let value8 = try await client.secret(vault: base, name: "s")
             #expect(value8 == "s-value")
             #expect(await standIn.state.tokenRequests == 1)
-            try await Task.sleep(for: .milliseconds(4500))
+            try await Task.sleep(for: .milliseconds(15_500))
             let value9 = try await client.secret(vault: base, name: "s")
             #expect(value9 == "s-value")
             #expect(await standIn.state.tokenRequests == 2)
@@ -298,17 +298,17 @@ private func managedIdentity(_ base: URL) -> ManagedIdentityCredential {
             }
         }
         let flaky = Flaky()
-        let cached = CachingSecretsProvider(flaky, refreshInterval: .milliseconds(100), logger: CapturedLogs().logger())
+        let cached = CachingSecretsProvider(flaky, refreshInterval: .seconds(2), logger: CapturedLogs().logger())
         let value11 = try await cached.secret(named: "s")
         #expect(value11 == "v1")
         await flaky.set(value: "v2", failing: false)
         let value12 = try await cached.secret(named: "s")
         #expect(value12 == "v1", "still fresh")
-        try await Task.sleep(for: .milliseconds(150))
+        try await Task.sleep(for: .milliseconds(2100))
         let value13 = try await cached.secret(named: "s")
         #expect(value13 == "v2", "rotated value picked up")
         await flaky.set(value: "v3", failing: true)
-        try await Task.sleep(for: .milliseconds(150))
+        try await Task.sleep(for: .milliseconds(2100))
         let value14 = try await cached.secret(named: "s")
         #expect(value14 == "v2", "last value kept while the source fails")
     }

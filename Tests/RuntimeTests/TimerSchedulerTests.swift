@@ -96,10 +96,14 @@ import Testing
             options: .init(scriptRoot: root, port: 0), module: module, environment: [:], logger: logs.logger())
         try await host.application().test(.live) { client in
             #expect(await attempts.wait(for: "Flaky", count: 1, timeout: .seconds(20)))
-            try await Task.sleep(for: .milliseconds(100))
-            try await client.execute(uri: "/metrics", method: .get) { response in
-                #expect(String(buffer: response.body).contains(#"fnhost_function_invocations_total{function="Flaky",trigger="timerTrigger",outcome="failure"}"#))
+            let series = #"fnhost_function_invocations_total{function="Flaky",trigger="timerTrigger",outcome="failure"}"#
+            var counted = false
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !counted, ContinuousClock.now < deadline {
+                counted = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body).contains(series) }
+                if !counted { try await Task.sleep(for: .milliseconds(100)) }
             }
+            #expect(counted)
         }
         #expect(logs.text.contains("Executed 'Functions.Flaky' (Failed"))
     }
