@@ -28,6 +28,8 @@ import Testing
         var environment = ProcessInfo.processInfo.environment
         environment["NO_COLOR"] = "1"
         process.environment = environment
+        // schemathesis keeps a cache in its working directory: keep it out of the repository.
+        process.currentDirectoryURL = URL(fileURLWithPath: root)
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
