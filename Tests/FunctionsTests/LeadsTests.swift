@@ -30,9 +30,16 @@ enum LeadsHarness {
     static func run(
         _ backend: Backend, _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol) async throws -> Void
     ) async throws {
-        let key = try TestKey.make(kid: "k1")
         let database = try backend.databaseURL()
         _ = try await StoreSetup.migrate(databaseURL: database, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+        try await run(databaseURL: database, test)
+    }
+
+    /// The module host on `databaseURL` as it is (no migration), with a stand-in identity host.
+    static func run(
+        databaseURL: String, _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let key = try TestKey.make(kid: "k1")
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-leads-root-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         try FileManager.default.copyItem(
@@ -40,7 +47,7 @@ enum LeadsHarness {
         let host = StandInHost()
         await host.state.set(keys: [key])
         try await host.application().test(.live) { hostClient in
-            let settings = IdentityHarness.hostSettings(hostClient.port ?? 0, extra: ["DATABASE_URL": database])
+            let settings = IdentityHarness.hostSettings(hostClient.port ?? 0, extra: ["DATABASE_URL": databaseURL])
             let functionHost = try await FunctionHost.build(
                 options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
                 logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
@@ -230,29 +237,15 @@ extension TestClientProtocol {
     }
 
     @Test func databaseOutageAnswers503QuicklyAndReadinessSaysSo() async throws {
-        let key = try TestKey.make(kid: "k1")
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-down-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(
-            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
-        let host = StandInHost()
-        await host.state.set(keys: [key])
-        await LeadsHarness.grant(host, tenant: "t-acme", user: "u", ["LEADS_READ"])
-        try await host.application().test(.live) { hostClient in
-            let settings = IdentityHarness.hostSettings(
-                hostClient.port ?? 0, extra: ["DATABASE_URL": "postgres://fnhost:x@127.0.0.1:1/fnhost?sslmode=disable"])
-            let functionHost = try await FunctionHost.build(
-                options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
-                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
-            try await functionHost.application().test(.live) { client in
-                let started = ContinuousClock.now
-                let reply = try await client.send(.get, "/api/leads", token: try LeadsHarness.token(key, tenant: "t-acme", user: "u"))
-                #expect(reply.status == .serviceUnavailable)
-                #expect(reply.code == "SERVICE_UNAVAILABLE")
-                #expect(ContinuousClock.now - started < .seconds(10), "bounded by the 3 s deadline, with room for a loaded machine")
-                let ready = try await client.execute(uri: "/health/ready", method: .get) { $0.status }
-                #expect(ready == .serviceUnavailable)
-            }
+        try await LeadsHarness.run(databaseURL: "postgres://fnhost:x@127.0.0.1:1/fnhost?sslmode=disable") { host, key, client in
+            await LeadsHarness.grant(host, tenant: "t-acme", user: "u", ["LEADS_READ"])
+            let started = ContinuousClock.now
+            let reply = try await client.send(.get, "/api/leads", token: try LeadsHarness.token(key, tenant: "t-acme", user: "u"))
+            #expect(reply.status == .serviceUnavailable)
+            #expect(reply.code == "SERVICE_UNAVAILABLE")
+            #expect(ContinuousClock.now - started < .seconds(10), "bounded by the 3 s deadline, with room for a loaded machine")
+            let ready = try await client.execute(uri: "/health/ready", method: .get) { $0.status }
+            #expect(ready == .serviceUnavailable)
         }
     }
 
@@ -311,33 +304,20 @@ extension TestClientProtocol {
         update.waitUntilExit()
         #expect(update.terminationStatus == 0)
 
-        let key = try TestKey.make(kid: "k1")
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-perm-root-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(
-            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
-        let host = StandInHost()
-        await host.state.set(keys: [key])
-        await LeadsHarness.grant(host, tenant: "t-perm", user: "u", ["LEADS_READ"])
-        try await host.application().test(.live) { hostClient in
-            let settings = IdentityHarness.hostSettings(hostClient.port ?? 0, extra: ["DATABASE_URL": "sqlite:" + path])
-            let functionHost = try await FunctionHost.build(
-                options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
-                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
-            try await functionHost.application().test(.live) { client in
-                let plain = try LeadsHarness.token(key, tenant: "t-perm", user: "u")
-                var reply = try await client.send(.get, "/api/leads", token: plain)
-                let deadline = ContinuousClock.now + .seconds(5)
-                while reply.code != "STEP_UP_REQUIRED", ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(100))
-                    reply = try await client.send(.get, "/api/leads", token: plain)
-                }
-                #expect(reply.status == .forbidden)
-                #expect(reply.code == "STEP_UP_REQUIRED", "the table's step_up=1 applies, not the code's default")
-                let mfa = try Tokens.make(
-                    Tokens.claims(tenant: "t-perm", sub: "u", extra: ["amr": .array([.string("mfa")])]), signing: .rs256(key))
-                #expect(try await client.send(.get, "/api/leads", token: mfa).status == .ok)
+        try await LeadsHarness.run(databaseURL: "sqlite:" + path) { host, key, client in
+            await LeadsHarness.grant(host, tenant: "t-perm", user: "u", ["LEADS_READ"])
+            let plain = try LeadsHarness.token(key, tenant: "t-perm", user: "u")
+            var reply = try await client.send(.get, "/api/leads", token: plain)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while reply.code != "STEP_UP_REQUIRED", ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                reply = try await client.send(.get, "/api/leads", token: plain)
             }
+            #expect(reply.status == .forbidden)
+            #expect(reply.code == "STEP_UP_REQUIRED", "the table's step_up=1 applies, not the code's default")
+            let mfa = try Tokens.make(
+                Tokens.claims(tenant: "t-perm", sub: "u", extra: ["amr": .array([.string("mfa")])]), signing: .rs256(key))
+            #expect(try await client.send(.get, "/api/leads", token: mfa).status == .ok)
         }
     }
 }
