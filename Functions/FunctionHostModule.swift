@@ -23,12 +23,21 @@ public struct FunctionHostModule: FunctionModule {
             "HealthReady", http: HealthReady(checks: [DatabaseReadiness(store: setup.store), CacheReadiness(cache: setup.cache)]))
         let security = setup.security
         context.functions.register("ListLeads", http: security.guarded(ListLeads(store: setup.store)))
-        context.functions.register("CreateLead", http: security.guarded(CreateLead(store: setup.store, audit: setup.audit)))
+        context.functions.register("CreateLead", http: security.guarded(CreateLead(store: setup.store)))
         context.functions.register("GetLead", http: security.guarded(GetLead(store: setup.store)))
-        context.functions.register("UpdateLead", http: security.guarded(UpdateLead(store: setup.store, audit: setup.audit)))
-        context.functions.register("DeleteLead", http: security.guarded(DeleteLead(store: setup.store, audit: setup.audit)))
-        context.functions.register("ExportLeads", http: security.guarded(ExportLeads(store: setup.store, audit: setup.audit)))
-        for (name, schema) in LeadsOpenAPI.schemas { context.addSchema(name, schema) }
-        for (name, operation) in LeadsOpenAPI.operations { context.describe(name, operation) }
+        context.functions.register("UpdateLead", http: security.guarded(UpdateLead(store: setup.store)))
+        context.functions.register("DeleteLead", http: security.guarded(DeleteLead(store: setup.store)))
+        context.functions.register("ExportLeads", http: security.guarded(ExportLeads(store: setup.store)))
+        context.functions.register("ListAuditEvents", http: security.guarded(ListAuditEvents(store: setup.store)))
+        context.functions.register(
+            "AuditChainVerifier",
+            timer: AuditChainVerifierFunction(
+                verification: AuditVerification(store: setup.store, logger: context.logger, metrics: context.metricsFactory)))
+        for (name, schema) in LeadsOpenAPI.schemas.merging(AuditOpenAPI.schemas, uniquingKeysWith: { $1 }) {
+            context.addSchema(name, schema)
+        }
+        for (name, operation) in LeadsOpenAPI.operations.merging(AuditOpenAPI.operations, uniquingKeysWith: { $1 }) {
+            context.describe(name, operation)
+        }
     }
 }

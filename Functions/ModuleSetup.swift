@@ -7,7 +7,7 @@ import ServiceLifecycle
 /// the token verifier, RBAC and the authorizer — against the real host, or the development
 /// host when `ENVIRONMENT=development` and no `HOST_*` setting is given.
 struct ModuleSetup: Sendable {
-    let store: any LeadStore
+    let store: any ModuleStore
     let cache: any KeyValueCache
     let rbac: RBACService
     let security: Security
@@ -17,7 +17,8 @@ struct ModuleSetup: Sendable {
     static func make(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError) -> ModuleSetup {
         let settings = context.settings
         let logger = context.logger
-        let audit = LogAuditSink(logger: logger)
+        let store = try await StoreSetup.make(&context)
+        let audit = AuditLog(store: store, logger: logger, metrics: context.metricsFactory)
 
         let cache: any KeyValueCache
         var redis: RedisClient?
@@ -88,8 +89,8 @@ struct ModuleSetup: Sendable {
                 redis.subscribe(channel: RBACService.purgeChannel, logger: logger) { message in rbac.applyPurgeMessage(message) })
         }
         let verifier = TokenVerifier(
-            jwks: JWKSCache(source: jwksSource, sharedCache: cache, logger: logger), issuer: issuer, audience: audience)
-        let store = try await StoreSetup.make(&context)
+            jwks: JWKSCache(source: jwksSource, sharedCache: cache, logger: logger), issuer: issuer, audience: audience,
+            logins: LoginAudit(cache: cache, sink: audit))
         let allowlist = AllowlistSource(.specification)
         context.services.append(PermissionLoader(store: store, allowlist: allowlist, logger: logger))
         let authorizer = Authorizer(

@@ -1,7 +1,9 @@
+import CoreMetrics
 import FunctionRuntime
 import Logging
 
-/// One audit event as the module records it (SPEC §8 fields; the hash chain is the audit log's job).
+/// One audit event as the module records it (SPEC §8 fields); the audit log adds the chain,
+/// `seq`, id, time and hashes when it appends.
 struct AuditRecord: Sendable, Equatable {
     enum Severity: String, Sendable { case info, warning, high, critical }
 
@@ -13,29 +15,45 @@ struct AuditRecord: Sendable, Equatable {
     var details: [String: JSONValue]
 }
 
-/// Where audit events go. Until the hash-chained log exists, `LogAuditSink` writes them as
-/// structured log lines (`high`/`critical` at error level so they page).
+/// Where events that accompany no data change go (logins, RBAC fetches, denials, purges).
+/// Business changes do not use this: their event is written by the store in the change's own
+/// transaction (`LeadStore`).
 protocol AuditSink: Sendable {
+    /// Best effort: a failure is logged and counted (`fnhost_audit_write_failures_total`).
     func record(_ event: AuditRecord) async
+    /// Must be written: the caller fails when it cannot be (e.g. a staging override grant).
+    func require(_ event: AuditRecord) async throws(StoreUnavailable)
 }
 
-struct LogAuditSink: AuditSink {
+/// The hash-chained log in the database.
+struct AuditLog: AuditSink {
+    let store: any AuditStore
     let logger: Logger
+    let failures: CoreMetrics.Counter
+
+    init(store: any AuditStore, logger: Logger, metrics: any MetricsFactory) {
+        self.store = store
+        self.logger = logger
+        self.failures = CoreMetrics.Counter(label: "fnhost_audit_write_failures_total", factory: metrics)
+    }
 
     func record(_ event: AuditRecord) async {
-        var metadata: Logger.Metadata = [
-            "audit_event": .string(event.eventType), "severity": .string(event.severity.rawValue),
-        ]
-        if let tenant = event.tenantID { metadata["tenant_id"] = .string(tenant) }
-        if let sub = event.actorSub { metadata["actor_sub"] = .string(sub) }
-        if let email = event.actorEmail { metadata["actor_email"] = .string(email) }
-        var details = JSONWriter()
-        JSONValue.object(event.details).write(to: &details)
-        metadata["details"] = .string(String(decoding: details.bytes, as: UTF8.self))
-        switch event.severity {
-        case .high, .critical: logger.error("audit", metadata: metadata)
-        case .warning: logger.warning("audit", metadata: metadata)
-        case .info: logger.info("audit", metadata: metadata)
+        do {
+            try await require(event)
+        } catch {
+            // Logged without details: they may name people; the event type says what was lost.
+            logger.error(
+                "audit event not written",
+                metadata: ["audit_event": .string(event.eventType), "reason": .string(error.description)])
+        }
+    }
+
+    func require(_ event: AuditRecord) async throws(StoreUnavailable) {
+        do {
+            _ = try await store.append(event)
+        } catch {
+            failures.increment()
+            throw error
         }
     }
 }

@@ -39,9 +39,15 @@ struct TokenVerifier: Sendable {
     let audience: String
     let now: @Sendable () -> Double
     private let verified: VerifiedTokens
+    /// Told about every token the first time it verifies (LOGIN_VALIDATED).
+    let logins: LoginAudit?
 
-    init(jwks: JWKSCache, issuer: String, audience: String, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+    init(
+        jwks: JWKSCache, issuer: String, audience: String, logins: LoginAudit? = nil,
+        now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) {
         self.jwks = jwks
+        self.logins = logins
         self.issuer = issuer
         self.audience = audience
         self.now = now
@@ -86,6 +92,7 @@ struct TokenVerifier: Sendable {
         }
         let identity = try check(claims, token: token)
         verified.store(token, identity, now: now(), generation: keySet.generation)
+        await logins?.observe(identity, now: now())
         return identity
     }
 

@@ -66,7 +66,13 @@ struct Authorizer: Sendable {
                 message: "authorization service unavailable; try again shortly")
         }
         let answer = resolution.answer
-        let superAdmin = await superAdminSource(identity, answer: answer)
+        let superAdmin: SuperAdminSource?
+        do {
+            superAdmin = try await superAdminSource(identity, answer: answer)
+        } catch {
+            // A staging override is granted only when its audit event is written.
+            throw error.functionError
+        }
         let held = superAdmin != nil ? allowlist.all : allowlist.filter(answer.permissions)
 
         let granting = policy.permissions.filter(held.contains)
@@ -108,11 +114,11 @@ struct Authorizer: Sendable {
 
     /// SPEC §6 order: (1) the claim, or the group in the token or the RBAC answer; (2) only in
     /// staging, an allow-listed email, audited every time; (3) otherwise not.
-    func superAdminSource(_ identity: Identity, answer: RBACAnswer) async -> SuperAdminSource? {
+    func superAdminSource(_ identity: Identity, answer: RBACAnswer) async throws(StoreUnavailable) -> SuperAdminSource? {
         if identity.platformSuperAdminClaim { return .claim }
         if identity.groups.contains(superAdminGroup) || answer.groups.contains(superAdminGroup) { return .group }
         if environment == .staging, stagingAdminEmails.contains(identity.email.lowercased()) {
-            await audit.record(
+            try await audit.require(
                 AuditRecord(
                     tenantID: identity.tenantID, actorSub: identity.subject, actorEmail: identity.email,
                     eventType: "PLATFORM_ADMIN_STAGING_OVERRIDE", severity: .high,

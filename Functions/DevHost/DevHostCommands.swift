@@ -1,5 +1,6 @@
 import Foundation
 import FunctionRuntime
+import CoreMetrics
 import Logging
 
 /// `fnhost token` and `fnhost dev-host …`: development only.
@@ -42,14 +43,27 @@ public enum DevHostCommands {
     }
 }
 
-/// `fnhost migrate`.
+/// `fnhost migrate` and `fnhost verify-audit`.
 public enum StoreCommands {
-    /// Applies pending migrations to `DATABASE_URL` (environment or `local.settings.json`; default: the embedded SQLite file).
-    public static func migrate(scriptRoot: String, logger: Logger) async throws -> [Int] {
+    static func databaseURL(scriptRoot: String) throws -> String {
         let local = try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
         let settings = Settings.layered(local.values, ProcessInfo.processInfo.environment)
-        let url = settings.nonEmpty("DATABASE_URL")
+        return settings.nonEmpty("DATABASE_URL")
             ?? "sqlite:" + URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
-        return try await StoreSetup.migrate(databaseURL: url, logger: logger)
+    }
+
+    /// Verifies the chains once, appends the outcome to the platform chain, and returns one line per
+    /// broken chain (empty: no break). Throws when it could not run.
+    public static func verifyAudit(scriptRoot: String, tenant: String?, full: Bool, logger: Logger) async throws -> [String] {
+        let url = try databaseURL(scriptRoot: scriptRoot)
+        return try await StoreSetup.withStore(databaseURL: url, logger: logger) { store in
+            let verification = AuditVerification(store: store, logger: logger, metrics: NOOPMetricsHandler.instance)
+            return try await verification.run(tenant: tenant, full: full).breaks.map(\.description)
+        }
+    }
+
+    /// Applies pending migrations to `DATABASE_URL` (environment or `local.settings.json`; default: the embedded SQLite file).
+    public static func migrate(scriptRoot: String, logger: Logger) async throws -> [Int] {
+        try await StoreSetup.migrate(databaseURL: try databaseURL(scriptRoot: scriptRoot), logger: logger)
     }
 }

@@ -1,10 +1,9 @@
 import FunctionRuntime
 
-/// `POST /api/leads` — creates a lead in the caller's tenant; audits `LEAD_CREATED`.
+/// `POST /api/leads` — creates a lead in the caller's tenant; audits `LEAD_CREATED` in the same transaction.
 struct CreateLead: AuthorizedFunction {
     static let policy = FunctionPolicy.requires(.leadsWrite)
     let store: any LeadStore
-    let audit: any AuditSink
 
     func handle(_ request: FunctionRequest, principal: Principal) async throws -> FunctionResponse {
         let fields = try LeadFields.parse(try LeadRequests.jsonBody(request), creating: true)
@@ -19,11 +18,12 @@ struct CreateLead: AuthorizedFunction {
         if case .set(let status) = fields.status { lead.status = status }
         if case .set(let notes) = fields.notes { lead.notes = notes }
         do {
-            try await store.create(tenant: principal.tenantID, lead: lead)
+            try await store.create(
+                tenant: principal.tenantID, lead: lead,
+                audit: .lead("LEAD_CREATED", principal: principal, details: ["lead_id": .string(lead.id)]))
         } catch {
             throw error.functionError
         }
-        await audit.record(.lead("LEAD_CREATED", principal: principal, details: ["lead_id": .string(lead.id)]))
         var response = LeadRequests.lead(lead, status: .created)
         response.headers[.location] = "/api/leads/\(lead.id)"
         return response

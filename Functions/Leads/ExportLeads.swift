@@ -7,8 +7,7 @@ import NIOCore
 struct ExportLeads: AuthorizedFunction {
     static let policy = FunctionPolicy.requires(.exportsExecute)
     static let pageSize = 500
-    let store: any LeadStore
-    let audit: any AuditSink
+    let store: any ModuleStore
 
     func handle(_ request: FunctionRequest, principal: Principal) async throws -> FunctionResponse {
         // Fail before the first byte when the database is down, so the client gets a 503, not a cut stream.
@@ -17,7 +16,6 @@ struct ExportLeads: AuthorizedFunction {
         headers[.contentType] = "text/csv; charset=utf-8"
         headers[.contentDisposition] = #"attachment; filename="leads.csv""#
         let store = store
-        let audit = audit
         return FunctionResponse(
             status: .ok, headers: headers,
             body: .stream { writer in
@@ -30,7 +28,9 @@ struct ExportLeads: AuthorizedFunction {
                     try await writer.write(buffered)
                     buffered.clear()
                 }
-                await audit.record(.lead("EXPORT_EXECUTED", principal: principal, details: ["rows": .number(Double(rows))]))
+                // The event is written before the stream ends: if it cannot be, the response is cut
+                // (no terminating chunk), so the client never holds a complete, unaudited export.
+                try await store.append(.lead("EXPORT_EXECUTED", principal: principal, details: ["rows": .number(Double(rows))]))
             })
     }
 }

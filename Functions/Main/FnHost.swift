@@ -24,7 +24,7 @@ struct FnHost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fnhost",
         abstract: "A Swift function host in the Azure Functions shape.",
-        subcommands: [Start.self, Serve.self, Migrate.self, Package.self, Token.self, DevHost.self])
+        subcommands: [Start.self, Serve.self, Migrate.self, VerifyAudit.self, Package.self, Token.self, DevHost.self])
 }
 
 struct Start: AsyncParsableCommand {
@@ -127,5 +127,31 @@ struct Migrate: AsyncParsableCommand {
         } catch {
             HostCLI.fail("migration failed: \(String(describing: type(of: error)))", logger: logger)
         }
+    }
+}
+
+struct VerifyAudit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-audit",
+        abstract: "Verify the audit hash chains once: exit 0 = no break, 1 = break found, 2 = could not run.")
+
+    @Option(help: "Verify only this tenant's chain.") var tenant: String?
+    @Flag(help: "Re-read every chain from seq 1 instead of from its checkpoint.") var full = false
+    @Option(name: .customLong("script-root"), help: "Folder holding local.settings.json.") var scriptRoot: String = "."
+
+    func run() async throws {
+        let logger = HostCLI.bootstrapLogging()
+        let breaks: [String]
+        do {
+            breaks = try await StoreCommands.verifyAudit(scriptRoot: scriptRoot, tenant: tenant, full: full, logger: logger)
+        } catch {
+            print("audit verification could not run: \(String(describing: type(of: error)))")
+            throw ExitCode(2)
+        }
+        guard breaks.isEmpty else {
+            for line in breaks { print(line) }
+            throw ExitCode(1)
+        }
+        print("audit chains verified: no break")
     }
 }

@@ -65,6 +65,13 @@ struct LeadFields: Sendable, Equatable {
 
     var isEmpty: Bool { self == LeadFields() }
 
+    /// The names of the fields this change sets (for the audit event; never their values).
+    var names: [String] {
+        func set<V>(_ change: Change<V>) -> Bool { if case .set = change { true } else { false } }
+        return [("name", set(name)), ("email", set(email)), ("phone", set(phone)), ("company", set(company)),
+                ("status", set(status)), ("notes", set(notes))].filter(\.1).map(\.0)
+    }
+
     /// Parses and validates a JSON body; `creating` requires name and email and defaults status.
     static func parse(_ body: [UInt8], creating: Bool) throws(FunctionError) -> LeadFields {
         let document: JSONValue
@@ -220,5 +227,61 @@ enum Timestamps {
             guard utf8[index] >= 0x30, utf8[index] <= 0x39 else { return false }
         }
         return true
+    }
+}
+
+extension Timestamps {
+    /// An RFC 3339 `date-time` (any offset, any fraction) as a canonical UTC timestamp, truncated to
+    /// microseconds and clamped to 1970…9999; nil when it is not one.
+    static func canonical(rfc3339 text: String) -> String? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count >= 20, utf8.count <= 40 else { return nil }
+        func digits(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= utf8.count else { return nil }
+            var value = 0
+            for byte in utf8[range] {
+                guard byte >= 0x30, byte <= 0x39 else { return nil }
+                value = value * 10 + Int(byte - 0x30)
+            }
+            return value
+        }
+        guard let year = digits(0..<4), utf8[4] == 0x2D, let month = digits(5..<7), utf8[7] == 0x2D, let day = digits(8..<10),
+            utf8[10] == 0x54 || utf8[10] == 0x74, let hour = digits(11..<13), utf8[13] == 0x3A, let minute = digits(14..<16),
+            utf8[16] == 0x3A, let second = digits(17..<19),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60
+        else { return nil }
+        var index = 19
+        var micros = 0
+        if utf8[index] == 0x2E {
+            index += 1
+            let start = index
+            while index < utf8.count, utf8[index] >= 0x30, utf8[index] <= 0x39 {
+                if index - start < 6 { micros = micros * 10 + Int(utf8[index] - 0x30) }
+                index += 1
+            }
+            guard index > start else { return nil }
+            for _ in 0..<max(0, 6 - (index - start)) { micros *= 10 }
+        }
+        var offsetMinutes = 0
+        guard index < utf8.count else { return nil }
+        if utf8[index] == 0x5A || utf8[index] == 0x7A {
+            index += 1
+        } else {
+            guard utf8[index] == 0x2B || utf8[index] == 0x2D, let offsetHour = digits(index + 1..<index + 3),
+                index + 3 < utf8.count, utf8[index + 3] == 0x3A, let offsetMinute = digits(index + 4..<index + 6),
+                offsetHour < 24, offsetMinute < 60
+            else { return nil }
+            offsetMinutes = (offsetHour * 60 + offsetMinute) * (utf8[index] == 0x2D ? -1 : 1)
+            index += 6
+        }
+        guard index == utf8.count else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .gmt
+        guard let date = calendar.date(from: DateComponents(year: year, month: month, day: day, hour: hour, minute: minute)),
+            calendar.component(.day, from: date) == day
+        else { return nil }  // no 31 February
+        let seconds = Int64(date.timeIntervalSince1970.rounded()) + Int64(min(second, 59)) - Int64(offsetMinutes * 60)
+        let clamped = min(max(seconds, 0), 253_402_300_799)
+        return format(seconds: clamped, microseconds: clamped == seconds ? micros : 0)
     }
 }

@@ -11,14 +11,21 @@ struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
 
 /// Tenant data for leads. Every method takes the tenant from the caller's token and filters on it;
 /// another tenant's id is simply not found.
+/// The module's database: leads and the audit log, on one connection pool.
+typealias ModuleStore = LeadStore & AuditStore
+
 protocol LeadStore: Sendable {
     func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead]
     func get(tenant: String, id: String) async throws(StoreUnavailable) -> Lead?
-    func create(tenant: String, lead: Lead) async throws(StoreUnavailable)
-    /// Applies the change; nil when the tenant has no such lead.
-    func update(tenant: String, id: String, fields: LeadFields, updatedAt: String) async throws(StoreUnavailable) -> Lead?
-    /// False when the tenant has no such lead.
-    func delete(tenant: String, id: String) async throws(StoreUnavailable) -> Bool
+    /// Writes the lead and its audit event in one transaction: both or neither.
+    func create(tenant: String, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable)
+    /// Applies the change and appends its audit event in one transaction; nil (and no event) when
+    /// the tenant has no such lead.
+    func update(
+        tenant: String, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
+    ) async throws(StoreUnavailable) -> Lead?
+    /// Deletes and appends its audit event in one transaction; false (and no event) when the tenant has no such lead.
+    func delete(tenant: String, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool
     func ping() async -> Bool
     /// The `module_permissions` rows: (permission, read_only, step_up).
     func permissionRows() async throws(StoreUnavailable) -> [(String, Bool, Bool)]

@@ -44,7 +44,66 @@ enum Migrations {
                 "INSERT INTO module_permissions (permission, read_only, step_up) VALUES "
                     + permissionRows.map { "('\($0.0)', \($0.1), \($0.2))" }.joined(separator: ", ")
                     + " ON CONFLICT (permission) DO NOTHING",
-            ])
+            ]),
+        Migration(
+            version: 2, name: "hash-chained audit log",
+            statements: [
+                """
+                CREATE TABLE audit_events (
+                    chain_id           text        NOT NULL,
+                    seq                bigint      NOT NULL CHECK (seq >= 1),
+                    event_id           uuid        NOT NULL UNIQUE,
+                    tenant_id          text,
+                    occurred_at        timestamptz NOT NULL,
+                    actor_sub          text,
+                    actor_email        text,
+                    event_type         text        NOT NULL,
+                    severity           text        NOT NULL CHECK (severity IN ('info','warning','high','critical')),
+                    details            jsonb       NOT NULL CHECK (jsonb_typeof(details) = 'object'),
+                    prev_event_hash    text        NOT NULL CHECK (prev_event_hash ~ '^[0-9a-f]{64}$'),
+                    current_event_hash text        NOT NULL CHECK (current_event_hash ~ '^[0-9a-f]{64}$'),
+                    PRIMARY KEY (chain_id, seq),
+                    CHECK ((chain_id = 'platform' AND tenant_id IS NULL) OR (chain_id <> 'platform' AND tenant_id = chain_id))
+                )
+                """,
+                "CREATE INDEX audit_events_tenant_newest ON audit_events (tenant_id, occurred_at DESC, seq DESC)",
+                """
+                CREATE TABLE audit_chain_heads (
+                    chain_id         text        PRIMARY KEY,
+                    seq              bigint      NOT NULL CHECK (seq >= 0),
+                    head_hash        text        NOT NULL,
+                    last_occurred_at timestamptz
+                )
+                """,
+                """
+                CREATE TABLE audit_checkpoints (
+                    chain_id    text        PRIMARY KEY,
+                    seq         bigint      NOT NULL CHECK (seq >= 1),
+                    event_hash  text        NOT NULL,
+                    verified_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                """
+                CREATE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    RAISE EXCEPTION 'audit_events is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+                END $$
+                """,
+                "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()",
+                "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
+                """
+                CREATE FUNCTION audit_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP = 'UPDATE' AND NEW.chain_id = OLD.chain_id AND NEW.seq >= OLD.seq THEN RETURN NEW; END IF;
+                    RAISE EXCEPTION '%: a chain position only moves forward (% refused)', TG_TABLE_NAME, TG_OP
+                        USING ERRCODE = 'insufficient_privilege';
+                END $$
+                """,
+                "CREATE TRIGGER audit_chain_heads_forward BEFORE UPDATE OR DELETE ON audit_chain_heads FOR EACH ROW EXECUTE FUNCTION audit_forward_only()",
+                "CREATE TRIGGER audit_chain_heads_no_truncate BEFORE TRUNCATE ON audit_chain_heads FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
+                "CREATE TRIGGER audit_checkpoints_forward BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION audit_forward_only()",
+                "CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
+            ]),
     ]
 
     static let sqlite: [Migration] = [
@@ -77,6 +136,60 @@ enum Migrations {
                 """,
                 "INSERT OR IGNORE INTO module_permissions (permission, read_only, step_up) VALUES "
                     + permissionRows.map { "('\($0.0)', \($0.1 ? 1 : 0), \($0.2 ? 1 : 0))" }.joined(separator: ", "),
-            ])
+            ]),
+        Migration(
+            version: 2, name: "hash-chained audit log",
+            statements: [
+                """
+                CREATE TABLE audit_events (
+                    chain_id           TEXT    NOT NULL,
+                    seq                INTEGER NOT NULL CHECK (seq >= 1),
+                    event_id           TEXT    NOT NULL UNIQUE,
+                    tenant_id          TEXT,
+                    occurred_at        TEXT    NOT NULL,
+                    actor_sub          TEXT,
+                    actor_email        TEXT,
+                    event_type         TEXT    NOT NULL,
+                    severity           TEXT    NOT NULL CHECK (severity IN ('info','warning','high','critical')),
+                    details            TEXT    NOT NULL CHECK (json_valid(details) AND json_type(details) = 'object'),
+                    prev_event_hash    TEXT    NOT NULL CHECK (length(prev_event_hash) = 64),
+                    current_event_hash TEXT    NOT NULL CHECK (length(current_event_hash) = 64),
+                    PRIMARY KEY (chain_id, seq),
+                    CHECK ((chain_id = 'platform' AND tenant_id IS NULL) OR (chain_id <> 'platform' AND tenant_id = chain_id))
+                ) WITHOUT ROWID
+                """,
+                "CREATE INDEX audit_events_tenant_newest ON audit_events (tenant_id, occurred_at DESC, seq DESC)",
+                """
+                CREATE TABLE audit_chain_heads (
+                    chain_id         TEXT    PRIMARY KEY,
+                    seq              INTEGER NOT NULL CHECK (seq >= 0),
+                    head_hash        TEXT    NOT NULL,
+                    last_occurred_at TEXT
+                )
+                """,
+                """
+                CREATE TABLE audit_checkpoints (
+                    chain_id    TEXT    PRIMARY KEY,
+                    seq         INTEGER NOT NULL CHECK (seq >= 1),
+                    event_hash  TEXT    NOT NULL,
+                    verified_at TEXT    NOT NULL
+                )
+                """,
+                // SQLite has no TRUNCATE: `DELETE FROM t` without WHERE runs these triggers too.
+                "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: UPDATE refused'); END",
+                "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: DELETE refused'); END",
+                """
+                CREATE TRIGGER audit_chain_heads_forward BEFORE UPDATE ON audit_chain_heads
+                WHEN NEW.chain_id <> OLD.chain_id OR NEW.seq < OLD.seq
+                BEGIN SELECT RAISE(ABORT, 'audit_chain_heads: a chain position only moves forward'); END
+                """,
+                "CREATE TRIGGER audit_chain_heads_no_delete BEFORE DELETE ON audit_chain_heads BEGIN SELECT RAISE(ABORT, 'audit_chain_heads: DELETE refused'); END",
+                """
+                CREATE TRIGGER audit_checkpoints_forward BEFORE UPDATE ON audit_checkpoints
+                WHEN NEW.chain_id <> OLD.chain_id OR NEW.seq < OLD.seq
+                BEGIN SELECT RAISE(ABORT, 'audit_checkpoints: a chain position only moves forward'); END
+                """,
+                "CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit_checkpoints: DELETE refused'); END",
+            ]),
     ]
 }

@@ -7,7 +7,7 @@ import PostgresNIO
 /// service; migrations applied before serving in development, by `fnhost migrate` elsewhere) or
 /// `sqlite:PATH`, and by default an embedded SQLite file under `.fnhost/data/`.
 enum StoreSetup {
-    static func make(_ context: inout ModuleContext) async throws(ModuleConfigurationError) -> any LeadStore {
+    static func make(_ context: inout ModuleContext) async throws(ModuleConfigurationError) -> any ModuleStore {
         let url: String?
         do {
             url = try await context.secrets.secret(named: "DATABASE_URL")
@@ -63,6 +63,28 @@ enum StoreSetup {
             }
             defer { group.cancelAll() }
             return try await PostgresMigrator.migrate(client, logger: logger)
+        }
+    }
+
+    /// Opens the store of `databaseURL` for a command-line task (migrated first), and closes it after.
+    static func withStore<T: Sendable>(
+        databaseURL: String, logger: Logger, _ body: @escaping @Sendable (any ModuleStore) async throws -> T
+    ) async throws -> T {
+        if databaseURL.hasPrefix("sqlite:") {
+            let store = try await SQLiteLeadStore.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
+            return try await body(store)
+        }
+        let client = PostgresClient(
+            configuration: try PostgresURL.configuration(databaseURL), eventLoopGroup: SpreadEventLoopGroup(base: .singleton),
+            backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            _ = try await PostgresMigrator.migrate(client, logger: logger)
+            return try await body(PostgresLeadStore(client: client, logger: logger, deadline: .seconds(30)))
         }
     }
 }

@@ -143,19 +143,23 @@ struct PostgresLeadStore: LeadStore {
         }
     }
 
-    func create(tenant: String, lead: Lead) async throws(StoreUnavailable) {
+    func create(tenant: String, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) {
         _ = try await withDeadline(deadline) { [client, logger] in
-            try await client.query(
-                """
-                INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
-                VALUES (\(tenant), \(lead.id)::uuid, \(lead.name), \(lead.email), \(lead.phone), \(lead.company), \(lead.status),
-                        \(lead.notes), \(lead.createdBy), \(lead.createdAt)::timestamptz, \(lead.updatedAt)::timestamptz)
-                """, logger: logger)
-            return true
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
+                    VALUES (\(tenant), \(lead.id)::uuid, \(lead.name), \(lead.email), \(lead.phone), \(lead.company), \(lead.status),
+                            \(lead.notes), \(lead.createdBy), \(lead.createdAt)::timestamptz, \(lead.updatedAt)::timestamptz)
+                    """, logger: logger)
+                return try await PostgresAudit.append(audit, on: connection, logger: logger)
+            }
         }
     }
 
-    func update(tenant: String, id: String, fields: LeadFields, updatedAt: String) async throws(StoreUnavailable) -> Lead? {
+    func update(
+        tenant: String, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
+    ) async throws(StoreUnavailable) -> Lead? {
         // Absent fields keep their value: each column is set only when its flag says so.
         func flag<V>(_ change: LeadFields.Change<V>) -> Bool { if case .set = change { true } else { false } }
         func value(_ change: LeadFields.Change<String>) -> String? { if case .set(let v) = change { v } else { nil } }
@@ -167,31 +171,38 @@ struct PostgresLeadStore: LeadStore {
         let (setStatus, status) = (flag(fields.status), value(fields.status))
         let (setNotes, notes) = (flag(fields.notes), optionalValue(fields.notes))
         return try await withDeadline(deadline) { [client, logger] in
-            try await Self.collect(
-                try await client.query(
-                    """
-                    UPDATE leads SET
-                      name = CASE WHEN \(setName) THEN \(name) ELSE name END,
-                      email = CASE WHEN \(setEmail) THEN \(email) ELSE email END,
-                      phone = CASE WHEN \(setPhone) THEN \(phone) ELSE phone END,
-                      company = CASE WHEN \(setCompany) THEN \(company) ELSE company END,
-                      status = CASE WHEN \(setStatus) THEN \(status) ELSE status END,
-                      notes = CASE WHEN \(setNotes) THEN \(notes) ELSE notes END,
-                      updated_at = \(updatedAt)::timestamptz
-                    WHERE tenant_id = \(tenant) AND id = \(id)::uuid
-                    RETURNING \(unescaped: Self.columns)
-                    """, logger: logger)
-            ).first
+            try await client.withTransaction(logger: logger) { connection -> Lead? in
+                let updated = try await Self.collect(
+                    try await connection.query(
+                        """
+                        UPDATE leads SET
+                          name = CASE WHEN \(setName) THEN \(name) ELSE name END,
+                          email = CASE WHEN \(setEmail) THEN \(email) ELSE email END,
+                          phone = CASE WHEN \(setPhone) THEN \(phone) ELSE phone END,
+                          company = CASE WHEN \(setCompany) THEN \(company) ELSE company END,
+                          status = CASE WHEN \(setStatus) THEN \(status) ELSE status END,
+                          notes = CASE WHEN \(setNotes) THEN \(notes) ELSE notes END,
+                          updated_at = \(updatedAt)::timestamptz
+                        WHERE tenant_id = \(tenant) AND id = \(id)::uuid
+                        RETURNING \(unescaped: Self.columns)
+                        """, logger: logger)
+                ).first
+                if updated != nil { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+                return updated
+            }
         }
     }
 
-    func delete(tenant: String, id: String) async throws(StoreUnavailable) -> Bool {
+    func delete(tenant: String, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
         try await withDeadline(deadline) { [client, logger] in
-            let rows = try await client.query(
-                "DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid RETURNING id::text", logger: logger)
-            var deleted = false
-            for try await _ in rows.decode(String.self) { deleted = true }
-            return deleted
+            try await client.withTransaction(logger: logger) { connection -> Bool in
+                let rows = try await connection.query(
+                    "DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid RETURNING id::text", logger: logger)
+                var deleted = false
+                for try await _ in rows.decode(String.self) { deleted = true }
+                if deleted { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+                return deleted
+            }
         }
     }
 

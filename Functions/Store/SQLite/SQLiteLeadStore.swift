@@ -3,11 +3,16 @@ import Logging
 import NIOPosix
 import SQLiteNIO
 
-/// Leads in an embedded SQLite file (the development default). One connection behind an actor:
-/// SQLite has one writer anyway, and the connection's own thread pool keeps I/O off event loops.
+/// Leads and the audit log in an embedded SQLite file (the development default). One connection
+/// behind an actor: SQLite has one writer anyway, and the connection's own thread pool keeps I/O
+/// off event loops. Every use of the connection takes a FIFO turn (`exclusive`), so a transaction
+/// never interleaves with another request's statements; writes run in `BEGIN IMMEDIATE`
+/// transactions, which also order writers of other processes on the same file.
 actor SQLiteLeadStore: LeadStore {
     private let connection: SQLiteConnection
-    private let deadline: Duration
+    let deadline: Duration
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
 
     private init(connection: SQLiteConnection, deadline: Duration) {
         self.connection = connection
@@ -34,8 +39,54 @@ actor SQLiteLeadStore: LeadStore {
         return store
     }
 
+    private func acquire() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    private func release() {
+        if waiters.isEmpty {
+            busy = false
+        } else {
+            waiters.removeFirst().resume()
+        }
+    }
+
+    /// Runs `body` with the connection to itself (FIFO).
+    func exclusive<T: Sendable>(_ body: @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+        await acquire()
+        defer { release() }
+        return try await body(connection)
+    }
+
+    /// `body` inside `BEGIN IMMEDIATE … COMMIT` (rolled back when it throws), against the deadline.
+    func transaction<T: Sendable>(
+        _ body: @escaping @Sendable (SQLiteConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        try await withDeadline(deadline) {
+            try await self.exclusive { connection in
+                _ = try await connection.query("BEGIN IMMEDIATE", [])
+                do {
+                    let result = try await body(connection)
+                    _ = try await connection.query("COMMIT", [])
+                    return result
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", [])
+                    throw error
+                }
+            }
+        }
+    }
+
     /// Applies `Migrations.sqlite` in one immediate transaction; returns the versions it ran.
     func migrate() async throws -> [Int] {
+        try await exclusive { connection in try await Self.migrate(connection) }
+    }
+
+    private static func migrate(_ connection: SQLiteConnection) async throws -> [Int] {
         _ = try await connection.query("BEGIN IMMEDIATE", [])
         do {
             _ = try await connection.query(
@@ -73,12 +124,11 @@ actor SQLiteLeadStore: LeadStore {
             status: status, notes: row.column("notes")?.string, createdBy: createdBy, createdAt: createdAt, updatedAt: updatedAt)
     }
 
-    private func run(_ sql: String, _ binds: [SQLiteData]) async throws(StoreUnavailable) -> [SQLiteRow] {
-        let connection = connection
-        return try await withDeadline(deadline) { try await connection.query(sql, binds) }
+    func run(_ sql: String, _ binds: [SQLiteData]) async throws(StoreUnavailable) -> [SQLiteRow] {
+        try await withDeadline(deadline) { try await self.exclusive { try await $0.query(sql, binds) } }
     }
 
-    private static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+    static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
 
     func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
         let rows: [SQLiteRow]
@@ -101,19 +151,24 @@ actor SQLiteLeadStore: LeadStore {
             .compactMap(Self.lead).first
     }
 
-    func create(tenant: String, lead: Lead) async throws(StoreUnavailable) {
-        _ = try await run(
-            """
-            INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            [
-                .text(tenant), .text(lead.id), .text(lead.name), .text(lead.email), Self.text(lead.phone), Self.text(lead.company),
-                .text(lead.status), Self.text(lead.notes), .text(lead.createdBy), .text(lead.createdAt), .text(lead.updatedAt),
-            ])
+    func create(tenant: String, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) {
+        let binds: [SQLiteData] = [
+            .text(tenant), .text(lead.id), .text(lead.name), .text(lead.email), Self.text(lead.phone), Self.text(lead.company),
+            .text(lead.status), Self.text(lead.notes), .text(lead.createdBy), .text(lead.createdAt), .text(lead.updatedAt),
+        ]
+        _ = try await transaction { connection in
+            _ = try await connection.query(
+                """
+                INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, binds)
+            return try await SQLiteAudit.append(audit, on: connection)
+        }
     }
 
-    func update(tenant: String, id: String, fields: LeadFields, updatedAt: String) async throws(StoreUnavailable) -> Lead? {
+    func update(
+        tenant: String, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
+    ) async throws(StoreUnavailable) -> Lead? {
         var assignments: [String] = []
         var binds: [SQLiteData] = []
         func assign(_ column: String, _ value: SQLiteData) {
@@ -127,14 +182,23 @@ actor SQLiteLeadStore: LeadStore {
         if case .set(let value) = fields.status { assign("status", .text(value)) }
         if case .set(let value) = fields.notes { assign("notes", Self.text(value)) }
         assign("updated_at", .text(updatedAt))
-        let rows = try await run(
-            "UPDATE leads SET \(assignments.joined(separator: ", ")) WHERE tenant_id = ? AND id = ? RETURNING \(Self.columns)",
-            binds + [.text(tenant), .text(id)])
-        return rows.compactMap(Self.lead).first
+        let sql = "UPDATE leads SET \(assignments.joined(separator: ", ")) WHERE tenant_id = ? AND id = ? RETURNING \(Self.columns)"
+        let allBinds = binds + [.text(tenant), .text(id)]
+        return try await transaction { connection -> Lead? in
+            let lead = try await connection.query(sql, allBinds).compactMap(Self.lead).first
+            if lead != nil { _ = try await SQLiteAudit.append(audit, on: connection) }
+            return lead
+        }
     }
 
-    func delete(tenant: String, id: String) async throws(StoreUnavailable) -> Bool {
-        !(try await run("DELETE FROM leads WHERE tenant_id = ? AND id = ? RETURNING id", [.text(tenant), .text(id)]).isEmpty)
+    func delete(tenant: String, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
+        try await transaction { connection -> Bool in
+            let deleted = !(try await connection.query(
+                "DELETE FROM leads WHERE tenant_id = ? AND id = ? RETURNING id", [.text(tenant), .text(id)]
+            ).isEmpty)
+            if deleted { _ = try await SQLiteAudit.append(audit, on: connection) }
+            return deleted
+        }
     }
 
     func permissionRows() async throws(StoreUnavailable) -> [(String, Bool, Bool)] {

@@ -1,0 +1,74 @@
+import FunctionRuntime
+
+/// The audit log's storage (`audit_events`, `audit_chain_heads`, `audit_checkpoints`), on
+/// PostgreSQL and SQLite. Appends are serialized per chain by the chain's head row; the
+/// table itself refuses UPDATE, DELETE and TRUNCATE.
+protocol AuditStore: Sendable {
+    /// Appends one event to its chain (the tenant's, or `platform`) in its own transaction.
+    @discardableResult func append(_ record: AuditRecord) async throws(StoreUnavailable) -> AuditEvent
+    /// `GET /api/audit`: newest first.
+    func auditEvents(_ query: AuditQuery) async throws(StoreUnavailable) -> [AuditEvent]
+
+    // The verifier's reads.
+    /// Every chain with a head row.
+    func chainIDs() async throws(StoreUnavailable) -> [String]
+    /// Every chain that has an event (a full scan; `--full` only).
+    func chainIDsWithEvents() async throws(StoreUnavailable) -> [String]
+    func chainHead(_ chain: String) async throws(StoreUnavailable) -> ChainHead?
+    /// The highest `seq` stored for the chain.
+    func lastSeq(_ chain: String) async throws(StoreUnavailable) -> Int64?
+    /// Events with `after < seq <= through`, in seq order, at most `limit`.
+    func chainEvents(_ chain: String, after: Int64, through: Int64, limit: Int) async throws(StoreUnavailable) -> [StoredAuditEvent]
+    func checkpoints() async throws(StoreUnavailable) -> [String: ChainHead]
+    /// Moves a chain's checkpoint forward (the table refuses to move one back).
+    func saveCheckpoint(_ chain: String, _ head: ChainHead) async throws(StoreUnavailable)
+}
+
+/// A row read back for verification; `formatError` when its `details` is not SPEC §8 JSON.
+struct StoredAuditEvent: Sendable {
+    var event: AuditEvent
+    var formatError: String?
+}
+
+/// Filters of `GET /api/audit`.
+struct AuditQuery: Sendable, Equatable {
+    enum Scope: Sendable, Equatable {
+        /// One chain: a tenant's, or `platform`.
+        case chain(String)
+        /// Every chain (a super admin's `tenant_id=*`).
+        case all
+    }
+
+    var scope: Scope
+    var eventType: String?
+    /// Canonical timestamp; events at or after it.
+    var since: String?
+    var cursor: AuditCursor?
+    var limit: Int
+}
+
+/// Position in the newest-first listing: `{occurred_at µs}_{seq}_{chain_id}`.
+struct AuditCursor: Sendable, Equatable {
+    var occurredAt: String
+    var seq: Int64
+    var chainID: String
+
+    var encoded: String { "\(Timestamps.microseconds(occurredAt) ?? 0)_\(seq)_\(chainID)" }
+
+    init(occurredAt: String, seq: Int64, chainID: String) {
+        self.occurredAt = occurredAt
+        self.seq = seq
+        self.chainID = chainID
+    }
+
+    init(decoding text: String) throws(FunctionError) {
+        let parts = text.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, (1...16).contains(parts[0].count), parts[0].allSatisfy(\.isASCII), let micros = Int64(parts[0]),
+            micros >= 0, (1...19).contains(parts[1].count), parts[1].allSatisfy(\.isASCII), let seq = Int64(parts[1]), seq >= 1,
+            (1...128).contains(parts[2].utf8.count)
+        else { throw .validationFailed("parameter 'cursor' is not a valid cursor") }
+        occurredAt = Timestamps.format(seconds: micros / 1_000_000, microseconds: Int(micros % 1_000_000))
+        self.seq = seq
+        chainID = String(parts[2])
+    }
+}
