@@ -6,7 +6,8 @@ import Logging
 ///
 /// Incremental by default: a chain is read from its checkpoint (the last verified `seq` and
 /// hash), after checking that the checkpointed event is still there with the same hash; `full`
-/// re-reads every chain from seq 1 and also finds chains that have events but no head. A chain's
+/// re-reads every chain from seq 1. The chains are those with a head, a checkpoint or an event
+/// (found by a skip scan of the primary key on PostgreSQL, so a removed head is noticed). A chain's
 /// reads are bounded by its head as read first, so events appended meanwhile are left for the
 /// next run; an event beyond the head afterwards was not written by an append.
 struct AuditChainVerifier: Sendable {
@@ -45,7 +46,7 @@ struct AuditChainVerifier: Sendable {
             chains = [tenant]
         } else {
             chains = Set(try await store.chainIDs()).union(checkpoints.keys)
-            if full { chains.formUnion(try await store.chainIDsWithEvents()) }
+            chains.formUnion(try await store.chainIDsWithEvents())
         }
         var report = Report()
         for chain in chains.sorted() {

@@ -12,7 +12,7 @@ protocol AuditStore: Sendable {
     // The verifier's reads.
     /// Every chain with a head row.
     func chainIDs() async throws(StoreUnavailable) -> [String]
-    /// Every chain that has an event (a full scan; `--full` only).
+    /// Every chain that has an event (a skip scan of the primary key, one probe per chain).
     func chainIDsWithEvents() async throws(StoreUnavailable) -> [String]
     func chainHead(_ chain: String) async throws(StoreUnavailable) -> ChainHead?
     /// The highest `seq` stored for the chain.

@@ -266,19 +266,25 @@ import Testing
 
     @Test func stagingOverrideIsAuditedAndIgnoredInProduction() async throws {
         let key = try TestKey.make(kid: "k1")
-        let logs = LogCapture()
+        let database = try Backend.sqlite.databaseURL()
         try await IdentityHarness.run(
-            extra: ["ENVIRONMENT": "staging", "STAGING_PLATFORM_ADMIN_EMAILS": "someone@else.example, ADA@acme.example"],
-            logs: logs.logger
+            extra: [
+                "ENVIRONMENT": "staging", "STAGING_PLATFORM_ADMIN_EMAILS": "someone@else.example, ADA@acme.example",
+                "DATABASE_URL": database,
+            ]
         ) { host, client, _ in
             await host.state.set(keys: [key])
             let (status, body, _) = try await client.call(.post, "/probe/write", token: try Self.token(key))
             #expect(status == .ok)
             #expect(body["super_admin"] == "1")
         }
-        let audit = logs.lines.filter { $0["audit_event"] as? String == "PLATFORM_ADMIN_STAGING_OVERRIDE" }
-        #expect(audit.count == 1)
-        #expect(audit.first?["severity"] as? String == "high")
+        try await withAuditStore(database) { store in
+            let events = try await chain(store, "t-acme")
+            let overrides = events.filter { $0.eventType == "PLATFORM_ADMIN_STAGING_OVERRIDE" }
+            #expect(overrides.count == 1)
+            #expect(overrides.first?.severity == "high")
+            #expect(events.filter { $0.eventType == "LOGIN_VALIDATED" }.count == 1)
+        }
 
         try await IdentityHarness.run(
             extra: ["ENVIRONMENT": "production", "STAGING_PLATFORM_ADMIN_EMAILS": "ada@acme.example"]

@@ -1,0 +1,385 @@
+import CoreMetrics
+import Foundation
+import FunctionRuntime
+import Logging
+import PostgresNIO
+import Testing
+
+@testable import Functions
+
+/// A database of its own for one test (tampering must not break chains other tests verify),
+/// created through the superuser URL that `scripts/with-services.sh` exports.
+struct ScratchDatabase: Sendable {
+    let name: String
+    let url: String
+    let adminURL: String
+
+    static let logger = Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }
+
+    static func adminURL() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["FNHOST_TEST_POSTGRES_ADMIN_URL"], !url.isEmpty else {
+            throw RedisTestError("FNHOST_TEST_POSTGRES_ADMIN_URL is not set: run the tests through `make test`")
+        }
+        return url
+    }
+
+    /// Creates the database (owned by the application role), runs `body`, drops it.
+    static func with<T: Sendable>(_ body: @Sendable (ScratchDatabase) async throws -> T) async throws -> T {
+        let app = try Backend.postgres.databaseURL()
+        let admin = try adminURL()
+        let name = "audit_" + UUID().uuidString.prefix(8).lowercased()
+        func renamed(_ url: String) -> String {
+            var components = URLComponents(string: url)
+            components?.path = "/" + name
+            return components?.string ?? url
+        }
+        try await superuser(admin) { client in
+            _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name) OWNER fnhost"), logger: logger)
+        }
+        let database = ScratchDatabase(name: name, url: renamed(app), adminURL: renamed(admin))
+        do {
+            let result = try await body(database)
+            try? await superuser(admin) { client in
+                _ = try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"), logger: logger)
+            }
+            return result
+        } catch {
+            try? await superuser(admin) { client in
+                _ = try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"), logger: logger)
+            }
+            throw error
+        }
+    }
+
+    static func superuser(_ url: String, _ body: @Sendable (PostgresClient) async throws -> Void) async throws {
+        let client = PostgresClient(configuration: try PostgresURL.configuration(url), backgroundLogger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            try await body(client)
+        }
+    }
+
+    /// Runs SQL as the superuser with triggers off (`session_replication_role = replica`): how an
+    /// attacker with database access would edit the log behind the application's back.
+    func tamper(_ statements: [String]) async throws {
+        try await Self.superuser(adminURL) { client in
+            try await client.withConnection { connection in
+                _ = try await connection.query("SET session_replication_role = replica", logger: Self.logger)
+                for statement in statements {
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: Self.logger)
+                }
+            }
+        }
+    }
+}
+
+/// Runs `body` with a migrated store on `url` (a pooled Postgres client, or a SQLite file).
+func withAuditStore<T: Sendable>(_ url: String, _ body: @escaping @Sendable (any ModuleStore) async throws -> T) async throws -> T {
+    if url.hasPrefix("sqlite:") {
+        let store = try await SQLiteLeadStore.open(path: String(url.dropFirst("sqlite:".count)), logger: ScratchDatabase.logger, deadline: .seconds(30))
+        return try await body(store)
+    }
+    let client = PostgresClient(
+        configuration: try PostgresURL.configuration(url), eventLoopGroup: SpreadEventLoopGroup(base: .singleton),
+        backgroundLogger: ScratchDatabase.logger)
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            await client.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        _ = try await PostgresMigrator.migrate(client, logger: ScratchDatabase.logger)
+        // A generous deadline: 400 concurrent transactions queue for 20 connections on a loaded CI machine.
+        return try await body(PostgresLeadStore(client: client, logger: ScratchDatabase.logger, deadline: .seconds(60)))
+    }
+}
+
+func record(_ tenant: String?, _ type: String = "LEAD_CREATED", _ details: [String: JSONValue] = [:]) -> AuditRecord {
+    AuditRecord(tenantID: tenant, actorSub: "u-1", actorEmail: "u-1@example.test", eventType: type, severity: .info, details: details)
+}
+
+func newLead(_ tenant: String) -> Lead {
+    let now = Timestamps.now()
+    return Lead(id: RequestIDs.generate(), name: "n", email: "n@x.example", status: "new", createdBy: "u-1", createdAt: now, updatedAt: now)
+}
+
+/// Every event of a chain, in seq order.
+func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
+    try await store.chainEvents(id, after: 0, through: Int64.max, limit: 100_000).map(\.event)
+}
+
+@Suite(.serialized) struct AuditStoreTests {
+    /// The proof of no forks: 200 concurrent writers across 3 tenants and 200 on one tenant,
+    /// each a lead insert plus its audit event in one transaction, then every chain verified.
+    @Test func concurrentWritersNeverForkOrGapAChainOnPostgres() async throws {
+        try await withAuditStore(try Backend.postgres.databaseURL()) { store in
+            let prefix = "conc-\(UUID().uuidString.prefix(6))"
+            let spread = (0..<3).map { "\(prefix)-t\($0)" }
+            let single = "\(prefix)-one"
+            let started = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<200 {
+                    let tenant = spread[index % 3]
+                    group.addTask { try await store.create(tenant: tenant, lead: newLead(tenant), audit: record(tenant, "LEAD_CREATED", ["i": .number(Double(index))])) }
+                    group.addTask { try await store.create(tenant: single, lead: newLead(single), audit: record(single, "LEAD_CREATED", ["i": .number(Double(index))])) }
+                }
+                try await group.waitForAll()
+            }
+            let elapsed = ContinuousClock.now - started
+            for (tenant, expected) in [(spread[0], 67), (spread[1], 67), (spread[2], 66), (single, 200)] {
+                let events = try await chain(store, tenant)
+                #expect(events.map(\.seq) == Array(1...Int64(expected)), "gapless seq in \(tenant)")
+                #expect(Set(events.map(\.prevEventHash)).count == expected, "no two events share a predecessor (no fork)")
+                #expect(try await store.chainHead(tenant)?.seq == Int64(expected))
+                let leads = try await store.list(tenant: tenant, limit: 200, after: nil)
+                #expect(leads.count == expected, "every lead has its event and every event its lead")
+            }
+            let verifyStarted = ContinuousClock.now
+            var verified = 0
+            for tenant in spread + [single] {
+                let report = try await AuditChainVerifier(store: store).verify(tenant: tenant, full: true)
+                #expect(report.breaks.isEmpty, "\(report.breaks)")
+                verified += report.events
+            }
+            let verifyElapsed = ContinuousClock.now - verifyStarted
+            #expect(verified == 400)
+            // A figure for the closing note, not an assertion: a timed unit test would flake on a loaded machine.
+            print("audit appends (lead + event transactions): 400 in \(elapsed) → \(Int(400 / elapsed.seconds)) /s (200 on one chain, 200 over 3); verified \(verified) events in \(verifyElapsed) → \(Int(Double(verified) / verifyElapsed.seconds)) /s")
+        }
+    }
+
+    @Test func concurrentWritersOnSQLiteStayOrdered() async throws {
+        let url = try Backend.sqlite.databaseURL()
+        try await withAuditStore(url) { store in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<100 {
+                    let tenant = index.isMultiple(of: 2) ? "t-a" : "t-b"
+                    group.addTask { try await store.create(tenant: tenant, lead: newLead(tenant), audit: record(tenant)) }
+                    group.addTask { try await store.append(record(nil, "RBAC_CACHE_PURGED")) }
+                }
+                try await group.waitForAll()
+            }
+            for (id, expected) in [("t-a", 50), ("t-b", 50), ("platform", 100)] {
+                #expect(try await chain(store, id).map(\.seq) == Array(1...Int64(expected)))
+            }
+            let report = try await AuditChainVerifier(store: store).verify(full: true)
+            #expect(report.breaks.isEmpty)
+            #expect(report.chains == 3)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func aFailedChangeWritesNoEventAndAFailedEventUndoesTheChange(_ backend: Backend) async throws {
+        try await withAuditStore(try backend.databaseURL()) { store in
+            let tenant = "atomic-\(UUID().uuidString.prefix(6))"
+            let lead = newLead(tenant)
+            try await store.create(tenant: tenant, lead: lead, audit: record(tenant))
+            // The same lead id again: the insert fails, so no event is appended.
+            await #expect(throws: StoreUnavailable.self) { try await store.create(tenant: tenant, lead: lead, audit: record(tenant)) }
+            // An event that cannot be written (details outside the format): the lead is not created.
+            let other = newLead(tenant)
+            await #expect(throws: StoreUnavailable.self) {
+                try await store.create(tenant: tenant, lead: other, audit: record(tenant, "LEAD_CREATED", ["x": .number(0.5)]))
+            }
+            #expect(try await store.get(tenant: tenant, id: other.id) == nil)
+            // Update and delete of a missing lead: nothing changes, no event.
+            let missing = RequestIDs.generate()
+            #expect(try await store.delete(tenant: tenant, id: missing, audit: record(tenant, "LEAD_DELETED")) == false)
+            #expect(try await store.update(tenant: tenant, id: missing, fields: LeadFields(status: .set("won")), updatedAt: Timestamps.now(), audit: record(tenant, "LEAD_UPDATED")) == nil)
+            #expect(try await chain(store, tenant).map(\.eventType) == ["LEAD_CREATED"])
+            #expect(try await store.delete(tenant: tenant, id: lead.id, audit: record(tenant, "LEAD_DELETED")))
+            #expect(try await chain(store, tenant).map(\.eventType) == ["LEAD_CREATED", "LEAD_DELETED"])
+        }
+    }
+
+    @Test func updateDeleteAndTruncateFailForTheApplicationRoleOnPostgres() async throws {
+        let url = try Backend.postgres.databaseURL()
+        try await withAuditStore(url) { store in
+            let tenant = "ro-\(UUID().uuidString.prefix(6))"
+            try await store.append(record(tenant))
+            try await ScratchDatabase.superuser(url) { client in  // the application role (owner of the tables)
+                for statement in [
+                    "UPDATE audit_events SET severity = 'critical' WHERE chain_id = '\(tenant)'",
+                    "DELETE FROM audit_events WHERE chain_id = '\(tenant)'",
+                    "TRUNCATE audit_events",
+                    "DELETE FROM audit_chain_heads WHERE chain_id = '\(tenant)'",
+                    "UPDATE audit_chain_heads SET seq = 0 WHERE chain_id = '\(tenant)'",
+                ] {
+                    await #expect(throws: PSQLError.self, "\(statement)") {
+                        try await client.query(PostgresQuery(unsafeSQL: statement), logger: ScratchDatabase.logger)
+                    }
+                }
+            }
+            #expect(try await chain(store, tenant).count == 1)
+        }
+    }
+
+    @Test func updateAndDeleteFailOnSQLite() async throws {
+        let url = try Backend.sqlite.databaseURL()
+        try await withAuditStore(url) { store in
+            try await store.append(record("t-a"))
+            guard let sqlite = store as? SQLiteLeadStore else { throw RedisTestError("not SQLite") }
+            for statement in ["UPDATE audit_events SET severity = 'critical'", "DELETE FROM audit_events", "DELETE FROM audit_chain_heads"] {
+                await #expect(throws: StoreUnavailable.self, "\(statement)") { _ = try await sqlite.run(statement, []) }
+            }
+            #expect(try await chain(store, "t-a").count == 1)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func listingIsNewestFirstFilteredAndPaged(_ backend: Backend) async throws {
+        try await withAuditStore(try backend.databaseURL()) { store in
+            let tenant = "list-\(UUID().uuidString.prefix(6))"
+            let other = "list-other-\(UUID().uuidString.prefix(6))"
+            for index in 0..<5 { try await store.append(record(tenant, index.isMultiple(of: 2) ? "LEAD_CREATED" : "LEAD_UPDATED")) }
+            try await store.append(record(other))
+            var query = AuditQuery(scope: .chain(tenant), limit: 2)
+            var seen: [Int64] = []
+            while true {
+                let page = try await store.auditEvents(query)
+                #expect(page.allSatisfy { $0.tenantID == tenant }, "never another tenant's events")
+                seen += page.map(\.seq)
+                guard page.count == query.limit, let last = page.last else { break }
+                query.cursor = AuditCursor(occurredAt: last.occurredAt, seq: last.seq, chainID: last.chainID)
+            }
+            #expect(seen == [5, 4, 3, 2, 1])
+            let updates = try await store.auditEvents(AuditQuery(scope: .chain(tenant), eventType: "LEAD_UPDATED", limit: 50))
+            #expect(updates.map(\.seq) == [4, 2])
+            let all = try await store.auditEvents(AuditQuery(scope: .all, limit: 200))
+            #expect(Set(all.map(\.chainID)).isSuperset(of: [tenant, other]))
+            let future = try await store.auditEvents(AuditQuery(scope: .chain(tenant), since: "2999-01-01T00:00:00.000000Z", limit: 50))
+            #expect(future.isEmpty)
+        }
+    }
+}
+
+/// Each tampering is found at the right seq by the timer function and by `fnhost verify-audit`.
+@Suite(.serialized) struct AuditTamperTests {
+    enum Tampering: String, CaseIterable, Sendable {
+        case changeDetail, deleteMiddle, deleteTail, swapTwo, truncateAfterCheckpoint, deleteHead
+    }
+
+    static let tenant = "t-tamper"
+
+    /// 6 events on the tenant's chain, then the tampering; returns the expected first bad seq and reason.
+    static func apply(_ tampering: Tampering, _ database: ScratchDatabase, _ store: any ModuleStore) async throws -> (Int64, String) {
+        let chain = "audit_events WHERE chain_id = '\(tenant)'"
+        switch tampering {
+        case .changeDetail:
+            try await database.tamper([
+                "UPDATE audit_events SET details = jsonb_set(details, '{i}', '999') WHERE chain_id = '\(tenant)' AND seq = 3"
+            ])
+            return (3, "hash_mismatch")
+        case .deleteMiddle:
+            try await database.tamper(["DELETE FROM \(chain) AND seq = 3"])
+            return (3, "gap")
+        case .deleteTail:
+            try await database.tamper(["DELETE FROM \(chain) AND seq = 6"])
+            return (6, "missing_tail")
+        case .swapTwo:
+            try await database.tamper([
+                "UPDATE audit_events SET seq = 1000 WHERE chain_id = '\(tenant)' AND seq = 3",
+                "UPDATE audit_events SET seq = 3 WHERE chain_id = '\(tenant)' AND seq = 4",
+                "UPDATE audit_events SET seq = 4 WHERE chain_id = '\(tenant)' AND seq = 1000",
+            ])
+            return (3, "broken_link")
+        case .truncateAfterCheckpoint:
+            // Verified once (checkpoint at 6), then the tail and the head rolled back consistently:
+            // only the checkpoint can tell.
+            let report = try await AuditChainVerifier(store: store).verify(tenant: tenant)
+            #expect(report.breaks.isEmpty)
+            try await database.tamper([
+                "DELETE FROM \(chain) AND seq >= 5",
+                "UPDATE audit_chain_heads SET seq = 4, head_hash = (SELECT current_event_hash FROM \(chain) AND seq = 4) WHERE chain_id = '\(tenant)'",
+            ])
+            return (6, "checkpoint_mismatch")
+        case .deleteHead:
+            try await database.tamper(["DELETE FROM audit_chain_heads WHERE chain_id = '\(tenant)'"])
+            return (7, "missing_head")
+        }
+    }
+
+    @Test(arguments: Tampering.allCases) func tamperingIsReportedAtTheRightSeq(_ tampering: Tampering) async throws {
+        try await ScratchDatabase.with { database in
+            let expected = try await withAuditStore(database.url) { store in
+                for index in 1...6 { try await store.append(record(Self.tenant, "LEAD_CREATED", ["i": .number(Double(index))])) }
+                try await store.append(record("t-untouched"))
+                let expected = try await Self.apply(tampering, database, store)
+
+                // The timer function: appends AUDIT_CHAIN_BROKEN (critical) to the platform chain.
+                let verification = AuditVerification(store: store, logger: ScratchDatabase.logger, metrics: NOOPMetricsHandler.instance)
+                try await AuditChainVerifierFunction(verification: verification).run(
+                    TimerInfo(isPastDue: false, scheduleStatus: nil),
+                    context: TimerContext(functionName: "AuditChainVerifier", invocationID: "i", logger: ScratchDatabase.logger))
+                let outcome = try await store.auditEvents(AuditQuery(scope: .chain("platform"), limit: 1)).first
+                #expect(outcome?.eventType == "AUDIT_CHAIN_BROKEN")
+                #expect(outcome?.severity == "critical")
+                let details = outcome?.details.jsonValue
+                #expect(details?["breaks"] == .number(1), "only the tampered chain is broken")
+                let broken = details?["broken"]?.arrayValue?.first
+                #expect(broken?["chain_id"] == .string(Self.tenant))
+                #expect(broken?["seq"] == .number(Double(expected.0)))
+                #expect(broken?["reason"] == .string(expected.1))
+                return expected
+            }
+            // The command line, on the same database (incremental, as an operator would run it).
+            let run = try CommandLine.fnhost(["verify-audit"], environment: ["DATABASE_URL": database.url])
+            #expect(run.status == 1, "\(run.output)")
+            #expect(run.output.contains("chain \(Self.tenant): first bad seq \(expected.0) (\(expected.1))"), "\(run.output)")
+            #expect(!run.output.contains("t-untouched"))
+        }
+    }
+
+    @Test func anIntactLogVerifiesAndMovesTheCheckpoint() async throws {
+        try await ScratchDatabase.with { database in
+            try await withAuditStore(database.url) { store in
+                for _ in 1...3 { try await store.append(record(Self.tenant)) }
+            }
+            let first = try CommandLine.fnhost(["verify-audit"], environment: ["DATABASE_URL": database.url])
+            #expect(first.status == 0, "\(first.output)")
+            let scoped = try CommandLine.fnhost(["verify-audit", "--tenant", Self.tenant, "--full"], environment: ["DATABASE_URL": database.url])
+            #expect(scoped.status == 0, "\(scoped.output)")
+            try await withAuditStore(database.url) { store in
+                #expect(try await store.checkpoints()[Self.tenant] == ChainHead(seq: 3, hash: try await chain(store, Self.tenant)[2].currentEventHash, occurredAt: nil))
+                let outcomes = try await chain(store, "platform")
+                #expect(outcomes.map(\.eventType) == ["AUDIT_CHAIN_VERIFIED", "AUDIT_CHAIN_VERIFIED"])
+                #expect(outcomes[0].details.jsonValue["chains"] == .number(1))
+                #expect(outcomes[0].details.jsonValue["events"] == .number(3))
+            }
+        }
+    }
+
+    @Test func aDatabaseThatCannotBeOpenedExitsTwo() throws {
+        let run = try CommandLine.fnhost(["verify-audit"], environment: ["DATABASE_URL": "sqlite:/proc/fnhost-no-such-dir/x.sqlite"])
+        #expect(run.status == 2, "\(run.output)")
+    }
+}
+
+extension CommandLine {
+    /// Runs the built `fnhost` to completion; stdout and stderr together.
+    static func fnhost(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+        let binary = ProcessInfo.processInfo.environment["FNHOST_BIN"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? ModuleManifestTests.repositoryURL.appendingPathComponent(".build/debug/fnhost").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["ENVIRONMENT"] = nil
+        env.merge(environment) { $1 }
+        process.environment = env
+        process.currentDirectoryURL = FileManager.default.temporaryDirectory
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (whole, fraction) = components
+        return Double(whole) + Double(fraction) / 1e18
+    }
+}
