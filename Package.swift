@@ -88,6 +88,7 @@ let package = Package(
                 "Functions", "FunctionRuntime",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "Tests/FunctionsTests"
         ),

@@ -3,6 +3,7 @@ import Foundation
 import FunctionRuntime
 import Logging
 import PostgresNIO
+import Prometheus
 import Testing
 
 @testable import Functions
@@ -117,16 +118,23 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             let prefix = "conc-\(UUID().uuidString.prefix(6))"
             let spread = (0..<3).map { "\(prefix)-t\($0)" }
             let single = "\(prefix)-one"
-            let started = ContinuousClock.now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in 0..<200 {
-                    let tenant = spread[index % 3]
-                    group.addTask { try await store.create(tenant: tenant, lead: newLead(tenant), audit: record(tenant, "LEAD_CREATED", ["i": .number(Double(index))])) }
-                    group.addTask { try await store.create(tenant: single, lead: newLead(single), audit: record(single, "LEAD_CREATED", ["i": .number(Double(index))])) }
+            // Two phases, each 200 concurrent lead + event transactions: over 3 tenants, then on one.
+            func phase(_ tenantOf: @escaping @Sendable (Int) -> String) async throws -> Duration {
+                let started = ContinuousClock.now
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in 0..<200 {
+                        let tenant = tenantOf(index)
+                        group.addTask {
+                            try await store.create(
+                                tenant: tenant, lead: newLead(tenant), audit: record(tenant, "LEAD_CREATED", ["i": .number(Double(index))]))
+                        }
+                    }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
+                return ContinuousClock.now - started
             }
-            let elapsed = ContinuousClock.now - started
+            let manyElapsed = try await phase { spread[$0 % 3] }
+            let oneElapsed = try await phase { _ in single }
             for (tenant, expected) in [(spread[0], 67), (spread[1], 67), (spread[2], 66), (single, 200)] {
                 let events = try await chain(store, tenant)
                 #expect(events.map(\.seq) == Array(1...Int64(expected)), "gapless seq in \(tenant)")
@@ -145,7 +153,9 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             let verifyElapsed = ContinuousClock.now - verifyStarted
             #expect(verified == 400)
             // A figure for the closing note, not an assertion: a timed unit test would flake on a loaded machine.
-            print("audit appends (lead + event transactions): 400 in \(elapsed) → \(Int(400 / elapsed.seconds)) /s (200 on one chain, 200 over 3); verified \(verified) events in \(verifyElapsed) → \(Int(Double(verified) / verifyElapsed.seconds)) /s")
+            print(
+                "audit appends (lead + event transactions, 200 concurrent): 3 tenants \(Int(200 / manyElapsed.seconds))/s, "
+                    + "one tenant \(Int(200 / oneElapsed.seconds))/s; verified \(verified) events at \(Int(Double(verified) / verifyElapsed.seconds))/s")
         }
     }
 
@@ -381,5 +391,112 @@ extension Duration {
     var seconds: Double {
         let (whole, fraction) = components
         return Double(whole) + Double(fraction) / 1e18
+    }
+}
+
+@Suite(.serialized) struct AuditSideEventsTests {
+    static func identity(_ token: String) -> Identity {
+        Identity(
+            subject: "u-1", email: "u-1@example.test", tenantID: "t-login", amr: ["pwd"], groups: [], platformSuperAdminClaim: false,
+            expiresAt: Date().timeIntervalSince1970 + 600, tokenHash: token)
+    }
+
+    /// Two instances (two `LoginAudit`s) on one Redis see the same token: one LOGIN_VALIDATED.
+    @Test func loginValidatedOncePerTokenAcrossInstances() async throws {
+        try await withAuditStore(try Backend.sqlite.databaseURL()) { store in
+            let sink = AuditLog(store: store, logger: ScratchDatabase.logger, metrics: NOOPMetricsHandler.instance)
+            let first = LoginAudit(cache: RedisCache(client: try TestRedis.client()), sink: sink)
+            let second = LoginAudit(cache: RedisCache(client: try TestRedis.client()), sink: sink)
+            let token = UUID().uuidString
+            let now = Date().timeIntervalSince1970
+            await first.observe(Self.identity(token), now: now)
+            await first.observe(Self.identity(token), now: now)
+            await second.observe(Self.identity(token), now: now)
+            #expect(try await chain(store, "t-login").count == 1)
+            await second.observe(Self.identity(UUID().uuidString), now: now)
+            let events = try await chain(store, "t-login")
+            #expect(events.map(\.eventType) == ["LOGIN_VALIDATED", "LOGIN_VALIDATED"])
+            #expect(events[0].details.jsonValue["token_sha256"] == .string(token))
+        }
+    }
+
+    /// The verifier's metrics: breaks of the last run and the time of the last verification.
+    @Test func verificationExportsBreaksAndLastVerified() async throws {
+        try await withAuditStore(try Backend.sqlite.databaseURL()) { store in
+            let registry = PrometheusCollectorRegistry()
+            let verification = AuditVerification(
+                store: store, logger: ScratchDatabase.logger, metrics: PrometheusMetricsFactory(registry: registry))
+            for _ in 1...3 { try await store.append(record("t-m")) }
+            _ = try await verification.run()
+            var text: [UInt8] = []
+            registry.emit(into: &text)
+            #expect(String(decoding: text, as: UTF8.self).contains("audit_chain_breaks 0"))
+            guard let sqlite = store as? SQLiteLeadStore else { throw RedisTestError("not SQLite") }
+            _ = try await sqlite.run("DROP TRIGGER audit_events_no_update", [])
+            _ = try await sqlite.run("UPDATE audit_events SET actor_email = 'mallory@example.test' WHERE chain_id = 't-m' AND seq = 2", [])
+            let report = try await verification.run(full: true)
+            #expect(report.breaks == [AuditChainVerifier.Break(chainID: "t-m", seq: 2, reason: .hashMismatch)])
+            text.removeAll()
+            registry.emit(into: &text)
+            let metrics = String(decoding: text, as: UTF8.self)
+            #expect(metrics.contains("audit_chain_breaks 1"))
+            #expect(metrics.contains("audit_chain_last_verified_timestamp_seconds 1"), "a unix time, not zero")
+        }
+    }
+}
+
+/// `GET /api/audit` through the real module: own tenant with AUDIT_READ, others only for a super admin.
+@Suite(.serialized) struct AuditEndpointTests {
+    @Test(arguments: Backend.allCases) func auditReadIsScopedToTheTenant(_ backend: Backend) async throws {
+        try await LeadsHarness.run(backend) { host, key, client in
+            let a = "aud-a-\(UUID().uuidString.prefix(6))"
+            let b = "aud-b-\(UUID().uuidString.prefix(6))"
+            await LeadsHarness.grant(host, tenant: a, user: "u-a", ["LEADS_WRITE", "AUDIT_READ"])
+            await LeadsHarness.grant(host, tenant: b, user: "u-b", ["LEADS_WRITE"])
+            await host.state.set(answer: RBACAnswer(tenantID: b, userID: "u-root", permissions: [], groups: ["Leaderboard_SuperAdmins"]))
+            let tokenA = try LeadsHarness.token(key, tenant: a, user: "u-a")
+            let tokenB = try LeadsHarness.token(key, tenant: b, user: "u-b")
+            let root = try LeadsHarness.token(key, tenant: b, user: "u-root")
+            let created = try await client.send(.post, "/api/leads", token: tokenA, json: #"{"name":"Ada","email":"ada@a.example"}"#)
+            #expect(created.status == .created)
+            #expect(try await client.send(.post, "/api/leads", token: tokenB, json: #"{"name":"Bob","email":"bob@b.example"}"#).status == .created)
+
+            let own = try await client.send(.get, "/api/audit?event_type=LEAD_CREATED", token: tokenA)
+            #expect(own.status == .ok)
+            let items = own.json["items"] as? [[String: Any]] ?? []
+            #expect(items.count == 1)
+            #expect(items.first?["tenant_id"] as? String == a)
+            #expect((items.first?["details"] as? [String: Any])?["lead_id"] as? String == (created.json["id"] as? String))
+            #expect((items.first?["current_event_hash"] as? String)?.count == 64)
+            let everything = try await client.send(.get, "/api/audit?limit=200", token: tokenA)
+            let types = Set(((everything.json["items"] as? [[String: Any]]) ?? []).compactMap { $0["event_type"] as? String })
+            #expect(types.isSuperset(of: ["LOGIN_VALIDATED", "RBAC_FETCHED", "LEAD_CREATED"]))
+            #expect(((everything.json["items"] as? [[String: Any]]) ?? []).allSatisfy { $0["chain_id"] as? String == a })
+
+            #expect(try await client.send(.get, "/api/audit", token: tokenB).code == "PERMISSION_DENIED", "no AUDIT_READ")
+            #expect(try await client.send(.get, "/api/audit?tenant_id=\(b)", token: tokenA).code == "PERMISSION_DENIED")
+            #expect(try await client.send(.get, "/api/audit?tenant_id=*", token: tokenA).code == "PERMISSION_DENIED")
+            let other = try await client.send(.get, "/api/audit?tenant_id=\(a)&event_type=LEAD_CREATED", token: root)
+            #expect(other.status == .ok, "a super admin reads any tenant")
+            #expect((other.json["items"] as? [[String: Any]])?.count == 1)
+            let all = try await client.send(.get, "/api/audit?tenant_id=*&event_type=LEAD_CREATED&limit=200", token: root)
+            let chains = Set(((all.json["items"] as? [[String: Any]]) ?? []).compactMap { $0["chain_id"] as? String })
+            #expect(chains.isSuperset(of: [a, b]))
+
+            for bad in ["since=yesterday", "event_type=lead", "cursor=x", "limit=0", "limit=201"] {
+                #expect(try await client.send(.get, "/api/audit?\(bad)", token: tokenA).code == "VALIDATION_FAILED", "\(bad)")
+            }
+            let later = try await client.send(.get, "/api/audit?since=2999-01-01T00:00:00Z", token: tokenA)
+            #expect((later.json["items"] as? [[String: Any]])?.isEmpty == true)
+            // Paging: one at a time, newest first, no repeats.
+            var cursor: String?
+            var seqs: [Int] = []
+            repeat {
+                let page = try await client.send(.get, "/api/audit?limit=1" + (cursor.map { "&cursor=\($0)" } ?? ""), token: tokenA)
+                seqs += ((page.json["items"] as? [[String: Any]]) ?? []).compactMap { $0["seq"] as? Int }
+                cursor = page.json["next_cursor"] as? String
+            } while cursor != nil && seqs.count < 100
+            #expect(seqs == Array((1...seqs.count).reversed()))
+        }
     }
 }
