@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Loopback benchmark with wrk against a release fnhost, run by scripts/with-services.sh
 # (throwaway PostgreSQL and Redis): GET /health, then the contract's scenario, the
-# authenticated GET /api/leads?limit=20 (development host tokens, 100 leads in the tenant).
+# authenticated GET /api/leads?limit=20 (development host tokens, 100 leads in the tenant);
+# then audited writes (POST /api/leads: a lead and its hash-chained event per request) on one
+# tenant and spread over 16 tenants, and `fnhost verify-audit --full` over everything written.
 # Usage: scripts/with-services.sh scripts/bench.sh PATH/TO/fnhost   (DURATION, CONNECTIONS, THREADS override)
 set -euo pipefail
 binary=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -30,3 +32,19 @@ echo "== GET /health  ($threads threads, $connections connections, $duration)"
 wrk -t"$threads" -c"$connections" -d"$duration" --latency "$base/health"
 echo "== GET /api/leads?limit=20 with a bearer token, Postgres + Redis  ($threads threads, $connections connections, $duration)"
 wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Authorization: Bearer $token" "$base/api/leads?limit=20"
+
+echo "== POST /api/leads (lead + audit event in one transaction), one tenant  ($threads threads, $connections connections, $duration)"
+echo "$token" > "$work/one.tokens"
+TOKENS_FILE="$work/one.tokens" wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$repo/scripts/bench-post.lua" "$base"
+for i in $(seq 1 16); do
+  (cd "$work" && "$binary" token --tenant "t-bench-$i" --user u-bench --perm LEADS_WRITE | tail -1)
+done > "$work/many.tokens"
+echo "== POST /api/leads (lead + audit event in one transaction), 16 tenants  ($threads threads, $connections connections, $duration)"
+TOKENS_FILE="$work/many.tokens" wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$repo/scripts/bench-post.lua" "$base"
+echo "== fnhost verify-audit --full (every chain from seq 1)"
+kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; pid=""
+started=$(date +%s.%N)
+summary=$(cd "$work" && "$binary" verify-audit --full 2>/dev/null | tail -1)
+finished=$(date +%s.%N)
+echo "$summary"
+python3 -c 'import re,sys; n=int(re.search(r"(\d+) events", sys.argv[1]).group(1)); t=float(sys.argv[3])-float(sys.argv[2]); print(f"{n} events verified in {t:.2f} s (process start included): {n/t:,.0f} events/s")' "$summary" "$started" "$finished"

@@ -52,13 +52,16 @@ public enum StoreCommands {
             ?? "sqlite:" + URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
     }
 
-    /// Verifies the chains once, appends the outcome to the platform chain, and returns one line per
-    /// broken chain (empty: no break). Throws when it could not run.
-    public static func verifyAudit(scriptRoot: String, tenant: String?, full: Bool, logger: Logger) async throws -> [String] {
+    /// Verifies the chains once, appends the outcome to the platform chain, and returns the chains and
+    /// events read and one line per broken chain (empty: no break). Throws when it could not run.
+    public static func verifyAudit(
+        scriptRoot: String, tenant: String?, full: Bool, logger: Logger
+    ) async throws -> (chains: Int, events: Int, breaks: [String]) {
         let url = try databaseURL(scriptRoot: scriptRoot)
         return try await StoreSetup.withStore(databaseURL: url, logger: logger) { store in
             let verification = AuditVerification(store: store, logger: logger, metrics: NOOPMetricsHandler.instance)
-            return try await verification.run(tenant: tenant, full: full).breaks.map(\.description)
+            let report = try await verification.run(tenant: tenant, full: full)
+            return (report.chains, report.events, report.breaks.map(\.description))
         }
     }
 
