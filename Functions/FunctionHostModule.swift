@@ -28,15 +28,21 @@ public struct FunctionHostModule: FunctionModule {
         context.functions.register("UpdateLead", http: security.guarded(UpdateLead(store: setup.store)))
         context.functions.register("DeleteLead", http: security.guarded(DeleteLead(store: setup.store)))
         context.functions.register("ExportLeads", http: security.guarded(ExportLeads(store: setup.store)))
+        context.functions.register(
+            "PurgeRBACCache",
+            http: PurgeRBACCache(
+                secrets: context.secrets, rbac: setup.rbac, cache: setup.cache, audit: setup.audit, metrics: context.metricsFactory))
         context.functions.register("ListAuditEvents", http: security.guarded(ListAuditEvents(store: setup.store)))
         context.functions.register(
             "AuditChainVerifier",
             timer: AuditChainVerifierFunction(
                 verification: AuditVerification(store: setup.store, logger: context.logger, metrics: context.metricsFactory)))
-        for (name, schema) in LeadsOpenAPI.schemas.merging(AuditOpenAPI.schemas, uniquingKeysWith: { $1 }) {
+        for (name, schema) in LeadsOpenAPI.schemas.merging(AuditOpenAPI.schemas, uniquingKeysWith: { $1 })
+            .merging(WebhookOpenAPI.schemas, uniquingKeysWith: { $1 }) {
             context.addSchema(name, schema)
         }
-        for (name, operation) in LeadsOpenAPI.operations.merging(AuditOpenAPI.operations, uniquingKeysWith: { $1 }) {
+        for (name, operation) in LeadsOpenAPI.operations.merging(AuditOpenAPI.operations, uniquingKeysWith: { $1 })
+            .merging(WebhookOpenAPI.operations, uniquingKeysWith: { $1 }) {
             context.describe(name, operation)
         }
     }

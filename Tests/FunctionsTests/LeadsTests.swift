@@ -37,7 +37,8 @@ enum LeadsHarness {
 
     /// The module host on `databaseURL` as it is (no migration), with a stand-in identity host.
     static func run(
-        databaseURL: String, _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol) async throws -> Void
+        databaseURL: String, extra: [String: String] = [:],
+        _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol) async throws -> Void
     ) async throws {
         let key = try TestKey.make(kid: "k1")
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-leads-root-\(UUID().uuidString)")
@@ -47,7 +48,7 @@ enum LeadsHarness {
         let host = StandInHost()
         await host.state.set(keys: [key])
         try await host.application().test(.live) { hostClient in
-            let settings = IdentityHarness.hostSettings(hostClient.port ?? 0, extra: ["DATABASE_URL": databaseURL])
+            let settings = IdentityHarness.hostSettings(hostClient.port ?? 0, extra: ["DATABASE_URL": databaseURL].merging(extra) { $1 })
             let functionHost = try await FunctionHost.build(
                 options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
                 logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
