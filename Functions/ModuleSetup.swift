@@ -98,9 +98,21 @@ struct ModuleSetup: Sendable {
             superAdminGroup: settings.nonEmpty("SUPER_ADMIN_GROUP") ?? "Leaderboard_SuperAdmins",
             stagingAdminEmails: (settings["STAGING_PLATFORM_ADMIN_EMAILS"] ?? "").split(separator: ",").map(String.init),
             metrics: context.metricsFactory)
+        let policy = RateLimitPolicy(
+            perSecond: try positive(settings, "RATE_LIMIT_PER_SECOND", default: 50), burst: Int(try positive(settings, "RATE_LIMIT_BURST", default: 100)))
+        let instances = Int(try positive(settings, "INSTANCE_COUNT_HINT", default: 1))
+        let limiter: any RateLimiter = redis.map { RedisRateLimiter(client: $0, policy: policy, instanceCountHint: instances, logger: logger) }
+            ?? InProcessRateLimiter(policy: policy)
         return ModuleSetup(
-            store: store, cache: cache, rbac: rbac, security: Security(verifier: verifier, authorizer: authorizer, metrics: context.metricsFactory),
+            store: store, cache: cache, rbac: rbac,
+            security: Security(verifier: verifier, authorizer: authorizer, limiter: limiter, metrics: context.metricsFactory),
             audit: audit, devHost: devHost)
+    }
+
+    private static func positive(_ settings: Settings, _ name: String, default value: Double) throws(ModuleConfigurationError) -> Double {
+        guard let text = settings.nonEmpty(name) else { return value }
+        guard let parsed = Double(text), parsed.isFinite, parsed > 0 else { throw ModuleConfigurationError("\(name) must be a positive number") }
+        return parsed
     }
 
     private static func seconds(_ settings: Settings, _ name: String, default value: Int) throws(ModuleConfigurationError) -> Int {

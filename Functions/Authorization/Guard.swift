@@ -1,4 +1,5 @@
 import CoreMetrics
+import HTTPTypes
 import FunctionRuntime
 import Logging
 
@@ -14,11 +15,16 @@ protocol AuthorizedFunction: Sendable {
 struct Security: Sendable {
     let verifier: TokenVerifier
     let authorizer: Authorizer
+    /// Per tenant+user budget (GCRA), checked right after authentication; nil: unlimited.
+    let limiter: (any RateLimiter)?
     private let rejections: [TokenRejection: CoreMetrics.Counter]
+    private let limited: CoreMetrics.Counter
 
-    init(verifier: TokenVerifier, authorizer: Authorizer, metrics: any MetricsFactory) {
+    init(verifier: TokenVerifier, authorizer: Authorizer, limiter: (any RateLimiter)? = nil, metrics: any MetricsFactory) {
         self.verifier = verifier
         self.authorizer = authorizer
+        self.limiter = limiter
+        limited = CoreMetrics.Counter(label: "fnhost_rate_limited_total", factory: metrics)
         var rejections: [TokenRejection: CoreMetrics.Counter] = [:]
         for reason in [
             TokenRejection.missing, .notBearer, .tooLarge, .malformed, .algorithmNotAllowed, .kidMissing, .kidUnknown,
@@ -29,6 +35,23 @@ struct Security: Sendable {
                 label: "fnhost_auth_rejections_total", dimensions: [("reason", reason.rawValue)], factory: metrics)
         }
         self.rejections = rejections
+    }
+
+    /// Spends one request of the caller's budget; over budget → 429 `RATE_LIMITED` with `Retry-After`
+    /// and the IETF `RateLimit` / `RateLimit-Policy` fields.
+    func spend(_ identity: Identity) async throws(FunctionError) -> RateLimitDecision? {
+        guard let limiter else { return nil }
+        // Length-prefixed, so tenant "a:b" + user "c" and tenant "a" + user "b:c" are different keys.
+        let decision = await limiter.check("rl:\(identity.tenantID.utf8.count):\(identity.tenantID):\(identity.subject)")
+        guard decision.allowed else {
+            limited.increment()
+            var headers = HTTPFields()
+            RateLimitHeaders.apply(decision, policy: limiter.policy, to: &headers)
+            throw FunctionError(
+                status: .tooManyRequests, code: "RATE_LIMITED", message: "too many requests; retry after the Retry-After delay",
+                headers: headers)
+        }
+        return decision
     }
 
     func guarded<Handler: AuthorizedFunction>(_ handler: Handler) -> some HTTPFunction {
@@ -58,7 +81,12 @@ private struct GuardedFunction<Handler: AuthorizedFunction>: HTTPFunction {
         let identity = try await security.authenticate(request)
         var request = request
         request.logger[metadataKey: "tenant_id"] = .string(identity.tenantID)
+        let budget = try await security.spend(identity)
         let principal = try await security.authorizer.authorize(identity, policy: Handler.policy, logger: request.logger)
-        return try await handler.handle(request, principal: principal)
+        var response = try await handler.handle(request, principal: principal)
+        if let budget, let limiter = security.limiter {
+            RateLimitHeaders.apply(budget, policy: limiter.policy, to: &response.headers)
+        }
+        return response
     }
 }

@@ -146,7 +146,7 @@ enum OpenAPIDocument {
             responses[String(status)] = .object(entry)
         }
         var errors = Set(operation.errors).union([500])
-        if operation.requiresBearer { errors.formUnion([401, 403, 503]) }
+        if operation.requiresBearer { errors.formUnion([401, 403, 429, 503]) }
         for status in errors.sorted() where responses[String(status)] == nil {
             responses[String(status)] = .object([
                 "description": .string(errorDescriptions[status] ?? "error"),

@@ -382,7 +382,8 @@ extension CommandLine {
         process.standardError = pipe
         try process.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        // Polled: Foundation's `waitUntilExit` can spin off the main thread on Linux.
+        while process.isRunning { usleep(10_000) }
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
