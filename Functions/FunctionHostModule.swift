@@ -8,6 +8,7 @@ public struct FunctionHostModule: FunctionModule {
         [
             "ENVIRONMENT": "development",
             "AUDIT_VERIFY_SCHEDULE": "0 0 2 * * *",
+            "EMAIL_DISPATCH_SCHEDULE": "*/5 * * * * *",
         ]
     }
 
@@ -32,17 +33,19 @@ public struct FunctionHostModule: FunctionModule {
             "PurgeRBACCache",
             http: PurgeRBACCache(
                 secrets: context.secrets, rbac: setup.rbac, cache: setup.cache, audit: setup.audit, metrics: context.metricsFactory))
+        context.functions.register("SendEmail", http: security.guarded(SendEmail(store: setup.store, outbox: setup.outbox)))
+        context.functions.register("EmailOutboxDispatcher", timer: EmailOutboxDispatcher(store: setup.store, outbox: setup.outbox))
         context.functions.register("ListAuditEvents", http: security.guarded(ListAuditEvents(store: setup.store)))
         context.functions.register(
             "AuditChainVerifier",
             timer: AuditChainVerifierFunction(
                 verification: AuditVerification(store: setup.store, logger: context.logger, metrics: context.metricsFactory)))
         for (name, schema) in LeadsOpenAPI.schemas.merging(AuditOpenAPI.schemas, uniquingKeysWith: { $1 })
-            .merging(WebhookOpenAPI.schemas, uniquingKeysWith: { $1 }) {
+            .merging(WebhookOpenAPI.schemas, uniquingKeysWith: { $1 }).merging(EmailOpenAPI.schemas, uniquingKeysWith: { $1 }) {
             context.addSchema(name, schema)
         }
         for (name, operation) in LeadsOpenAPI.operations.merging(AuditOpenAPI.operations, uniquingKeysWith: { $1 })
-            .merging(WebhookOpenAPI.operations, uniquingKeysWith: { $1 }) {
+            .merging(WebhookOpenAPI.operations, uniquingKeysWith: { $1 }).merging(EmailOpenAPI.operations, uniquingKeysWith: { $1 }) {
             context.describe(name, operation)
         }
     }

@@ -12,6 +12,7 @@ struct ModuleSetup: Sendable {
     let rbac: RBACService
     let security: Security
     let audit: any AuditSink
+    let outbox: OutboxSender
     let devHost: DevHostStore?
 
     static func make(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError) -> ModuleSetup {
@@ -40,6 +41,7 @@ struct ModuleSetup: Sendable {
         let useDevHost = context.environment == .development && !hostConfigured
         let jwksSource: JWKSSource
         let rbacSource: any RBACSource
+        let emailSender: any EmailSender
         let issuer: String
         let audience: String
         var devHost: DevHostStore?
@@ -48,6 +50,7 @@ struct ModuleSetup: Sendable {
             devHost = store
             jwksSource = JWKSSource(cacheKey: "dev-host:" + scriptRoot) { (try store.jwks(), .seconds(60)) }
             rbacSource = DevHostRBAC(store: store)
+            emailSender = DevHostEmail(store: store)
             issuer = settings.nonEmpty("JWT_ISSUER") ?? DevHostStore.issuer
             audience = settings.nonEmpty("JWT_AUDIENCE") ?? DevHostStore.audience
             context.addInternalEndpoint(prefix: DevHostEndpoints.prefix, handler: DevHostEndpoints(store: store))
@@ -74,6 +77,18 @@ struct ModuleSetup: Sendable {
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
+            guard let emailURL = settings.nonEmpty("HOST_EMAIL_API"), let parsedEmail = URL(string: emailURL),
+                OutboundHTTP.isAllowedTarget(parsedEmail)
+            else {
+                throw ModuleConfigurationError("HOST_EMAIL_API must be set to an https URL")
+            }
+            let emailKey: String?
+            do {
+                emailKey = try await context.secrets.secret(named: "HOST_EMAIL_API_KEY")
+            } catch {
+                throw ModuleConfigurationError(error.description)
+            }
+            emailSender = HostEmailClient(baseURL: emailURL, apiKey: emailKey)
             jwksSource = .http(uri: jwksURI)
             rbacSource = HostRBACClient(baseURL: rbacURL, apiKey: apiKey)
             issuer = configuredIssuer
@@ -103,10 +118,17 @@ struct ModuleSetup: Sendable {
         let instances = Int(try positive(settings, "INSTANCE_COUNT_HINT", default: 1))
         let limiter: any RateLimiter = redis.map { RedisRateLimiter(client: $0, policy: policy, instanceCountHint: instances, logger: logger) }
             ?? InProcessRateLimiter(policy: policy)
+        let retry = RetryPolicy(
+            base: try positive(settings, "EMAIL_RETRY_BASE_SECONDS", default: 2), cap: try positive(settings, "EMAIL_RETRY_MAX_SECONDS", default: 300),
+            horizon: try positive(settings, "EMAIL_RETRY_HORIZON_SECONDS", default: 6 * 3600))
+        guard retry.horizon < 86_400 else {
+            throw ModuleConfigurationError("EMAIL_RETRY_HORIZON_SECONDS must stay below a day (the host's idempotency window)")
+        }
+        let outbox = OutboxSender(store: store, sender: emailSender, retry: retry, logger: logger, metrics: context.metricsFactory)
         return ModuleSetup(
             store: store, cache: cache, rbac: rbac,
             security: Security(verifier: verifier, authorizer: authorizer, limiter: limiter, metrics: context.metricsFactory),
-            audit: audit, devHost: devHost)
+            audit: audit, outbox: outbox, devHost: devHost)
     }
 
     private static func positive(_ settings: Settings, _ name: String, default value: Double) throws(ModuleConfigurationError) -> Double {

@@ -45,7 +45,7 @@ struct DevHostEndpoints: HTTPFunction {
                 let tenant = body["tenant_id"]?.stringValue, let key = body["idempotency_key"]?.stringValue
             else { throw FunctionError.validationFailed("tenant_id and idempotency_key are required") }
             // The same key always yields the same message id, as the real host promises.
-            let messageID = "dev-msg-" + String(Hex.encode(SHA256.hash(data: Array((tenant + "\n" + key).utf8))).prefix(24))
+            let messageID = DevHostStore.messageID(tenant: tenant, idempotencyKey: key)
             return .json { writer in
                 writer.beginObject()
                 writer.field("message_id", messageID)

@@ -38,6 +38,10 @@ public enum DevHostCommands {
         try store(scriptRoot: scriptRoot).rotateKey()
     }
 
+    public static func setEmailFailing(_ failing: Bool, scriptRoot: String) throws {
+        try store(scriptRoot: scriptRoot).update { $0.emailFailing = failing }
+    }
+
     public static func setRBACFailing(_ failing: Bool, scriptRoot: String) throws {
         try store(scriptRoot: scriptRoot).update { $0.rbacFailing = failing }
     }

@@ -24,10 +24,13 @@ struct DevHostStore: Sendable {
         var tenants: [String: [String: User]] = [:]
         /// While true the RBAC endpoint fails (to try degradation by hand).
         var rbacFailing = false
+        /// While true the email endpoint fails (to watch the outbox queue and retry).
+        var emailFailing: Bool?
 
         enum CodingKeys: String, CodingKey {
             case tenants
             case rbacFailing = "rbac_failing"
+            case emailFailing = "email_failing"
         }
     }
 
@@ -95,6 +98,32 @@ struct DevHostStore: Sendable {
         writer.endArray()
         writer.endObject()
         return writer.bytes
+    }
+
+    /// The message id the development host gives a request: the same tenant and key, the same id.
+    static func messageID(tenant: String, idempotencyKey: String) -> String {
+        "dev-msg-" + String(Hex.encode(SHA256.hash(data: Array((tenant + "\n" + idempotencyKey).utf8))).prefix(24))
+    }
+
+    private var sentEmailsFile: URL { folder.appendingPathComponent("sent-emails.jsonl") }
+
+    /// Appends one JSON line per accepted send (tenant, key, message id, template, to).
+    func recordSentEmail(_ request: EmailRequest, messageID: String) {
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.field("tenant_id", request.tenantID)
+        writer.field("idempotency_key", request.idempotencyKey)
+        writer.field("message_id", messageID)
+        writer.field("template", request.template)
+        writer.field("to", request.to)
+        writer.endObject()
+        writer.newline()
+        try? prepare()
+        // O_APPEND: one write per line, so concurrent senders (tasks or processes) never interleave.
+        let descriptor = open(sentEmailsFile.path, O_WRONLY | O_APPEND | O_CREAT, 0o600)
+        guard descriptor >= 0 else { return }
+        defer { close(descriptor) }
+        _ = writer.bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
     }
 
     func directory() -> Directory {

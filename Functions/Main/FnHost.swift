@@ -93,7 +93,7 @@ struct DevHost: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev-host",
         abstract: "Development only: switches of the built-in development host.",
-        subcommands: [RotateKey.self, RBACFail.self, RBACRestore.self])
+        subcommands: [RotateKey.self, RBACFail.self, RBACRestore.self, EmailFail.self, EmailRestore.self])
 
     struct RotateKey: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Sign new tokens with a new key (the old one stays published).")
@@ -105,6 +105,18 @@ struct DevHost: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "rbac-fail", abstract: "Make the RBAC endpoint fail (try degradation).")
         @Option(name: .customLong("script-root")) var scriptRoot: String = "."
         func run() throws { try DevHostCommands.setRBACFailing(true, scriptRoot: scriptRoot) }
+    }
+
+    struct EmailFail: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "email-fail", abstract: "Make the email endpoint fail (watch the outbox retry).")
+        @Option(name: .customLong("script-root")) var scriptRoot: String = "."
+        func run() throws { try DevHostCommands.setEmailFailing(true, scriptRoot: scriptRoot) }
+    }
+
+    struct EmailRestore: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "email-restore", abstract: "Make the email endpoint answer again.")
+        @Option(name: .customLong("script-root")) var scriptRoot: String = "."
+        func run() throws { try DevHostCommands.setEmailFailing(false, scriptRoot: scriptRoot) }
     }
 
     struct RBACRestore: ParsableCommand {

@@ -285,3 +285,16 @@ extension Timestamps {
         return format(seconds: clamped, microseconds: clamped == seconds ? micros : 0)
     }
 }
+
+extension Timestamps {
+    static func nowMicroseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec / 1000)
+    }
+
+    static func string(microseconds: Int64) -> String {
+        let clamped = max(0, microseconds)
+        return format(seconds: clamped / 1_000_000, microseconds: Int(clamped % 1_000_000))
+    }
+}

@@ -12,7 +12,7 @@ struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
 /// Tenant data for leads. Every method takes the tenant from the caller's token and filters on it;
 /// another tenant's id is simply not found.
 /// The module's database: leads and the audit log, on one connection pool.
-typealias ModuleStore = LeadStore & AuditStore
+typealias ModuleStore = LeadStore & AuditStore & OutboxStore
 
 protocol LeadStore: Sendable {
     func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead]

@@ -104,6 +104,33 @@ enum Migrations {
                 "CREATE TRIGGER audit_checkpoints_forward BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION audit_forward_only()",
                 "CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
             ]),
+        Migration(
+            version: 3, name: "email outbox",
+            statements: [
+                """
+                CREATE TABLE email_outbox (
+                    tenant_id       text        NOT NULL,
+                    id              uuid        NOT NULL,
+                    idempotency_key text        NOT NULL,
+                    request_hash    text        NOT NULL,
+                    template        text        NOT NULL,
+                    recipient       text        NOT NULL,
+                    vars            jsonb       NOT NULL CHECK (jsonb_typeof(vars) = 'object'),
+                    status          text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','sent','dead')),
+                    attempts        integer     NOT NULL DEFAULT 0,
+                    next_attempt_at timestamptz NOT NULL,
+                    lease_owner     text,
+                    lease_until     timestamptz,
+                    message_id      text,
+                    last_error      text,
+                    created_at      timestamptz NOT NULL,
+                    sent_at         timestamptz,
+                    PRIMARY KEY (tenant_id, id),
+                    UNIQUE (tenant_id, idempotency_key)
+                )
+                """,
+                "CREATE INDEX email_outbox_due ON email_outbox (next_attempt_at) WHERE status = 'pending'",
+            ]),
     ]
 
     static let sqlite: [Migration] = [
@@ -190,6 +217,33 @@ enum Migrations {
                 BEGIN SELECT RAISE(ABORT, 'audit_checkpoints: a chain position only moves forward'); END
                 """,
                 "CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit_checkpoints: DELETE refused'); END",
+            ]),
+        Migration(
+            version: 3, name: "email outbox",
+            statements: [
+                """
+                CREATE TABLE email_outbox (
+                    tenant_id       TEXT    NOT NULL,
+                    id              TEXT    NOT NULL,
+                    idempotency_key TEXT    NOT NULL,
+                    request_hash    TEXT    NOT NULL,
+                    template        TEXT    NOT NULL,
+                    recipient       TEXT    NOT NULL,
+                    vars            TEXT    NOT NULL CHECK (json_valid(vars) AND json_type(vars) = 'object'),
+                    status          TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','sent','dead')),
+                    attempts        INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at TEXT    NOT NULL,
+                    lease_owner     TEXT,
+                    lease_until     TEXT,
+                    message_id      TEXT,
+                    last_error      TEXT,
+                    created_at      TEXT    NOT NULL,
+                    sent_at         TEXT,
+                    PRIMARY KEY (tenant_id, id),
+                    UNIQUE (tenant_id, idempotency_key)
+                ) WITHOUT ROWID
+                """,
+                "CREATE INDEX email_outbox_due ON email_outbox (next_attempt_at) WHERE status = 'pending'",
             ]),
     ]
 }

@@ -1,0 +1,106 @@
+import FunctionRuntime
+import PostgresNIO
+
+/// The email outbox on PostgreSQL: due rows are claimed with `FOR UPDATE SKIP LOCKED` and a
+/// lease, so concurrent dispatchers (other instances) take disjoint rows and a crashed one's rows
+/// come back when its lease expires.
+extension PostgresLeadStore: OutboxStore {
+    static let outboxColumns = """
+        tenant_id, id::text, idempotency_key, request_hash, template, recipient, vars::text, status, attempts, message_id, \
+        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        """
+    typealias OutboxRow = (String, String, String, String, String, String, String, String, Int32, String?, String)
+
+    static func outboxEmail(_ row: OutboxRow) -> OutboxEmail {
+        OutboxEmail(
+            tenantID: row.0, id: row.1, idempotencyKey: row.2, requestHash: row.3, template: row.4, to: row.5, vars: row.6,
+            status: OutboxEmail.Status(rawValue: row.7) ?? .dead, attempts: Int(row.8), messageID: row.9, createdAt: row.10)
+    }
+
+    private func outbox(_ query: PostgresQuery) async throws(StoreUnavailable) -> [OutboxEmail] {
+        try await withDeadline(deadline) { [client, logger] in
+            var rows: [OutboxEmail] = []
+            for try await row in try await client.query(query, logger: logger).decode(OutboxRow.self) {
+                rows.append(Self.outboxEmail(row))
+            }
+            return rows
+        }
+    }
+
+    func enqueue(_ email: OutboxEmail, owner: String, leaseUntil: String) async throws(StoreUnavailable) -> OutboxInsert {
+        let inserted = try await outbox(
+            """
+            INSERT INTO email_outbox (tenant_id, id, idempotency_key, request_hash, template, recipient, vars, next_attempt_at,
+                                      lease_owner, lease_until, created_at)
+            VALUES (\(email.tenantID), \(email.id)::uuid, \(email.idempotencyKey), \(email.requestHash), \(email.template), \(email.to),
+                    \(email.vars)::jsonb, \(email.createdAt)::timestamptz, \(owner), \(leaseUntil)::timestamptz, \(email.createdAt)::timestamptz)
+            ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+            RETURNING \(unescaped: Self.outboxColumns)
+            """)
+        if let row = inserted.first { return .inserted(row) }
+        let existing = try await outbox(
+            """
+            SELECT \(unescaped: Self.outboxColumns) FROM email_outbox
+            WHERE tenant_id = \(email.tenantID) AND idempotency_key = \(email.idempotencyKey)
+            """)
+        guard let row = existing.first else { throw StoreUnavailable(description: "outbox row vanished") }
+        return .existing(row)
+    }
+
+    func claimDue(owner: String, now: String, leaseUntil: String, limit: Int) async throws(StoreUnavailable) -> [OutboxEmail] {
+        try await outbox(
+            """
+            UPDATE email_outbox SET lease_owner = \(owner), lease_until = \(leaseUntil)::timestamptz
+            WHERE (tenant_id, id) IN (
+                SELECT tenant_id, id FROM email_outbox
+                WHERE status = 'pending' AND next_attempt_at <= \(now)::timestamptz
+                  AND (lease_until IS NULL OR lease_until < \(now)::timestamptz)
+                ORDER BY next_attempt_at LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED)
+            RETURNING \(unescaped: Self.outboxColumns)
+            """)
+    }
+
+    func markSent(_ email: OutboxEmail, owner: String, messageID: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
+        try await withDeadline(deadline) { [client, logger] in
+            try await client.withTransaction(logger: logger) { connection -> Bool in
+                var updated = false
+                for try await _ in try await connection.query(
+                    """
+                    UPDATE email_outbox SET status = 'sent', message_id = \(messageID), sent_at = now(), attempts = attempts + 1,
+                           lease_owner = NULL, lease_until = NULL, last_error = NULL
+                    WHERE tenant_id = \(email.tenantID) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
+                    RETURNING id::text
+                    """, logger: logger
+                ).decode(String.self) {
+                    updated = true
+                }
+                if updated { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+                return updated
+            }
+        }
+    }
+
+    func markRetry(_ email: OutboxEmail, owner: String, attempts: Int, nextAttemptAt: String, error: String) async throws(StoreUnavailable) {
+        _ = try await outbox(
+            """
+            UPDATE email_outbox SET attempts = \(attempts), next_attempt_at = \(nextAttemptAt)::timestamptz, last_error = \(error),
+                   lease_owner = NULL, lease_until = NULL
+            WHERE tenant_id = \(email.tenantID) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
+            RETURNING \(unescaped: Self.outboxColumns)
+            """)
+    }
+
+    func markDead(_ email: OutboxEmail, owner: String, attempts: Int, error: String) async throws(StoreUnavailable) {
+        _ = try await outbox(
+            """
+            UPDATE email_outbox SET status = 'dead', attempts = \(attempts), last_error = \(error), lease_owner = NULL, lease_until = NULL
+            WHERE tenant_id = \(email.tenantID) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
+            RETURNING \(unescaped: Self.outboxColumns)
+            """)
+    }
+
+    func outboxEmail(tenant: String, id: String) async throws(StoreUnavailable) -> OutboxEmail? {
+        try await outbox("SELECT \(unescaped: Self.outboxColumns) FROM email_outbox WHERE tenant_id = \(tenant) AND id = \(id)::uuid").first
+    }
+}
