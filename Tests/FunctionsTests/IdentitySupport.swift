@@ -105,11 +105,30 @@ actor HostState {
     var jwksFetches = 0
     var rbacFetches = 0
     var lastRBACAuthorization: String?
+    /// Email: calls per idempotency key, and a failure switch (status to answer, with Retry-After).
+    var emailCalls: [String: Int] = [:]
+    var emailAccepted: [String: Int] = [:]
+    var emailFailure: (status: Int, retryAfter: String?)?
+    var emailDelay: Duration = .zero
+    var lastEmailAuthorization: String?
 
     func set(keys: [TestKey], extra: [JSONValue] = []) { self.keys = keys; extraJWKs = extra }
     func set(answer: RBACAnswer) { answers["\(answer.tenantID)/\(answer.userID)"] = answer }
     func set(rbacFailing: Bool) { self.rbacFailing = rbacFailing }
     func set(rbacDelay: Duration) { self.rbacDelay = rbacDelay }
+    func set(emailFailure: (status: Int, retryAfter: String?)?) { self.emailFailure = emailFailure }
+    func set(emailDelay: Duration) { self.emailDelay = emailDelay }
+
+    /// Counts the call; nil when switched to fail.
+    func email(key: String, tenant: String, authorization: String?) -> String? {
+        emailCalls[key, default: 0] += 1
+        lastEmailAuthorization = authorization
+        if emailFailure != nil { return nil }
+        emailAccepted[key, default: 0] += 1
+        return DevHostStore.messageID(tenant: tenant, idempotencyKey: key)
+    }
+
+    var totalEmailCalls: Int { emailCalls.values.reduce(0, +) }
 
     func jwks() -> String {
         jwksFetches += 1
@@ -148,6 +167,23 @@ struct StandInHost {
             }
             let body = try JSONEncoder().encode(answer)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+        }
+        router.post("/api/email/send") { request, _ in
+            let delay = await state.emailDelay
+            if delay > .zero { try await Task.sleep(for: delay) }
+            let body = try await request.body.collect(upTo: 1 << 20)
+            guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: body)), let key = json["idempotency_key"]?.stringValue,
+                let tenant = json["tenant_id"]?.stringValue
+            else { return Response(status: .badRequest) }
+            guard let messageID = await state.email(key: key, tenant: tenant, authorization: request.headers[.authorization]) else {
+                let failure = await state.emailFailure
+                var headers = HTTPFields()
+                if let retryAfter = failure?.retryAfter { headers[.retryAfter] = retryAfter }
+                return Response(status: .init(code: failure?.status ?? 503), headers: headers)
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"message_id":"\#(messageID)"}"#)))
         }
         return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
     }
