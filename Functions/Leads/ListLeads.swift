@@ -8,21 +8,21 @@ struct ListLeads: AuthorizedFunction {
     func handle(_ request: FunctionRequest, principal: Principal) async throws -> FunctionResponse {
         let limit = try LeadRequests.limit(request)
         let cursor = try LeadRequests.cursor(request)
-        let page: [Lead]
+        let page: [LeadJSON]
         do {
-            page = try await store.list(tenant: principal.tenantID, limit: limit + 1, after: cursor)
+            page = try await store.listJSON(tenant: principal.tenantID, limit: limit + 1, after: cursor)
         } catch {
             throw error.functionError
         }
         let items = page.prefix(limit)
-        let next = page.count > limit ? items.last.map { LeadCursor(createdAt: $0.createdAt, id: $0.id).encoded } : nil
+        let next = page.count > limit ? items.last.map(\.cursor.encoded) : nil
         return .json { writer in
             writer.beginObject()
             writer.key("items")
             writer.beginArray()
             for lead in items {
                 writer.comma()
-                lead.write(to: &writer)
+                writer.raw(lead.json)
             }
             writer.endArray()
             writer.field("next_cursor", next)

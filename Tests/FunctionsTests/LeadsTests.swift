@@ -278,6 +278,12 @@ extension TestClientProtocol {
                 ("get", "EXPLAIN SELECT id FROM leads WHERE tenant_id = \(tenant) AND id = \(someID)::uuid"),
                 ("update", "EXPLAIN UPDATE leads SET status = 'won' WHERE tenant_id = \(tenant) AND id = \(someID)::uuid"),
                 ("delete", "EXPLAIN DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(someID)::uuid"),
+                // The statements the store really runs for a listing (JSON built by PostgreSQL).
+                ("list json", PostgresQuery(unsafeSQL: "EXPLAIN " + PostgresLeadStore.FirstPageJSON.sql
+                    .replacingOccurrences(of: "$1", with: "'\(tenant)'").replacingOccurrences(of: "$2", with: "21"))),
+                ("list json after cursor", PostgresQuery(unsafeSQL: "EXPLAIN " + PostgresLeadStore.NextPageJSON.sql
+                    .replacingOccurrences(of: "$1", with: "'\(tenant)'").replacingOccurrences(of: "$2", with: "now()")
+                    .replacingOccurrences(of: "$3", with: "'\(someID)'").replacingOccurrences(of: "$4", with: "21"))),
             ]
             for (name, query) in plans {
                 var plan = ""

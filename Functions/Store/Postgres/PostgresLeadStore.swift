@@ -106,6 +106,76 @@ struct PostgresLeadStore: LeadStore {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
+    /// The listing as JSON built by PostgreSQL: `row_to_json` of the API columns (timestamps already
+    /// in their text form), plus the position for the cursor. Ordered on the table's columns
+    /// (qualified: the output names shadow them) so the tenant index still serves it.
+    typealias JSONRow = (String, String, String)
+
+    struct FirstPageJSON: PostgresPreparedStatement {
+        static let sql = """
+            SELECT row_to_json(l)::text, l.created_at, l.id FROM (
+                SELECT leads.id::text AS id, name, email, phone, company, status, notes, created_by,
+                       to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+                       to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at
+                FROM leads WHERE tenant_id = $1 ORDER BY leads.created_at DESC, leads.id DESC LIMIT $2) l
+            """
+        typealias Row = PostgresLeadStore.JSONRow
+        let tenant: String
+        let limit: Int
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 2)
+            bindings.append(tenant)
+            bindings.append(limit)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    struct NextPageJSON: PostgresPreparedStatement {
+        static let sql = """
+            SELECT row_to_json(l)::text, l.created_at, l.id FROM (
+                SELECT leads.id::text AS id, name, email, phone, company, status, notes, created_by,
+                       to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+                       to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at
+                FROM leads WHERE tenant_id = $1 AND (leads.created_at, leads.id) < ($2::timestamptz, $3::uuid)
+                ORDER BY leads.created_at DESC, leads.id DESC LIMIT $4) l
+            """
+        typealias Row = PostgresLeadStore.JSONRow
+        let tenant: String
+        let cursor: LeadCursor
+        let limit: Int
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 4)
+            bindings.append(tenant)
+            bindings.append(cursor.createdAt)
+            bindings.append(cursor.id)
+            bindings.append(limit)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    func listJSON(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
+        try await withDeadline(deadline) { [client, logger] in
+            var page: [LeadJSON] = []
+            page.reserveCapacity(limit)
+            if let cursor {
+                for try await row in try await client.execute(NextPageJSON(tenant: tenant, cursor: cursor, limit: limit), logger: logger) {
+                    page.append(LeadJSON(json: row.0, cursor: LeadCursor(createdAt: row.1, id: row.2)))
+                }
+            } else {
+                for try await row in try await client.execute(FirstPageJSON(tenant: tenant, limit: limit), logger: logger) {
+                    page.append(LeadJSON(json: row.0, cursor: LeadCursor(createdAt: row.1, id: row.2)))
+                }
+            }
+            return page
+        }
+    }
+
     struct ByID: PostgresPreparedStatement {
         static let sql = "SELECT \(PostgresLeadStore.columns) FROM leads WHERE tenant_id = $1 AND id = $2::uuid"
         typealias Row = PostgresLeadStore.Row
