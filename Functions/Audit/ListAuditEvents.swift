@@ -20,20 +20,8 @@ struct ListAuditEvents: AuthorizedFunction {
         } catch {
             throw error.functionError
         }
-        let items = page.prefix(query.limit)
-        let next = page.count > query.limit
-            ? items.last.map { AuditCursor(occurredAt: $0.occurredAt, seq: $0.seq, chainID: $0.chainID).encoded } : nil
-        return .json { writer in
-            writer.beginObject()
-            writer.key("items")
-            writer.beginArray()
-            for event in items {
-                writer.comma()
-                event.write(to: &writer)
-            }
-            writer.endArray()
-            writer.field("next_cursor", next)
-            writer.endObject()
+        return .page(page, limit: query.limit, cursor: { AuditCursor(occurredAt: $0.occurredAt, seq: $0.seq, chainID: $0.chainID).encoded }) {
+            event, writer in event.write(to: &writer)
         }
     }
 

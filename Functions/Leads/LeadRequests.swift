@@ -30,6 +30,29 @@ enum LeadRequests {
     }
 }
 
+extension FunctionResponse {
+    /// `{"items":[…],"next_cursor":C|null}` of a page fetched with one row of lookahead: the first
+    /// `limit` rows are the items; the extra row, if any, says there is a next page after the last item.
+    static func page<Row>(
+        _ rows: [Row], limit: Int, cursor: (Row) -> String, write: (Row, inout JSONWriter) -> Void
+    ) -> FunctionResponse {
+        let items = rows.prefix(limit)
+        let next = rows.count > limit ? items.last.map(cursor) : nil
+        return .json { writer in
+            writer.beginObject()
+            writer.key("items")
+            writer.beginArray()
+            for row in items {
+                writer.comma()
+                write(row, &writer)
+            }
+            writer.endArray()
+            writer.field("next_cursor", next)
+            writer.endObject()
+        }
+    }
+}
+
 extension AuditRecord {
     static func lead(_ type: String, principal: Principal, details: [String: JSONValue]) -> AuditRecord {
         AuditRecord(

@@ -14,19 +14,6 @@ struct ListLeads: AuthorizedFunction {
         } catch {
             throw error.functionError
         }
-        let items = page.prefix(limit)
-        let next = page.count > limit ? items.last.map(\.cursor.encoded) : nil
-        return .json { writer in
-            writer.beginObject()
-            writer.key("items")
-            writer.beginArray()
-            for lead in items {
-                writer.comma()
-                writer.raw(lead.json)
-            }
-            writer.endArray()
-            writer.field("next_cursor", next)
-            writer.endObject()
-        }
+        return .page(page, limit: limit, cursor: \.cursor.encoded) { lead, writer in writer.raw(lead.json) }
     }
 }

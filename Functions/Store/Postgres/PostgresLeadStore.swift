@@ -111,14 +111,19 @@ struct PostgresLeadStore: LeadStore {
     /// (qualified: the output names shadow them) so the tenant index still serves it.
     typealias JSONRow = (String, String, String)
 
+    /// A listing page as JSON: `condition` narrows `leads` (tenant, cursor), `limit` is its parameter.
+    static func jsonPage(_ condition: String, limit: String) -> String {
+        """
+        SELECT row_to_json(l)::text, l.created_at, l.id FROM (
+            SELECT leads.id::text AS id, name, email, phone, company, status, notes, created_by,
+                   to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+                   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at
+            FROM leads WHERE \(condition) ORDER BY leads.created_at DESC, leads.id DESC LIMIT \(limit)) l
+        """
+    }
+
     struct FirstPageJSON: PostgresPreparedStatement {
-        static let sql = """
-            SELECT row_to_json(l)::text, l.created_at, l.id FROM (
-                SELECT leads.id::text AS id, name, email, phone, company, status, notes, created_by,
-                       to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
-                       to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at
-                FROM leads WHERE tenant_id = $1 ORDER BY leads.created_at DESC, leads.id DESC LIMIT $2) l
-            """
+        static let sql = PostgresLeadStore.jsonPage("tenant_id = $1", limit: "$2")
         typealias Row = PostgresLeadStore.JSONRow
         let tenant: String
         let limit: Int
@@ -134,14 +139,7 @@ struct PostgresLeadStore: LeadStore {
     }
 
     struct NextPageJSON: PostgresPreparedStatement {
-        static let sql = """
-            SELECT row_to_json(l)::text, l.created_at, l.id FROM (
-                SELECT leads.id::text AS id, name, email, phone, company, status, notes, created_by,
-                       to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
-                       to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at
-                FROM leads WHERE tenant_id = $1 AND (leads.created_at, leads.id) < ($2::timestamptz, $3::uuid)
-                ORDER BY leads.created_at DESC, leads.id DESC LIMIT $4) l
-            """
+        static let sql = PostgresLeadStore.jsonPage("tenant_id = $1 AND (leads.created_at, leads.id) < ($2::timestamptz, $3::uuid)", limit: "$4")
         typealias Row = PostgresLeadStore.JSONRow
         let tenant: String
         let cursor: LeadCursor
