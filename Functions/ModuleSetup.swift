@@ -114,16 +114,16 @@ struct ModuleSetup: Sendable {
             stagingAdminEmails: (settings["STAGING_PLATFORM_ADMIN_EMAILS"] ?? "").split(separator: ",").map(String.init),
             metrics: context.metricsFactory)
         let policy = RateLimitPolicy(
-            perSecond: try positive(settings, "RATE_LIMIT_PER_SECOND", default: 50), burst: Int(try positive(settings, "RATE_LIMIT_BURST", default: 100)))
-        let instances = Int(try positive(settings, "INSTANCE_COUNT_HINT", default: 1))
+            perSecond: try positive(settings, "RATE_LIMIT_PER_SECOND", default: 50, range: 0.001...1_000_000),
+            burst: Int(try positive(settings, "RATE_LIMIT_BURST", default: 100, range: 1...1_000_000)))
+        let instances = Int(try positive(settings, "INSTANCE_COUNT_HINT", default: 1, range: 1...10_000))
         let limiter: any RateLimiter = redis.map { RedisRateLimiter(client: $0, policy: policy, instanceCountHint: instances, logger: logger) }
             ?? InProcessRateLimiter(policy: policy)
         let retry = RetryPolicy(
-            base: try positive(settings, "EMAIL_RETRY_BASE_SECONDS", default: 2), cap: try positive(settings, "EMAIL_RETRY_MAX_SECONDS", default: 300),
-            horizon: try positive(settings, "EMAIL_RETRY_HORIZON_SECONDS", default: 6 * 3600))
-        guard retry.horizon < 86_400 else {
-            throw ModuleConfigurationError("EMAIL_RETRY_HORIZON_SECONDS must stay below a day (the host's idempotency window)")
-        }
+            base: try positive(settings, "EMAIL_RETRY_BASE_SECONDS", default: 2, range: 0.001...3600),
+            cap: try positive(settings, "EMAIL_RETRY_MAX_SECONDS", default: 300, range: 0.001...21_600),
+            // Below a day: the host's idempotency window; a later retry could become a second email.
+            horizon: try positive(settings, "EMAIL_RETRY_HORIZON_SECONDS", default: 6 * 3600, range: 1...86_399))
         let outbox = OutboxSender(store: store, sender: emailSender, retry: retry, logger: logger, metrics: context.metricsFactory)
         return ModuleSetup(
             store: store, cache: cache, rbac: rbac,
@@ -131,9 +131,13 @@ struct ModuleSetup: Sendable {
             audit: audit, outbox: outbox, devHost: devHost)
     }
 
-    private static func positive(_ settings: Settings, _ name: String, default value: Double) throws(ModuleConfigurationError) -> Double {
+    private static func positive(
+        _ settings: Settings, _ name: String, default value: Double, range: ClosedRange<Double>
+    ) throws(ModuleConfigurationError) -> Double {
         guard let text = settings.nonEmpty(name) else { return value }
-        guard let parsed = Double(text), parsed.isFinite, parsed > 0 else { throw ModuleConfigurationError("\(name) must be a positive number") }
+        guard let parsed = Double(text), range.contains(parsed) else {
+            throw ModuleConfigurationError("\(name) must be a number from \(range.lowerBound) to \(range.upperBound)")
+        }
         return parsed
     }
 

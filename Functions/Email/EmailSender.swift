@@ -83,10 +83,19 @@ struct HostEmailClient: EmailSender {
             else { throw .retryable("email host answered without a message_id", retryAfter: nil) }
             return messageID
         case 408, 409, 425, 429, 500..<600:
-            throw .retryable("email host answered \(reply.status)", retryAfter: reply.headers.first(name: "Retry-After").flatMap(Double.init))
+            throw .retryable("email host answered \(reply.status)", retryAfter: Self.retryAfter(reply.headers.first(name: "Retry-After")))
         default:
             throw .permanent("email host refused the request (\(reply.status))")
         }
+    }
+}
+
+extension HostEmailClient {
+    /// `Retry-After` in delta seconds (an HTTP date or anything else is ignored), at most a day.
+    static func retryAfter(_ value: String?) -> Double? {
+        guard let value, (1...6).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let seconds = Int(value)
+        else { return nil }
+        return Double(min(seconds, 86_400))
     }
 }
 

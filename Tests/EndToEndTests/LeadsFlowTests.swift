@@ -21,7 +21,8 @@ import Testing
     func twoTenantsCrudAndExport(database: Database) async throws {
         var environment: [String: String] = [:]
         if database == .postgres {
-            environment["DATABASE_URL"] = try #require(ProcessInfo.processInfo.environment["FNHOST_TEST_DATABASE_URL"], "run through make test")
+            let url: String = try #require(ProcessInfo.processInfo.environment["FNHOST_TEST_DATABASE_URL"], "run through make test")
+            environment["DATABASE_URL"] = url
         }
         let root = try FnhostProcess.scriptRoot(
             manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))

@@ -23,6 +23,14 @@ struct RetryPolicyTests {
         }
     }
 
+    @Test func retryAfterIsDeltaSecondsBoundedToADay() {
+        #expect(HostEmailClient.retryAfter("120") == 120)
+        #expect(HostEmailClient.retryAfter("999999") == 86_400)
+        for ignored in [nil, "", "1e308", "inf", "-5", "1.5", "Wed, 21 Oct 2026 07:28:00 GMT", "9999999999"] {
+            #expect(HostEmailClient.retryAfter(ignored) == nil, "\(String(describing: ignored))")
+        }
+    }
+
     @Test func idempotencyKeysAreDeterministicPerTenant() {
         #expect(IdempotencyKeys.derived(tenant: "t-a", header: "k") == IdempotencyKeys.derived(tenant: "t-a", header: "k"))
         #expect(IdempotencyKeys.derived(tenant: "t-a", header: "k") != IdempotencyKeys.derived(tenant: "t-b", header: "k"))
