@@ -2,6 +2,8 @@ import Foundation
 import FunctionRuntime
 import Logging
 import PostgresNIO
+import ServiceLifecycle
+import Synchronization
 
 /// Chooses the store from `DATABASE_URL`: `postgres://…` (a pooled `PostgresClient` run as a
 /// service; migrations applied before serving in development, by `fnhost migrate` elsewhere) or
@@ -26,9 +28,19 @@ enum StoreSetup {
                 configuration: configuration, eventLoopGroup: SpreadEventLoopGroup(base: .singleton), backgroundLogger: logger)
             context.services.append(client)
             if context.environment == .development {
+                // Bounded: an unreachable database must not keep the emulator from serving (data
+                // requests answer 503, readiness says why) or from stopping; a failed attempt is
+                // retried in the background until the database answers.
+                let retry = MigrationRetry(client: client, logger: logger)
+                context.services.append(retry)
                 context.beforeServing {
-                    let ran = try await PostgresMigrator.migrate(client, logger: logger)
-                    if !ran.isEmpty { logger.info("migrations applied", metadata: ["versions": .string("\(ran)")]) }
+                    do {
+                        let ran = try await withDeadline(.seconds(10)) { try await PostgresMigrator.migrate(client, logger: logger) }
+                        if !ran.isEmpty { logger.info("migrations applied", metadata: ["versions": .string("\(ran)")]) }
+                    } catch {
+                        logger.error("database unreachable at start-up: migrations not applied yet, retrying in the background")
+                        retry.pending.store(true, ordering: .relaxed)
+                    }
                 }
             }
             return PostgresLeadStore(client: client, logger: logger)
@@ -85,6 +97,32 @@ enum StoreSetup {
             defer { group.cancelAll() }
             _ = try await PostgresMigrator.migrate(client, logger: logger)
             return try await body(PostgresLeadStore(client: client, logger: logger, deadline: .seconds(30)))
+        }
+    }
+}
+
+/// Development only: applies the migrations once the database answers, when the bounded attempt
+/// at start-up failed.
+final class MigrationRetry: Service, Sendable {
+    let pending = Atomic<Bool>(false)
+    private let client: PostgresClient
+    private let logger: Logger
+
+    init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(5)) }
+            guard pending.load(ordering: .relaxed), !Task.isShuttingDownGracefully else { continue }
+            let client = client
+            let logger = logger
+            if let ran = try? await withDeadline(.seconds(10), { try await PostgresMigrator.migrate(client, logger: logger) }) {
+                pending.store(false, ordering: .relaxed)
+                logger.info("migrations applied after the database came back", metadata: ["versions": .string("\(ran)")])
+            }
         }
     }
 }

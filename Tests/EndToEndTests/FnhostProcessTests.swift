@@ -119,3 +119,26 @@ import Testing
         #expect(process.stdoutText.contains("start"))
     }
 }
+
+/// A development emulator whose Postgres is unreachable still serves (data requests 503, the
+/// migration retried in the background) and stops on SIGTERM instead of hanging in start-up.
+@Suite struct UnreachableDatabaseTests {
+    @Test func startsServesAndStopsWithoutItsDatabase() async throws {
+        let root = try FnhostProcess.scriptRoot(
+            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let dead = try FnhostProcess.freePort()
+        let host = try FnhostProcess.start(
+            arguments: ["start", "--port", "0", "--script-root", root],
+            environment: ["DATABASE_URL": "postgres://fnhost:x@127.0.0.1:\(dead)/fnhost?sslmode=disable"])
+        defer { host.terminate() }
+        let base = "http://127.0.0.1:\(try await host.waitForPort(timeout: .seconds(40)))"
+        #expect(try await HTTP.get(base + "/health").0 == 200)
+        let token = try await LeadsFlowTests.token(root, tenant: "t-down", user: "u-1", ["--perm", "LEADS_READ"])
+        let (status, body, _) = try await HTTP.get(base + "/api/leads", headers: ["Authorization": "Bearer \(token)"])
+        #expect(status == 503, "\(body)")
+        #expect(body.contains("SERVICE_UNAVAILABLE"))
+        host.terminate()
+        #expect(await host.waitForExit(timeout: .seconds(20)) != nil, "SIGTERM stops it")
+        #expect(host.stdoutLines.contains { $0.contains("migrations not applied yet") })
+    }
+}
