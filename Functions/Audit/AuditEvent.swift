@@ -23,22 +23,29 @@ struct AuditEvent: Sendable, Equatable {
     /// RFC 8785 JSON of the hashed fields (every column but the two hashes).
     var canonical: [UInt8] {
         var writer = JSONWriter(capacity: 512)
-        // Keys in UTF-16 order, written by hand: these ten never change.
+        write(to: &writer, hashes: false)
+        return writer.bytes
+    }
+
+    /// The API form (`hashes: true`: every column as a field of the same name) or the hashed form
+    /// (`false`). Keys in UTF-16 order, written by hand: these twelve never change.
+    func write(to writer: inout JSONWriter, hashes: Bool = true) {
         writer.beginObject()
         writer.field("actor_email", actorEmail)
         writer.field("actor_sub", actorSub)
         writer.field("chain_id", chainID)
+        if hashes { writer.field("current_event_hash", currentEventHash) }
         writer.key("details")
         details.writeCanonical(to: &writer)
         writer.field("event_id", eventID)
         writer.field("event_type", eventType)
         writer.field("occurred_at", occurredAt)
+        if hashes { writer.field("prev_event_hash", prevEventHash) }
         writer.key("seq")
         writer.int(seq)
         writer.field("severity", severity)
         writer.field("tenant_id", tenantID)
         writer.endObject()
-        return writer.bytes
     }
 
     /// `lowercase hex SHA-256(prev_event_hash + "\n" + canonical)`.
@@ -54,34 +61,14 @@ struct AuditEvent: Sendable, Equatable {
 
     /// The next event of a chain whose head is `head`: seq + 1, linked to the head's hash, sealed.
     static func sealed(_ record: AuditRecord, eventID: String, occurredAt: String, after head: ChainHead) throws(AuditFormatError) -> AuditEvent {
-        let chain = record.tenantID ?? platformChain
+        let tenant = record.tenantID.map(AuditJSON.storable)
         var event = AuditEvent(
-            chainID: chain, seq: head.seq + 1, eventID: eventID, tenantID: record.tenantID.map(AuditJSON.storable),
+            chainID: tenant ?? platformChain, seq: head.seq + 1, eventID: eventID, tenantID: tenant,
             occurredAt: occurredAt, actorSub: record.actorSub.map(AuditJSON.storable),
             actorEmail: record.actorEmail.map(AuditJSON.storable), eventType: record.eventType, severity: record.severity.rawValue,
             details: try AuditJSON(.object(record.details)), prevEventHash: head.hash, currentEventHash: "")
         event.currentEventHash = event.computedHash
         return event
-    }
-
-    /// The API form: every column as a field of the same name.
-    func write(to writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.field("chain_id", chainID)
-        writer.key("seq")
-        writer.int(seq)
-        writer.field("event_id", eventID)
-        writer.field("tenant_id", tenantID)
-        writer.field("occurred_at", occurredAt)
-        writer.field("actor_sub", actorSub)
-        writer.field("actor_email", actorEmail)
-        writer.field("event_type", eventType)
-        writer.field("severity", severity)
-        writer.key("details")
-        details.writeCanonical(to: &writer)
-        writer.field("prev_event_hash", prevEventHash)
-        writer.field("current_event_hash", currentEventHash)
-        writer.endObject()
     }
 }
 

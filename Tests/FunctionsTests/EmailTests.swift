@@ -133,7 +133,7 @@ struct RetryPolicyTests {
     @Test func twoDispatchersNeverDoubleSend() async throws {
         let host = StandInHost()
         try await host.application().test(.live) { hostClient in
-            await host.state.set(emailDelay: .milliseconds(5))
+            await host.state.set(emailDelay: .milliseconds(20))  // long enough that both dispatchers overlap on a loaded machine
             try await ScratchDatabase.with { database in try await withAuditStore(database.url) { store in
                 let tenant = "disp-\(UUID().uuidString.prefix(6))"
                 let past = Timestamps.string(microseconds: Timestamps.nowMicroseconds() - 1_000_000)

@@ -67,23 +67,17 @@ struct PostgresLeadStore: LeadStore {
     }
 
     // The hot reads are prepared statements: parsed and planned once per connection.
-    struct FirstPage: PostgresPreparedStatement {
+    struct FirstPage: LeadPageStatement {
         static let sql = "SELECT \(PostgresLeadStore.columns) FROM leads WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
         typealias Row = PostgresLeadStore.Row
         let tenant: String
+        var cursor: LeadCursor? { nil }
         let limit: Int
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 2)
-            bindings.append(tenant)
-            bindings.append(limit)
-            return bindings
-        }
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    struct NextPage: PostgresPreparedStatement {
+    struct NextPage: LeadPageStatement {
         static let sql = """
             SELECT \(PostgresLeadStore.columns) FROM leads
             WHERE tenant_id = $1 AND (created_at, id) < ($2::timestamptz, $3::uuid)
@@ -91,17 +85,8 @@ struct PostgresLeadStore: LeadStore {
             """
         typealias Row = PostgresLeadStore.Row
         let tenant: String
-        let cursor: LeadCursor
+        let cursor: LeadCursor?
         let limit: Int
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 4)
-            bindings.append(tenant)
-            bindings.append(cursor.createdAt)
-            bindings.append(cursor.id)
-            bindings.append(limit)
-            return bindings
-        }
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
@@ -122,37 +107,22 @@ struct PostgresLeadStore: LeadStore {
         """
     }
 
-    struct FirstPageJSON: PostgresPreparedStatement {
+    struct FirstPageJSON: LeadPageStatement {
         static let sql = PostgresLeadStore.jsonPage("tenant_id = $1", limit: "$2")
         typealias Row = PostgresLeadStore.JSONRow
         let tenant: String
+        var cursor: LeadCursor? { nil }
         let limit: Int
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 2)
-            bindings.append(tenant)
-            bindings.append(limit)
-            return bindings
-        }
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    struct NextPageJSON: PostgresPreparedStatement {
+    struct NextPageJSON: LeadPageStatement {
         static let sql = PostgresLeadStore.jsonPage("tenant_id = $1 AND (leads.created_at, leads.id) < ($2::timestamptz, $3::uuid)", limit: "$4")
         typealias Row = PostgresLeadStore.JSONRow
         let tenant: String
-        let cursor: LeadCursor
+        let cursor: LeadCursor?
         let limit: Int
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 4)
-            bindings.append(tenant)
-            bindings.append(cursor.createdAt)
-            bindings.append(cursor.id)
-            bindings.append(limit)
-            return bindings
-        }
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
@@ -292,5 +262,26 @@ struct PostgresLeadStore: LeadStore {
             for try await value in try await client.query("SELECT 1", logger: logger).decode(Int32.self) { ok = value == 1 }
             return ok
         }) ?? false
+    }
+}
+
+/// A page of a tenant's leads: `$1` tenant, then the cursor's `created_at` and `id` when there is
+/// one, then the limit — the same bindings for the row and the JSON form of a listing.
+protocol LeadPageStatement: PostgresPreparedStatement {
+    var tenant: String { get }
+    var cursor: LeadCursor? { get }
+    var limit: Int { get }
+}
+
+extension LeadPageStatement {
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 4)
+        bindings.append(tenant)
+        if let cursor {
+            bindings.append(cursor.createdAt)
+            bindings.append(cursor.id)
+        }
+        bindings.append(limit)
+        return bindings
     }
 }
