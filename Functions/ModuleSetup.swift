@@ -21,20 +21,24 @@ struct ModuleSetup: Sendable {
         let store = try await StoreSetup.make(&context)
         let audit = AuditLog(store: store, logger: logger, metrics: context.metricsFactory)
 
-        let cache: any KeyValueCache
+        let baseCache: any KeyValueCache
         var redis: RedisClient?
         if let url = settings.nonEmpty("REDIS_URL") {
             do {
                 let client = RedisClient(endpoint: try RedisEndpoint(url: url))
                 context.services.append(client)
-                cache = RedisCache(client: client)
+                baseCache = RedisCache(client: client)
                 redis = client
             } catch {
                 throw ModuleConfigurationError("REDIS_URL: \(error.description)")
             }
         } else {
-            cache = InProcessCache()
+            baseCache = InProcessCache()
         }
+        // Nothing read back from the shared cache is trusted unless it carries our MAC.
+        let cache = SignedCache(
+            base: baseCache, signingKey: try await cacheSigningKey(&context, shared: redis != nil), logger: logger,
+            metrics: context.metricsFactory)
 
         let hostNames = ["HOST_JWKS_URI", "HOST_RBAC_API_URL", "HOST_EMAIL_API"]
         let hostConfigured = hostNames.contains { settings.nonEmpty($0) != nil }
@@ -129,6 +133,25 @@ struct ModuleSetup: Sendable {
             store: store, cache: cache, rbac: rbac,
             security: Security(verifier: verifier, authorizer: authorizer, limiter: limiter, metrics: context.metricsFactory),
             audit: audit, outbox: outbox, devHost: devHost)
+    }
+
+    /// `CACHE_SIGNING_KEY` (at least 32 bytes; its UTF-8 bytes are the HMAC key). Required outside
+    /// development when the cache is shared; otherwise a key generated for this process.
+    static func cacheSigningKey(_ context: inout ModuleContext, shared: Bool) async throws(ModuleConfigurationError) -> [UInt8] {
+        let configured: String?
+        do {
+            configured = try await context.secrets.secret(named: "CACHE_SIGNING_KEY")
+        } catch {
+            throw ModuleConfigurationError(error.description)
+        }
+        if let configured, !configured.isEmpty {
+            guard configured.utf8.count >= 32 else { throw ModuleConfigurationError("CACHE_SIGNING_KEY must be at least 32 bytes") }
+            return Array(configured.utf8)
+        }
+        if shared, context.environment != .development {
+            throw ModuleConfigurationError("CACHE_SIGNING_KEY must be set when REDIS_URL is set outside development")
+        }
+        return SignedCache.generatedKey()
     }
 
     private static func positive(

@@ -3,7 +3,7 @@ import FunctionRuntime
 
 /// One row of `audit_events` (SPEC §8), exactly as hashed and stored.
 struct AuditEvent: Sendable, Equatable {
-    static let platformChain = "platform"
+    static let platformChain = ChainID.platformName
     static let genesisHash = String(repeating: "0", count: 64)
 
     var chainID: String
@@ -61,10 +61,10 @@ struct AuditEvent: Sendable, Equatable {
 
     /// The next event of a chain whose head is `head`: seq + 1, linked to the head's hash, sealed.
     static func sealed(_ record: AuditRecord, eventID: String, occurredAt: String, after head: ChainHead) throws(AuditFormatError) -> AuditEvent {
-        let tenant = record.tenantID.map(AuditJSON.storable)
+        let tenant = record.tenantID.map { AuditJSON.storable($0.text) }
         var event = AuditEvent(
             chainID: tenant ?? platformChain, seq: head.seq + 1, eventID: eventID, tenantID: tenant,
-            occurredAt: occurredAt, actorSub: record.actorSub.map(AuditJSON.storable),
+            occurredAt: occurredAt, actorSub: record.actorSub.map { AuditJSON.storable($0.text) },
             actorEmail: record.actorEmail.map(AuditJSON.storable), eventType: record.eventType, severity: record.severity.rawValue,
             details: try AuditJSON(.object(record.details)), prevEventHash: head.hash, currentEventHash: "")
         event.currentEventHash = event.computedHash

@@ -7,8 +7,8 @@ import Logging
 struct AuditRecord: Sendable, Equatable {
     enum Severity: String, Sendable { case info, warning, high, critical }
 
-    var tenantID: String?
-    var actorSub: String?
+    var tenantID: TenantID?
+    var actorSub: UserID?
     var actorEmail: String?
     var eventType: String
     var severity: Severity

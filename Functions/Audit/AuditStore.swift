@@ -34,7 +34,7 @@ struct StoredAuditEvent: Sendable {
 struct AuditQuery: Sendable, Equatable {
     enum Scope: Sendable, Equatable {
         /// One chain: a tenant's, or `platform`.
-        case chain(String)
+        case chain(ChainID)
         /// Every chain (a super admin's `tenant_id=*`).
         case all
     }
@@ -65,7 +65,7 @@ struct AuditCursor: Sendable, Equatable {
         let parts = text.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, (1...16).contains(parts[0].count), parts[0].allSatisfy(\.isASCII), let micros = Int64(parts[0]),
             micros >= 0, (1...19).contains(parts[1].count), parts[1].allSatisfy(\.isASCII), let seq = Int64(parts[1]), seq >= 1,
-            (1...128).contains(parts[2].utf8.count)
+            TenantID.isWellFormed(String(parts[2]))
         else { throw .validationFailed("parameter 'cursor' is not a valid cursor") }
         occurredAt = Timestamps.format(seconds: micros / 1_000_000, microseconds: Int(micros % 1_000_000))
         self.seq = seq

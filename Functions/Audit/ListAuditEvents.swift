@@ -27,35 +27,40 @@ struct ListAuditEvents: AuthorizedFunction {
 
     static func query(_ request: FunctionRequest, principal: Principal) throws(FunctionError) -> AuditQuery {
         let scope: AuditQuery.Scope
-        switch request.query["tenant_id"] {
+        switch try request.singleQuery("tenant_id") {
         case nil:
-            scope = .chain(principal.tenantID)
-        case let requested? where requested == principal.tenantID:
-            scope = .chain(requested)
+            scope = .chain(.tenant(principal.tenantID))
         case let requested?:
-            guard !requested.isEmpty, requested.utf8.count <= 128, !requested.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+            // Byte-exact: a canonically equivalent spelling of the caller's tenant is another tenant.
+            guard Identifier<UserKind>.isWellFormed(requested) else {
                 throw .validationFailed("parameter 'tenant_id' must be a tenant id or *")
             }
-            guard principal.isPlatformSuperAdmin else {
-                throw .permissionDenied("reading another tenant's audit events needs a platform super admin")
+            let wanted: AuditQuery.Scope =
+                requested.bytesEqual("*") ? .all : .chain(ChainID(stored: requested))
+            if wanted == .chain(.tenant(principal.tenantID)) {
+                scope = wanted
+            } else {
+                guard principal.isPlatformSuperAdmin else {
+                    throw .permissionDenied("reading another tenant's audit events needs a platform super admin")
+                }
+                scope = wanted
             }
-            scope = requested == "*" ? .all : .chain(requested)
         }
         var eventType: String?
-        if let type = request.query["event_type"] {
+        if let type = try request.singleQuery("event_type") {
             guard (1...64).contains(type.utf8.count), let first = type.utf8.first, (0x41...0x5A).contains(first),
                 type.utf8.allSatisfy({ (0x41...0x5A).contains($0) || $0 == 0x5F })
             else { throw .validationFailed("parameter 'event_type' must be an event type such as LEAD_CREATED") }
             eventType = type
         }
         var since: String?
-        if let text = request.query["since"] {
+        if let text = try request.singleQuery("since") {
             guard let canonical = Timestamps.canonical(rfc3339: text) else {
                 throw .validationFailed("parameter 'since' must be an RFC 3339 date-time")
             }
             since = canonical
         }
-        let cursor = try request.query["cursor"].map { (text) throws(FunctionError) in try AuditCursor(decoding: text) }
+        let cursor = try request.singleQuery("cursor").map { (text) throws(FunctionError) in try AuditCursor(decoding: text) }
         return AuditQuery(scope: scope, eventType: eventType, since: since, cursor: cursor, limit: try LeadRequests.limit(request))
     }
 }

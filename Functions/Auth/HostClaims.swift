@@ -58,9 +58,9 @@ struct HostClaims: JWTPayload, Sendable {
 
 /// A caller whose token verified: who they are and which tenant they act in.
 struct Identity: Sendable, Equatable {
-    let subject: String
+    let subject: UserID
     let email: String
-    let tenantID: String
+    let tenantID: TenantID
     let amr: [String]
     let groups: [String]
     let platformSuperAdminClaim: Bool

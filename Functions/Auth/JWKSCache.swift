@@ -160,14 +160,17 @@ struct JWKSSource: Sendable {
         }
     }
 
-    /// `max-age=N` from Cache-Control, else 10 minutes.
+    /// `max-age=N` from Cache-Control, clamped to 1 min … 24 h (any number of digits: never an
+    /// overflow), else 10 minutes.
     static func maxAge(_ header: String?) -> Duration {
         guard let header else { return .seconds(600) }
         for directive in header.split(separator: ",") {
             let parts = directive.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "max-age", let seconds = Int(parts[1]), seconds >= 0 {
-                return .seconds(seconds)
-            }
+            guard parts.count == 2, parts[0].utf8.count == 7, parts[0].lowercased() == "max-age" else { continue }
+            let digits = parts[1].utf8
+            guard !digits.isEmpty, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { continue }
+            let seconds = digits.count > 6 ? 86_400 : min(Int(Substring(parts[1])) ?? 86_400, 86_400)
+            return .seconds(max(seconds, 60))
         }
         return .seconds(600)
     }

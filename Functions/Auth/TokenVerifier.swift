@@ -23,6 +23,8 @@ enum TokenRejection: String, Sendable, Error {
     case issuedInFuture = "iat_in_future"
     case lifetimeTooLong = "lifetime_too_long"
     case claimMissing = "claim_missing"
+    /// `tenant_id` or `sub` is not an id (SPEC §5: 1…128 bytes, no controls, `platform` reserved).
+    case identifierInvalid = "identifier_invalid"
 }
 
 /// Validates host-issued bearer tokens (SPEC §5): RS256 only (the algorithm is never taken from
@@ -31,6 +33,7 @@ enum TokenRejection: String, Sendable, Error {
 /// `exp - iat` ≤ 4 h (and `exp - now` ≤ 4 h, so a far-future `exp` cannot slip through).
 struct TokenVerifier: Sendable {
     static let maxTokenBytes = 8 * 1024
+    static let maxHeaderBytes = 1024
     static let maxLifetime: Double = 14_400
     static let leeway: Double = 60
 
@@ -70,8 +73,10 @@ struct TokenVerifier: Sendable {
         let generation = jwks.generationNow
         if let identity = verified.lookup(token, now: now(), generation: generation) { return identity }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[2].isEmpty, let headerBytes = Base64URL.decode(parts[0]),
-            let header = try? JSONDecoder().decode(JSONValue.self, from: Data(headerBytes)), case .object = header
+        // The header is small (alg, kid, typ): bounded before it is decoded at all, and read flat.
+        guard parts.count == 3, !parts[2].isEmpty, parts[0].utf8.count <= Self.maxHeaderBytes,
+            let headerBytes = Base64URL.decode(parts[0]),
+            let header = try? JSONReader.parse(headerBytes, maxDepth: 2), case .object = header
         else { throw .malformed }
         guard header["alg"]?.stringValue == "RS256" else { throw .algorithmNotAllowed }
         guard let kid = header["kid"]?.stringValue, !kid.isEmpty else { throw .kidMissing }
@@ -106,10 +111,11 @@ struct TokenVerifier: Sendable {
         if let nbf = claims.nbf, nbf > now + Self.leeway { throw .notYetValid }
         guard exp - iat <= Self.maxLifetime, exp - now <= Self.maxLifetime + Self.leeway else { throw .lifetimeTooLong }
         guard let sub = claims.sub, !sub.isEmpty, let email = claims.email, !email.isEmpty,
-            let tenant = claims.tenantID, !tenant.isEmpty
+            let tenantText = claims.tenantID, !tenantText.isEmpty
         else { throw .claimMissing }
+        guard let tenant = TenantID(validating: tenantText), let subject = UserID(validating: sub) else { throw .identifierInvalid }
         return Identity(
-            subject: sub, email: email, tenantID: tenant, amr: claims.amr ?? [], groups: claims.groups ?? [],
+            subject: subject, email: email, tenantID: tenant, amr: claims.amr ?? [], groups: claims.groups ?? [],
             platformSuperAdminClaim: claims.platformSuperAdmin ?? false, expiresAt: exp,
             tokenHash: Hex.encode(SHA256.hash(data: Array(token.utf8))))
     }

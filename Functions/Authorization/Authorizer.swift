@@ -12,7 +12,7 @@ struct Principal: Sendable {
     /// The RBAC answer came from a stale entry because the host is down (read-only actions only).
     let degraded: Bool
 
-    var tenantID: String { identity.tenantID }
+    var tenantID: TenantID { identity.tenantID }
 }
 
 /// Decides whether a verified identity may run a function (SPEC §6). Every denial carries a
@@ -131,8 +131,8 @@ struct Authorizer: Sendable {
     private func deny(_ reason: DenialReason, identity: Identity, logger: Logger, detail: String?) {
         denials[reason]?.increment()
         var metadata: Logger.Metadata = [
-            "decision": "deny", "reason": .string(reason.rawValue), "tenant_id": .string(identity.tenantID),
-            "sub": .string(identity.subject),
+            "decision": "deny", "reason": .string(reason.rawValue), "tenant_id": .string(identity.tenantID.text),
+            "sub": .string(identity.subject.text),
         ]
         if let detail { metadata["detail"] = .string(detail) }
         logger.info("authorization denied", metadata: metadata)

@@ -29,7 +29,7 @@ struct Security: Sendable {
         for reason in [
             TokenRejection.missing, .notBearer, .tooLarge, .malformed, .algorithmNotAllowed, .kidMissing, .kidUnknown,
             .keysUnavailable, .signatureInvalid, .issuerMismatch, .audienceMismatch, .expired, .notYetValid,
-            .issuedInFuture, .lifetimeTooLong, .claimMissing,
+            .issuedInFuture, .lifetimeTooLong, .claimMissing, .identifierInvalid,
         ] {
             rejections[reason] = CoreMetrics.Counter(
                 label: "fnhost_auth_rejections_total", dimensions: [("reason", reason.rawValue)], factory: metrics)
@@ -41,8 +41,7 @@ struct Security: Sendable {
     /// and the IETF `RateLimit` / `RateLimit-Policy` fields.
     func spend(_ identity: Identity) async throws(FunctionError) -> RateLimitDecision? {
         guard let limiter else { return nil }
-        // Length-prefixed, so tenant "a:b" + user "c" and tenant "a" + user "b:c" are different keys.
-        let decision = await limiter.check("rl:\(identity.tenantID.utf8.count):\(identity.tenantID):\(identity.subject)")
+        let decision = await limiter.check(CacheKey.make("rl", identity.tenantID.bytes, identity.subject.bytes))
         guard decision.allowed else {
             limited.increment()
             var headers = HTTPFields()
@@ -80,7 +79,7 @@ private struct GuardedFunction<Handler: AuthorizedFunction>: HTTPFunction {
     func handle(_ request: FunctionRequest) async throws -> FunctionResponse {
         let identity = try await security.authenticate(request)
         var request = request
-        request.logger[metadataKey: "tenant_id"] = .string(identity.tenantID)
+        request.logger[metadataKey: "tenant_id"] = .string(identity.tenantID.text)
         let budget = try await security.spend(identity)
         let principal = try await security.authorizer.authorize(identity, policy: Handler.policy, logger: request.logger)
         var response = try await handler.handle(request, principal: principal)

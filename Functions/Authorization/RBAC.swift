@@ -11,10 +11,12 @@ struct RBACAnswer: Sendable, Codable, Equatable {
         var level: String?
     }
 
+    /// The ids as the host wrote them; compared on bytes (`isFor`), never as `String`s.
     var tenantID: String
     var userID: String
     var permissions: [String]
     var groups: [String]
+    /// Bounded when decoded: 0 … 1 day (a larger or negative figure from outside never traps).
     var ttlSeconds: Int?
     var assurance: Assurance?
 
@@ -24,6 +26,8 @@ struct RBACAnswer: Sendable, Codable, Equatable {
         case userID = "user_id"
         case ttlSeconds = "ttl_seconds"
     }
+
+    static let maxTTLSeconds = 86_400
 
     init(
         tenantID: String, userID: String, permissions: [String], groups: [String] = [], ttlSeconds: Int? = nil,
@@ -37,24 +41,54 @@ struct RBACAnswer: Sendable, Codable, Equatable {
         self.assurance = assurance
     }
 
+    /// No permission at all: what a host denial (403/404) means.
+    static func none(tenant: TenantID, user: UserID) -> RBACAnswer {
+        RBACAnswer(tenantID: tenant.text, userID: user.text, permissions: [])
+    }
+
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         tenantID = try container.decode(String.self, forKey: .tenantID)
         userID = try container.decode(String.self, forKey: .userID)
         permissions = try container.decodeIfPresent([String].self, forKey: .permissions) ?? []
         groups = try container.decodeIfPresent([String].self, forKey: .groups) ?? []
-        ttlSeconds = try container.decodeIfPresent(Int.self, forKey: .ttlSeconds)
+        if let ttl = try container.decodeIfPresent(Double.self, forKey: .ttlSeconds) {
+            ttlSeconds = ttl.isFinite ? Int(min(max(ttl, 0), Double(Self.maxTTLSeconds))) : nil
+        }
         assurance = try container.decodeIfPresent(Assurance.self, forKey: .assurance)
+    }
+
+    /// Whether this answer is about exactly this tenant and user, byte for byte.
+    func isFor(tenant: TenantID, user: UserID) -> Bool {
+        tenantID.utf8.elementsEqual(tenant.text.utf8) && userID.utf8.elementsEqual(user.text.utf8)
     }
 }
 
+/// Why the host gave no permissions answer.
 struct RBACFetchError: Error, Sendable, CustomStringConvertible {
+    enum Kind: Sendable, Equatable {
+        /// Timeout, connection failure, 5xx, 429, an unreadable answer: degrade (SPEC §6).
+        case unavailable
+        /// 403/404, or an answer about someone else: the user holds nothing, and cached entries go.
+        case denied
+        /// 401: our API key was refused; a configuration error, never served from stale entries.
+        case misconfigured
+    }
+
+    let kind: Kind
     let description: String
+
+    init(_ kind: Kind = .unavailable, description: String) {
+        self.kind = kind
+        self.description = description
+    }
+
+    init(description: String) { self.init(.unavailable, description: description) }
 }
 
 /// Where effective permissions come from: the host's RBAC API, or the development host.
 protocol RBACSource: Sendable {
-    func effective(tenant: String, user: String) async throws(RBACFetchError) -> RBACAnswer
+    func effective(tenant: TenantID, user: UserID) async throws(RBACFetchError) -> RBACAnswer
 }
 
 /// The host RBAC API over HTTP: `Authorization: Bearer HOST_RBAC_API_KEY`, 2 s deadline.
@@ -71,10 +105,14 @@ struct HostRBACClient: RBACSource {
         self.timeout = timeout
     }
 
-    func effective(tenant: String, user: String) async throws(RBACFetchError) -> RBACAnswer {
-        var components = URLComponents()
-        components.queryItems = [URLQueryItem(name: "tenant_id", value: tenant), URLQueryItem(name: "user_id", value: user)]
-        var request = HTTPClientRequest(url: baseURL + "/rbac/effective" + (components.string ?? ""))
+    /// The query with both ids strictly percent-encoded (every byte outside RFC 3986's unreserved
+    /// set, `+` and `%` included), so no host decoding rule can read another id.
+    static func query(tenant: TenantID, user: UserID) -> String {
+        "?tenant_id=" + CacheKey.encode(tenant.text.utf8) + "&user_id=" + CacheKey.encode(user.text.utf8)
+    }
+
+    func effective(tenant: TenantID, user: UserID) async throws(RBACFetchError) -> RBACAnswer {
+        var request = HTTPClientRequest(url: baseURL + "/rbac/effective" + Self.query(tenant: tenant, user: user))
         if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
         request.headers.add(name: "Accept", value: "application/json")
         let reply: OutboundHTTP.Reply
@@ -83,13 +121,18 @@ struct HostRBACClient: RBACSource {
         } catch {
             throw RBACFetchError(description: "host RBAC \(error.description)")
         }
-        guard reply.status == 200 else { throw RBACFetchError(description: "host RBAC answered \(reply.status)") }
+        switch reply.status {
+        case 200: break
+        case 401: throw RBACFetchError(.misconfigured, description: "host RBAC refused our API key (401)")
+        case 403, 404: throw RBACFetchError(.denied, description: "host RBAC answered \(reply.status)")
+        default: throw RBACFetchError(description: "host RBAC answered \(reply.status)")
+        }
         guard let answer = try? JSONDecoder().decode(RBACAnswer.self, from: Data(reply.body.readableBytesView)) else {
             throw RBACFetchError(description: "host RBAC answer is not the documented shape")
         }
-        // An answer about someone else is no answer.
-        guard answer.tenantID == tenant, answer.userID == user else {
-            throw RBACFetchError(description: "host RBAC answered for another tenant or user")
+        // An answer about someone else is no answer for this user: they hold nothing.
+        guard answer.isFor(tenant: tenant, user: user) else {
+            throw RBACFetchError(.denied, description: "host RBAC answered for another tenant or user")
         }
         return answer
     }
@@ -98,11 +141,15 @@ struct HostRBACClient: RBACSource {
 /// Effective permissions with two cache layers and graceful degradation (SPEC §6):
 /// - L1: per instance, a few seconds, so the hot path never leaves the process; dropped at once
 ///   when a purge is published.
-/// - L2: the shared cache under `rbac:{tenant}:{user}`, kept `RBAC_STALE_MAX_SECONDS`, holding
-///   `fetched_at` and the host's `ttl_seconds`.
+/// - L2: the shared cache under `CacheKey.make("rbac", tenant, user)`, kept `RBAC_STALE_MAX_SECONDS`,
+///   holding `fetched_at` and the host's `ttl_seconds`, sealed by the `SignedCache` around it.
 /// - Fresh for `ttl_seconds` (else `RBAC_CACHE_TTL_SECONDS`); concurrent misses share one host call.
 /// - Host down: an entry younger than the stale limit serves read-only actions; everything else
 ///   is `RBAC_UNAVAILABLE`. A shared-cache outage alone never denies: the host is asked directly.
+/// - Host 403/404 (or an answer about someone else): no permission, and every cached entry of
+///   the user is dropped. Host 401: `RBAC_UNAVAILABLE` and an error line (our key is wrong).
+/// - Every purge moves a generation; an answer fetched under an older generation is handed to
+///   the request that asked but never stored, so a purge cannot be undone by a fetch in flight.
 final class RBACService: Sendable {
     struct Entry: Sendable, Codable {
         var answer: RBACAnswer
@@ -142,6 +189,8 @@ final class RBACService: Sendable {
     private let local = Mutex<[String: LocalEntry]>([:])
     private let inFlight = Mutex<[String: Task<Result<Entry, RBACFetchError>, Never>]>([:])
     private let cacheHealthy = Atomic<Bool>(true)
+    /// Moves on every purge this instance makes or hears of.
+    private let purgeGeneration = Atomic<Int>(0)
 
     init(
         source: any RBACSource, cache: any KeyValueCache, audit: any AuditSink, logger: Logger, defaultTTL: Double = 180,
@@ -157,12 +206,16 @@ final class RBACService: Sendable {
         self.now = now
     }
 
-    static func key(tenant: String, user: String) -> String { "rbac:\(tenant):\(user)" }
+    /// The entry's key: both ids percent-encoded, so no two (tenant, user) pairs share one.
+    static func key(tenant: TenantID, user: UserID) -> String { CacheKey.make("rbac", tenant.bytes, user.bytes) }
+
+    /// Every key of one tenant starts with this (and no key of another tenant does).
+    static func tenantPrefix(_ tenant: TenantID) -> String { CacheKey.prefix("rbac", tenant.bytes) }
 
     /// Whether the shared cache answered the last time it was asked (for `/health/ready`).
     var sharedCacheHealthy: Bool { cacheHealthy.load(ordering: .relaxed) }
 
-    func resolve(tenant: String, user: String, readOnly: Bool) async throws(Failure) -> Resolution {
+    func resolve(tenant: TenantID, user: UserID, readOnly: Bool) async throws(Failure) -> Resolution {
         let key = Self.key(tenant: tenant, user: user)
         let instant = ContinuousClock.now
         var stale: Entry?
@@ -172,11 +225,11 @@ final class RBACService: Sendable {
         }
         do {
             if let bytes = try await cache.get(key), let entry = try? JSONDecoder().decode(Entry.self, from: Data(bytes)),
-                entry.answer.tenantID == tenant, entry.answer.userID == user
+                entry.answer.isFor(tenant: tenant, user: user), entry.fetchedAt.isFinite
             {
                 cacheHealthy.store(true, ordering: .relaxed)
                 if isFresh(entry) {
-                    remember(key, entry)
+                    remember(key, entry, generation: purgeGeneration.load(ordering: .acquiring))
                     return Resolution(answer: entry.answer, degraded: false)
                 }
                 if stale.map({ $0.fetchedAt < entry.fetchedAt }) ?? true { stale = entry }
@@ -189,31 +242,40 @@ final class RBACService: Sendable {
         switch await fetch(key: key, tenant: tenant, user: user) {
         case .success(let entry):
             return Resolution(answer: entry.answer, degraded: false)
+        case .failure(let error) where error.kind == .denied:
+            await forget(key)
+            return Resolution(answer: .none(tenant: tenant, user: user), degraded: false)
+        case .failure(let error) where error.kind == .misconfigured:
+            logger.error("host RBAC refused the module's API key; check HOST_RBAC_API_KEY", metadata: ["reason": .string(error.description)])
+            throw .unavailable(error.description)
         case .failure(let error):
             if readOnly, let stale, now() - stale.fetchedAt < staleMax {
                 logger.warning(
                     "RBAC host unavailable; serving a stale entry to a read-only action",
-                    metadata: ["tenant_id": .string(tenant), "age_seconds": .stringConvertible(Int(now() - stale.fetchedAt))])
+                    metadata: ["tenant_id": .string(tenant.text), "age_seconds": .stringConvertible(Int(max(0, min(now() - stale.fetchedAt, 1e9))))])
                 return Resolution(answer: stale.answer, degraded: true)
             }
             throw .unavailable(error.description)
         }
     }
 
-    /// One host call per key at a time; the result is stored in both layers.
-    private func fetch(key: String, tenant: String, user: String) async -> Result<Entry, RBACFetchError> {
+    /// One host call per key at a time; the result is stored in both layers unless a purge
+    /// happened while it was in flight.
+    private func fetch(key: String, tenant: TenantID, user: UserID) async -> Result<Entry, RBACFetchError> {
         let task = inFlight.withLock { tasks -> Task<Result<Entry, RBACFetchError>, Never> in
             if let existing = tasks[key] { return existing }
+            let generation = purgeGeneration.load(ordering: .acquiring)
             let task = Task { [self] () -> Result<Entry, RBACFetchError> in
                 defer { _ = inFlight.withLock { $0.removeValue(forKey: key) } }
                 do throws(RBACFetchError) {
                     let answer = try await source.effective(tenant: tenant, user: user)
                     let entry = Entry(answer: answer, fetchedAt: now())
-                    remember(key, entry)
-                    if let bytes = try? JSONEncoder().encode(entry) {
+                    if remember(key, entry, generation: generation), let bytes = try? JSONEncoder().encode(entry) {
                         do {
                             try await cache.set(key, Array(bytes), ttl: .seconds(staleMax))
                             cacheHealthy.store(true, ordering: .relaxed)
+                            // A purge that landed during the write: take the write back.
+                            if purgeGeneration.load(ordering: .acquiring) != generation { _ = try? await cache.delete([key]) }
                         } catch {
                             cacheHealthy.store(false, ordering: .relaxed)
                         }
@@ -242,46 +304,67 @@ final class RBACService: Sendable {
         return now() - entry.fetchedAt < ttl
     }
 
-    private func remember(_ key: String, _ entry: Entry) {
+    /// Stores in L1 when no purge happened since `generation` was read; false when one did.
+    @discardableResult
+    private func remember(_ key: String, _ entry: Entry, generation: Int) -> Bool {
         let until = ContinuousClock.now + localTTL
-        local.withLock { map in
+        return local.withLock { map in
+            // Read under the lock that purges also take, so a purge cannot slip between check and store.
+            guard purgeGeneration.load(ordering: .acquiring) == generation else { return false }
             if map.count > 50_000 { map.removeAll(keepingCapacity: true) }
             map[key] = LocalEntry(entry: entry, localUntil: until)
+            return true
         }
     }
 
-    /// Drops this instance's copies: one user, or every user of the tenant.
-    func dropLocal(tenant: String, user: String?) {
+    /// A denial: drop both layers for this user (best effort on the shared one).
+    private func forget(_ key: String) async {
         local.withLock { map in
+            purgeGeneration.add(1, ordering: .releasing)
+            map[key] = nil
+        }
+        _ = try? await cache.delete([key])
+    }
+
+    /// Drops this instance's copies: one user, or every user of the tenant.
+    func dropLocal(tenant: TenantID, user: UserID?) {
+        local.withLock { map in
+            purgeGeneration.add(1, ordering: .releasing)
             if let user {
                 map[Self.key(tenant: tenant, user: user)] = nil
             } else {
-                let prefix = "rbac:\(tenant):"
+                let prefix = Self.tenantPrefix(tenant)
                 for key in map.keys where key.hasPrefix(prefix) { map[key] = nil }
             }
         }
     }
 
     /// Purges the shared entries and tells every instance to drop its local copies.
-    func purge(tenant: String, user: String?) async throws(CacheUnavailable) -> Int {
+    func purge(tenant: TenantID, user: UserID?) async throws(CacheUnavailable) -> Int {
         dropLocal(tenant: tenant, user: user)
         let removed: Int
         if let user {
             removed = try await cache.delete([Self.key(tenant: tenant, user: user)])
         } else {
-            removed = try await cache.deletePrefix("rbac:\(tenant):")
+            removed = try await cache.deletePrefix(Self.tenantPrefix(tenant))
         }
         try await cache.publish(Self.purgeChannel, Self.purgeMessage(tenant: tenant, user: user))
         return removed
     }
 
-    /// `tenant\nuser` (user empty for the whole tenant); a newline cannot occur in either id.
-    static func purgeMessage(tenant: String, user: String?) -> String { tenant + "\n" + (user ?? "") }
+    /// `enc(tenant):enc(user)` (user empty for the whole tenant), percent-encoded like keys.
+    static func purgeMessage(tenant: TenantID, user: UserID?) -> String {
+        CacheKey.encode(tenant.text.utf8) + ":" + (user.map { CacheKey.encode($0.text.utf8) } ?? "")
+    }
 
+    /// Applies a purge heard on the channel; anything that does not decode is ignored.
     func applyPurgeMessage(_ message: String) {
-        let parts = message.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let tenant = parts.first, !tenant.isEmpty else { return }
-        let user = parts.count == 2 && !parts[1].isEmpty ? String(parts[1]) : nil
-        dropLocal(tenant: String(tenant), user: user)
+        let parts = message.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, let tenantBytes = CacheKey.decode(parts[0]), let userBytes = CacheKey.decode(parts[1]),
+            let tenant = TenantID(validating: String(decoding: tenantBytes, as: UTF8.self))
+        else { return }
+        let user = userBytes.isEmpty ? nil : UserID(validating: String(decoding: userBytes, as: UTF8.self))
+        if !userBytes.isEmpty, user == nil { return }
+        dropLocal(tenant: tenant, user: user)
     }
 }

@@ -157,8 +157,10 @@ struct RedisCache: KeyValueCache {
         }
     }
 
+    /// Whole milliseconds, at least 1 and at most 30 days (no TTL from anywhere can overflow).
     static func milliseconds(_ duration: Duration) -> Int64 {
-        max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        let seconds = min(max(duration.components.seconds, 0), 30 * 86_400)
+        return max(1, seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
     }
 
     static func escapeGlob(_ text: String) -> String {

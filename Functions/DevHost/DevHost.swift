@@ -8,12 +8,12 @@ import NIOCore
 struct DevHostRBAC: RBACSource {
     let store: DevHostStore
 
-    func effective(tenant: String, user: String) async throws(RBACFetchError) -> RBACAnswer {
+    func effective(tenant: TenantID, user: UserID) async throws(RBACFetchError) -> RBACAnswer {
         let directory = store.directory()
         guard !directory.rbacFailing else { throw RBACFetchError(description: "development host RBAC is switched to fail") }
-        let entry = directory.tenants[tenant]?[user]
+        let entry = directory.user(tenant: tenant, user: user)
         return RBACAnswer(
-            tenantID: tenant, userID: user, permissions: entry?.permissions ?? [], groups: entry?.groups ?? [],
+            tenantID: tenant.text, userID: user.text, permissions: entry?.permissions ?? [], groups: entry?.groups ?? [],
             ttlSeconds: 60, assurance: RBACAnswer.Assurance(mfa: entry?.mfa ?? false, level: entry?.mfa == true ? "high" : "low"))
     }
 }
@@ -30,8 +30,11 @@ struct DevHostEndpoints: HTTPFunction {
             response.headers[.cacheControl] = "max-age=60"
             return response
         case (.get, "/.dev-host/rbac/effective"):
-            guard let tenant = request.query["tenant_id"], let user = request.query["user_id"] else {
+            guard let tenantText = try request.singleQuery("tenant_id"), let userText = try request.singleQuery("user_id") else {
                 throw FunctionError.validationFailed("tenant_id and user_id are required")
+            }
+            guard let tenant = TenantID(validating: tenantText), let user = UserID(validating: userText) else {
+                throw FunctionError.notFound("no such tenant or user")
             }
             let answer: RBACAnswer
             do {
@@ -41,7 +44,7 @@ struct DevHostEndpoints: HTTPFunction {
             }
             return .json(Array(try JSONEncoder().encode(answer)))
         case (.post, "/.dev-host/email/send"):
-            guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body.readableBytesView)),
+            guard let body = try? JSONReader.parse(request.body.readableBytesView),
                 let tenant = body["tenant_id"]?.stringValue, let key = body["idempotency_key"]?.stringValue
             else { throw FunctionError.validationFailed("tenant_id and idempotency_key are required") }
             // The same key always yields the same message id, as the real host promises.

@@ -25,11 +25,14 @@ public enum DevHostCommands {
         groups: [String], superAdmin: Bool, ttl: Int
     ) throws -> String {
         guard (1...14_400).contains(ttl) else { throw Refused(description: "--ttl must be 1…14400 seconds") }
+        guard let tenantID = TenantID(validating: tenant) else {
+            throw Refused(description: "--tenant must be 1…128 bytes without control characters, and not 'platform'")
+        }
+        guard let userID = UserID(validating: user) else { throw Refused(description: "--user must be 1…128 bytes without control characters") }
         let store = try store(scriptRoot: scriptRoot)
         let address = email ?? "\(user)@\(tenant).example"
         try store.update { directory in
-            directory.tenants[tenant, default: [:]][user] = DevHostStore.User(
-                email: address, permissions: permissions, groups: groups, mfa: mfa)
+            directory.setUser(tenant: tenantID, user: userID, DevHostStore.User(email: address, permissions: permissions, groups: groups, mfa: mfa))
         }
         return try store.mint(tenant: tenant, user: user, email: address, mfa: mfa, groups: groups, superAdmin: superAdmin, ttl: ttl)
     }

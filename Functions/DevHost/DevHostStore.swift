@@ -20,8 +20,17 @@ struct DevHostStore: Sendable {
     }
 
     struct Directory: Codable, Sendable, Equatable {
-        /// tenant id → user id → user.
+        /// tenant id → user id → user, both keys percent-encoded (`CacheKey.encode`), so two ids
+        /// that differ in a byte never share an entry (a `String` key would merge canonical equivalents).
         var tenants: [String: [String: User]] = [:]
+
+        func user(tenant: TenantID, user: UserID) -> User? {
+            tenants[CacheKey.encode(tenant.text.utf8)]?[CacheKey.encode(user.text.utf8)]
+        }
+
+        mutating func setUser(tenant: TenantID, user: UserID, _ value: User) {
+            tenants[CacheKey.encode(tenant.text.utf8), default: [:]][CacheKey.encode(user.text.utf8)] = value
+        }
         /// While true the RBAC endpoint fails (to try degradation by hand).
         var rbacFailing = false
         /// While true the email endpoint fails (to watch the outbox queue and retry).
@@ -111,7 +120,7 @@ struct DevHostStore: Sendable {
     func recordSentEmail(_ request: EmailRequest, messageID: String) {
         var writer = JSONWriter()
         writer.beginObject()
-        writer.field("tenant_id", request.tenantID)
+        writer.field("tenant_id", request.tenantID.text)
         writer.field("idempotency_key", request.idempotencyKey)
         writer.field("message_id", messageID)
         writer.field("template", request.template)

@@ -6,7 +6,7 @@ import FunctionRuntime
 struct OutboxEmail: Sendable, Equatable {
     enum Status: String, Sendable { case pending, sent, dead }
 
-    var tenantID: String
+    var tenantID: TenantID
     var id: String
     var idempotencyKey: String
     /// SHA-256 of the request's canonical content: the same key with another body is refused.
@@ -45,7 +45,7 @@ protocol OutboxStore: Sendable {
     func markRetry(_ email: OutboxEmail, owner: String, attempts: Int, nextAttemptAt: String, error: String) async throws(StoreUnavailable)
     /// Gives up on the row (status `dead`).
     func markDead(_ email: OutboxEmail, owner: String, attempts: Int, error: String) async throws(StoreUnavailable)
-    func outboxEmail(tenant: String, id: String) async throws(StoreUnavailable) -> OutboxEmail?
+    func outboxEmail(tenant: TenantID, id: String) async throws(StoreUnavailable) -> OutboxEmail?
 }
 
 /// Full-jitter exponential backoff with a horizon: retries stop (the row is dead) before the
@@ -66,8 +66,9 @@ struct RetryPolicy: Sendable, Equatable {
 enum IdempotencyKeys {
     /// The same header from the same tenant always yields the same key (and so the same host
     /// message id); tenants cannot collide.
-    static func derived(tenant: String, header: String) -> String {
-        "idem_" + Hex.encode(SHA256.hash(data: Array((tenant + "\n" + header).utf8)))
+    static func derived(tenant: TenantID, header: String) -> String {
+        let tenant = tenant.text
+        return "idem_" + Hex.encode(SHA256.hash(data: Array((tenant + "\n" + header).utf8)))
     }
 
     static func generated() -> String { "auto_" + RequestIDs.generate() }

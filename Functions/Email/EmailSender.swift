@@ -5,7 +5,7 @@ import NIOCore
 
 /// What the module asks the host to send (SPEC §10).
 struct EmailRequest: Sendable, Equatable {
-    var tenantID: String
+    var tenantID: TenantID
     var template: String
     var to: String
     /// JSON text of an object.
@@ -16,7 +16,7 @@ struct EmailRequest: Sendable, Equatable {
     var body: [UInt8] {
         var writer = JSONWriter(capacity: 256 + vars.utf8.count)
         writer.beginObject()
-        writer.field("tenant_id", tenantID)
+        writer.field("tenant_id", tenantID.text)
         writer.field("template", template)
         writer.field("to", to)
         writer.key("vars")
@@ -78,7 +78,7 @@ struct HostEmailClient: EmailSender {
         }
         switch reply.status {
         case 200..<300:
-            guard let answer = try? JSONDecoder().decode(JSONValue.self, from: Data(reply.body.readableBytesView)),
+            guard let answer = try? JSONReader.parse(reply.body.readableBytesView),
                 let messageID = answer["message_id"]?.stringValue, !messageID.isEmpty, messageID.utf8.count <= 256
             else { throw .retryable("email host answered without a message_id", retryAfter: nil) }
             return messageID
@@ -93,9 +93,7 @@ struct HostEmailClient: EmailSender {
 extension HostEmailClient {
     /// `Retry-After` in delta seconds (an HTTP date or anything else is ignored), at most a day.
     static func retryAfter(_ value: String?) -> Double? {
-        guard let value, (1...6).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let seconds = Int(value)
-        else { return nil }
-        return Double(min(seconds, 86_400))
+        Bounded.retryAfterSeconds(value).map(Double.init)
     }
 }
 
@@ -109,7 +107,7 @@ struct DevHostEmail: EmailSender {
         guard store.directory().emailFailing != true else {
             throw .retryable("development host email is switched to fail", retryAfter: nil)
         }
-        let messageID = DevHostStore.messageID(tenant: request.tenantID, idempotencyKey: request.idempotencyKey)
+        let messageID = DevHostStore.messageID(tenant: request.tenantID.text, idempotencyKey: request.idempotencyKey)
         store.recordSentEmail(request, messageID: messageID)
         return messageID
     }

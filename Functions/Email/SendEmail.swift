@@ -82,7 +82,7 @@ struct OutboxSender: Sendable {
         dead.increment()
         logger.error(
             "email dead: not delivered",
-            metadata: ["tenant_id": .string(email.tenantID), "outbox_id": .string(email.id), "attempts": .stringConvertible(attempts), "reason": .string(reason)])
+            metadata: ["tenant_id": .string(email.tenantID.text), "outbox_id": .string(email.id), "attempts": .stringConvertible(attempts), "reason": .string(reason)])
     }
 }
 
@@ -96,6 +96,16 @@ struct SendEmail: AuthorizedFunction {
     static let idempotencyKeyHeader = HTTPField.Name("Idempotency-Key")!
     static let templatePattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
     static let lease: Int64 = 30_000_000
+
+    /// `templatePattern` checked on bytes (a regular expression's `$` would admit a final newline).
+    static func isTemplateName(_ text: String) -> Bool {
+        let bytes = text.utf8
+        func alnum(_ byte: UInt8) -> Bool {
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+        }
+        guard (1...100).contains(bytes.count), let first = bytes.first, alnum(first) else { return false }
+        return bytes.allSatisfy { alnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+    }
 
     let store: any ModuleStore
     let outbox: OutboxSender
@@ -158,13 +168,19 @@ struct SendEmail: AuthorizedFunction {
     }
 
     static func parse(_ body: [UInt8]) throws(FunctionError) -> Input {
-        guard let document = try? JSONDecoder().decode(JSONValue.self, from: Data(body)), case .object(let object) = document else {
+        let document: JSONValue
+        do {
+            document = try JSONReader.parse(body)
+        } catch {
+            throw .invalidJSON(error, "body must be a JSON object {\"template\", \"to\", \"vars\"}")
+        }
+        guard case .object(let object) = document else {
             throw .validationFailed("body must be a JSON object {\"template\", \"to\", \"vars\"}")
         }
         for field in object.keys where !["template", "to", "vars"].contains(field) {
             throw .validationFailed("field '\(field)' is not allowed")
         }
-        guard case .string(let template)? = object["template"], template.range(of: templatePattern, options: .regularExpression) != nil else {
+        guard case .string(let template)? = object["template"], isTemplateName(template) else {
             throw .validationFailed("field 'template' must be a template name (letters, digits, _ . -; at most 100)")
         }
         guard case .string(let to)? = object["to"], to.utf8.count <= 254, LeadFields.isEmail(to) else {

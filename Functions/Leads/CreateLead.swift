@@ -9,7 +9,7 @@ struct CreateLead: AuthorizedFunction {
         let fields = try LeadFields.parse(try LeadRequests.jsonBody(request), creating: true)
         let now = Timestamps.now()
         var lead = Lead(
-            id: RequestIDs.generate(), name: "", email: "", status: "new", createdBy: principal.identity.subject,
+            id: RequestIDs.generate(), name: "", email: "", status: "new", createdBy: principal.identity.subject.text,
             createdAt: now, updatedAt: now)
         if case .set(let name) = fields.name { lead.name = name }
         if case .set(let email) = fields.email { lead.email = email }

@@ -13,7 +13,7 @@ enum LeadRequests {
     }
 
     static func limit(_ request: FunctionRequest) throws(FunctionError) -> Int {
-        guard let text = request.query["limit"] else { return 50 }
+        guard let text = try request.singleQuery("limit") else { return 50 }
         guard let limit = Int(text), (1...200).contains(limit) else {
             throw .validationFailed("parameter 'limit' must be a whole number from 1 to 200")
         }
@@ -21,7 +21,7 @@ enum LeadRequests {
     }
 
     static func cursor(_ request: FunctionRequest) throws(FunctionError) -> LeadCursor? {
-        guard let text = request.query["cursor"] else { return nil }
+        guard let text = try request.singleQuery("cursor") else { return nil }
         return try LeadCursor(decoding: text)
     }
 

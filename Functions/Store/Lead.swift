@@ -41,11 +41,22 @@ struct Lead: Sendable, Equatable {
             .map(Self.csvCell).joined(separator: ",") + "\r\n"
     }
 
+    /// One cell, decided on bytes and scalars, never on `Character`s (a grapheme such as `"\r\n"`
+    /// or `=` + a combining mark is neither `"\r"` nor `=` to Swift, but is to a CSV reader):
+    /// a leading `'` when the first Unicode scalar is `=`, `+`, `-` or `@`; quoted when any byte is
+    /// a comma, a quote, CR or LF, with quotes doubled.
     static func csvCell(_ value: String) -> String {
-        var cell = value
-        if let first = cell.first, "=+-@".contains(first) { cell = "'" + cell }
-        guard cell.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return cell }
-        return "\"" + cell.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(value.utf8.count + 3)
+        let needsQuotes = value.utf8.contains { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0A || $0 == 0x0D }
+        if needsQuotes { bytes.append(UInt8(ascii: "\"")) }
+        if let first = value.unicodeScalars.first, ["=", "+", "-", "@"].contains(first) { bytes.append(UInt8(ascii: "'")) }
+        for byte in value.utf8 {
+            bytes.append(byte)
+            if byte == UInt8(ascii: "\"") { bytes.append(byte) }
+        }
+        if needsQuotes { bytes.append(UInt8(ascii: "\"")) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -76,9 +87,9 @@ struct LeadFields: Sendable, Equatable {
     static func parse(_ body: [UInt8], creating: Bool) throws(FunctionError) -> LeadFields {
         let document: JSONValue
         do {
-            document = try JSONDecoder().decode(JSONValue.self, from: Data(body))
+            document = try JSONReader.parse(body)
         } catch {
-            throw .validationFailed("body is not valid JSON")
+            throw .invalidJSON(error, "body is not valid JSON")
         }
         guard case .object(let object) = document else { throw .validationFailed("body must be a JSON object") }
         var fields = LeadFields()

@@ -21,27 +21,27 @@ struct LeadJSON: Sendable {
 }
 
 protocol LeadStore: Sendable {
-    func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead]
+    func list(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead]
     /// The same page as `list`, each lead already written as its API JSON (PostgreSQL builds it,
     /// so a listing decodes one column per row instead of ten).
-    func listJSON(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON]
-    func get(tenant: String, id: String) async throws(StoreUnavailable) -> Lead?
+    func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON]
+    func get(tenant: TenantID, id: String) async throws(StoreUnavailable) -> Lead?
     /// Writes the lead and its audit event in one transaction: both or neither.
-    func create(tenant: String, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable)
+    func create(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable)
     /// Applies the change and appends its audit event in one transaction; nil (and no event) when
     /// the tenant has no such lead.
     func update(
-        tenant: String, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
+        tenant: TenantID, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
     ) async throws(StoreUnavailable) -> Lead?
     /// Deletes and appends its audit event in one transaction; false (and no event) when the tenant has no such lead.
-    func delete(tenant: String, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool
+    func delete(tenant: TenantID, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool
     func ping() async -> Bool
     /// The `module_permissions` rows: (permission, read_only, step_up).
     func permissionRows() async throws(StoreUnavailable) -> [(String, Bool, Bool)]
 }
 
 extension LeadStore {
-    func listJSON(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
+    func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
         try await list(tenant: tenant, limit: limit, after: cursor).map { lead in
             var writer = JSONWriter(capacity: 320)
             lead.write(to: &writer)
@@ -50,7 +50,7 @@ extension LeadStore {
     }
 
     /// Every lead of the tenant, newest first, a page at a time, so an export never holds them all.
-    func forEachPage(tenant: String, pageSize: Int, _ body: ([Lead]) async throws -> Void) async throws {
+    func forEachPage(tenant: TenantID, pageSize: Int, _ body: ([Lead]) async throws -> Void) async throws {
         var cursor: LeadCursor?
         while true {
             let page = try await list(tenant: tenant, limit: pageSize, after: cursor)

@@ -62,7 +62,7 @@ struct PurgeRBACCache: HTTPFunction {
         }
         let (tenant, user) = try Self.parse(body)
         guard let id else { throw FunctionError.validationFailed("header 'webhook-id' is required") }  // verified above
-        let claim = "webhook:seen:" + id
+        let claim = CacheKey.make("webhook-seen", Array(id.utf8))
         let first: Bool
         do {
             first = try await cache.setIfAbsent(claim, [1], ttl: Self.replayWindow)
@@ -81,32 +81,44 @@ struct PurgeRBACCache: HTTPFunction {
             throw FunctionError.serviceUnavailable("the cache is unavailable; the purge was not applied, retry")
         }
         var details: [String: JSONValue] = ["webhook_id": .string(id), "entries_removed": .number(Double(removed))]
-        details["user_id"] = user.map(JSONValue.string) ?? .null
+        details["user_id"] = user.map { JSONValue.string($0.text) } ?? .null
         await audit.record(
             AuditRecord(tenantID: tenant, actorSub: nil, actorEmail: nil, eventType: "RBAC_CACHE_PURGED", severity: .info, details: details))
         request.logger.info(
             "rbac cache purged",
-            metadata: ["tenant_id": .string(tenant), "scope": .string(user == nil ? "tenant" : "user"), "removed": .stringConvertible(removed)])
+            metadata: ["tenant_id": .string(tenant.text), "scope": .string(user == nil ? "tenant" : "user"), "removed": .stringConvertible(removed)])
         return .noContent()
     }
 
     /// `{"tenant_id": "...", "user_id": "..."}`; `user_id` optional (absent or null: the whole tenant).
-    /// Other members are ignored (the host may add some). Ids: 1…128 characters, no control characters.
-    static func parse(_ body: [UInt8]) throws(FunctionError) -> (String, String?) {
-        guard let document = try? JSONDecoder().decode(JSONValue.self, from: Data(body)), case .object(let object) = document else {
+    /// Other members are ignored (the host may add some). Ids as in tokens (SPEC §5): 1…128 bytes,
+    /// no control characters; `platform` is no tenant.
+    static func parse(_ body: [UInt8]) throws(FunctionError) -> (TenantID, UserID?) {
+        let document: JSONValue
+        do {
+            document = try JSONReader.parse(body)
+        } catch {
+            throw .invalidJSON(error, "body must be a JSON object {\"tenant_id\", \"user_id\"?}")
+        }
+        guard case .object(let object) = document else {
             throw .validationFailed("body must be a JSON object {\"tenant_id\", \"user_id\"?}")
         }
         func id(_ value: JSONValue?, _ field: String) throws(FunctionError) -> String? {
             switch value {
             case nil, .null?: return nil
-            case .string(let text)? where (1...128).contains(text.utf8.count) && !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }):
+            case .string(let text)? where UserID.isWellFormed(text):
                 return text
             default: throw .validationFailed("field '\(field)' must be a string of 1 to 128 characters")
             }
         }
-        guard let tenant = try id(object["tenant_id"], "tenant_id") else {
+        guard let tenantText = try id(object["tenant_id"], "tenant_id") else {
             throw .validationFailed("field 'tenant_id' is required")
         }
-        return (tenant, try id(object["user_id"], "user_id"))
+        guard let tenant = TenantID(validating: tenantText) else { throw .validationFailed("field 'tenant_id' is not a tenant id") }
+        let user = try id(object["user_id"], "user_id").map { (text) throws(FunctionError) -> UserID in
+            guard let user = UserID(validating: text) else { throw .validationFailed("field 'user_id' is not a user id") }
+            return user
+        }
+        return (tenant, user)
     }
 }

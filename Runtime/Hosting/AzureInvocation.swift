@@ -15,7 +15,7 @@ enum AzureInvocation {
     }
 
     static func parsePayload(_ body: ByteBuffer) throws(PayloadError) -> [String: JSONValue] {
-        guard let document = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
+        guard let document = try? JSONReader.parse(body.readableBytesView),
             case .object(let root) = document
         else {
             throw PayloadError("the invocation payload is not a JSON object")

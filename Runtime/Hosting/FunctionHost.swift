@@ -70,7 +70,7 @@ public struct FunctionHost: Sendable {
         let deployment: DeploymentEnvironment
         let timeZone: TimeZone
         do {
-            deployment = try settings.deploymentEnvironment()
+            deployment = try settings.deploymentEnvironment(default: options.mode == .customHandler ? .production : .development)
             timeZone = try settings.scheduleTimeZone()
         } catch {
             throw StartupError(description: error.description)

@@ -171,7 +171,7 @@ struct RuntimeEndpoints: Sendable {
                 .validationFailed("'\(function.name)' is an HTTP function: call its route instead"), requestID: requestID)
         }
         if body.readableBytes > 0 {
-            guard case .object? = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)) else {
+            guard case .object? = try? JSONReader.parse(body.readableBytesView) else {
                 return .error(.validationFailed("body must be a JSON object such as {\"input\": \"\"}"), requestID: requestID)
             }
         }

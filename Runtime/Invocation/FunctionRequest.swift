@@ -53,6 +53,11 @@ extension FunctionRequest {
     }
 }
 
+extension FunctionRequest {
+    /// `query.single(name)`: a parameter the function reads, refused when repeated.
+    public func singleQuery(_ name: String) throws(FunctionError) -> String? { try query.single(name) }
+}
+
 /// Decoded query parameters in arrival order; a repeated name keeps every value.
 public struct QueryItems: Sendable, Equatable {
     public var items: [(name: String, value: String)]
@@ -74,14 +79,26 @@ public struct QueryItems: Sendable, Equatable {
         self.items = items
     }
 
-    /// The first value of `name`, if present.
+    /// The first value of `name`, if present (names match byte for byte).
     public subscript(name: String) -> String? {
-        for item in items where item.name == name { return item.value }
+        for item in items where item.name.utf8.elementsEqual(name.utf8) { return item.value }
         return nil
     }
 
     public func values(_ name: String) -> [String] {
-        items.filter { $0.name == name }.map(\.value)
+        items.filter { $0.name.utf8.elementsEqual(name.utf8) }.map(\.value)
+    }
+
+    /// The value of a parameter that may appear at most once: nil when absent, a 400
+    /// `VALIDATION_FAILED` naming it when repeated (a proxy reading another copy would disagree).
+    public func single(_ name: String) throws(FunctionError) -> String? {
+        var found: String?
+        for item in items where item.name.utf8.elementsEqual(name.utf8) {
+            guard found == nil else { throw .validationFailed("parameter '\(name)' must be given at most once") }
+            found = item.value
+        }
+        if let found, found.utf8.contains(0) { throw .validationFailed("parameter '\(name)' must not contain a NUL character") }
+        return found
     }
 
     public static func == (lhs: QueryItems, rhs: QueryItems) -> Bool {

@@ -32,7 +32,7 @@ public struct FunctionManifest: Sendable {
             let path = URL(fileURLWithPath: root).appendingPathComponent(name).appendingPathComponent("function.json").path
             guard fileManager.fileExists(atPath: path) else { continue }
             guard let data = fileManager.contents(atPath: path),
-                let document = try? JSONDecoder().decode(JSONValue.self, from: data)
+                let document = try? JSONReader.parse(data)
             else {
                 throw ManifestError(function: name, reason: "\(name)/function.json is not valid JSON")
             }
@@ -49,7 +49,7 @@ public struct FunctionManifest: Sendable {
     public static func parse(_ data: Data) throws(ManifestError) -> FunctionManifest {
         let document: JSONValue
         do {
-            document = try JSONDecoder().decode(JSONValue.self, from: data)
+            document = try JSONReader.parse(data)
         } catch {
             throw ManifestError(function: nil, reason: "function.json is not valid JSON")
         }

@@ -102,7 +102,7 @@ public struct ClientSecretCredential: TokenCredential {
 extension AccessToken {
     /// `access_token` with `expires_on` (unix seconds, string or number) or `expires_in` (seconds).
     static func parse(_ body: ByteBuffer, source: String) throws(SecretsError) -> AccessToken {
-        guard let document = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
+        guard let document = try? JSONReader.parse(body.readableBytesView),
             let token = document["access_token"]?.stringValue, !token.isEmpty
         else { throw SecretsError("\(source) answered without an access_token") }
         func seconds(_ value: JSONValue?) -> Double? {
@@ -112,11 +112,15 @@ extension AccessToken {
             default: nil
             }
         }
+        // Bounded: a token is used for at most a day whatever the endpoint says; NaN or infinity is no answer.
         let expiresOn: Date
+        let now = Date().timeIntervalSince1970
         if let on = seconds(document["expires_on"]) {
-            expiresOn = Date(timeIntervalSince1970: on)
+            guard let bounded = Bounded.clamp(on, to: 0...(now + 86_400)) else { throw SecretsError("\(source) answered an invalid expires_on") }
+            expiresOn = Date(timeIntervalSince1970: bounded)
         } else if let within = seconds(document["expires_in"]) {
-            expiresOn = Date().addingTimeInterval(within)
+            guard let bounded = Bounded.clamp(within, to: 0...86_400) else { throw SecretsError("\(source) answered an invalid expires_in") }
+            expiresOn = Date(timeIntervalSince1970: now + bounded)
         } else {
             throw SecretsError("\(source) answered without expires_on")
         }
@@ -175,7 +179,7 @@ public final class KeyVaultClient: Sendable {
             }
             switch reply.status {
             case 200:
-                guard let document = try? JSONDecoder().decode(JSONValue.self, from: Data(reply.body.readableBytesView)),
+                guard let document = try? JSONReader.parse(reply.body.readableBytesView),
                     let value = document["value"]?.stringValue
                 else { throw SecretsError("secret \(name): Key Vault answered without a value") }
                 return value
@@ -193,8 +197,8 @@ public final class KeyVaultClient: Sendable {
                 guard let version else { return nil }
                 throw SecretsError("secret \(name): version \(version) not found in Key Vault (404 \(Self.errorCode(reply.body) ?? "NotFound"))")
             case 429 where attempt < maxAttempts, 503 where attempt < maxAttempts:
-                let retryAfter = reply.headers.first(name: "Retry-After").flatMap(Double.init) ?? Double(attempt)
-                try? await Task.sleep(for: .milliseconds(Int64(min(max(retryAfter, 0.1), 10) * 1000)))
+                let retryAfter = Bounded.retryAfterSeconds(reply.headers.first(name: "Retry-After"), limit: 10).map(Double.init) ?? Double(attempt)
+                try? await Task.sleep(for: Bounded.duration(seconds: retryAfter, in: 0.1...10))
             case 429, 503:
                 throw SecretsError("secret \(name): Key Vault is throttling requests (\(reply.status)) after \(attempt) attempts")
             default:
@@ -204,7 +208,7 @@ public final class KeyVaultClient: Sendable {
     }
 
     private static func errorCode(_ body: ByteBuffer) -> String? {
-        (try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)))?["error"]?["code"]?.stringValue
+        (try? JSONReader.parse(body.readableBytesView))?["error"]?["code"]?.stringValue
     }
 
     /// Picks the credential the environment offers: managed identity (`IDENTITY_ENDPOINT`,

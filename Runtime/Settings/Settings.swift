@@ -66,8 +66,10 @@ public struct Settings: Sendable {
     }
 
     /// `ENVIRONMENT`: `development` (default), `staging` or `production`.
-    public func deploymentEnvironment() throws(SettingsError) -> DeploymentEnvironment {
-        let raw = nonEmpty("ENVIRONMENT") ?? DeploymentEnvironment.development.rawValue
+    /// `ENVIRONMENT`, else `fallback`: development under `fnhost start`, production under
+    /// `fnhost serve` (a deployment that forgot the setting must not run with development's defaults).
+    public func deploymentEnvironment(default fallback: DeploymentEnvironment = .development) throws(SettingsError) -> DeploymentEnvironment {
+        let raw = nonEmpty("ENVIRONMENT") ?? fallback.rawValue
         guard let environment = DeploymentEnvironment(rawValue: raw.lowercased()) else {
             throw SettingsError("ENVIRONMENT must be development, staging or production, not '\(raw)'")
         }
@@ -120,7 +122,7 @@ public struct LocalSettingsFile: Sendable, Equatable {
     public static func parse(_ data: Data, path: String = "local.settings.json") throws(SettingsError) -> LocalSettingsFile {
         let document: JSONValue
         do {
-            document = try JSONDecoder().decode(JSONValue.self, from: data)
+            document = try JSONReader.parse(data)
         } catch {
             throw SettingsError("\(path) is not valid JSON")
         }

@@ -97,7 +97,7 @@ func withAuditStore<T: Sendable>(_ url: String, _ body: @escaping @Sendable (any
 }
 
 func record(_ tenant: String?, _ type: String = "LEAD_CREATED", _ details: [String: JSONValue] = [:]) -> AuditRecord {
-    AuditRecord(tenantID: tenant, actorSub: "u-1", actorEmail: "u-1@example.test", eventType: type, severity: .info, details: details)
+    AuditRecord(tenantID: tenant?.tenant, actorSub: "u-1", actorEmail: "u-1@example.test", eventType: type, severity: .info, details: details)
 }
 
 func newLead(_ tenant: String) -> Lead {
@@ -126,7 +126,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
                         let tenant = tenantOf(index)
                         group.addTask {
                             try await store.create(
-                                tenant: tenant, lead: newLead(tenant), audit: record(tenant, "LEAD_CREATED", ["i": .number(Double(index))]))
+                                tenant: tenant.tenant, lead: newLead(tenant), audit: record(tenant, "LEAD_CREATED", ["i": .number(Double(index))]))
                         }
                     }
                     try await group.waitForAll()
@@ -140,7 +140,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
                 #expect(events.map(\.seq) == Array(1...Int64(expected)), "gapless seq in \(tenant)")
                 #expect(Set(events.map(\.prevEventHash)).count == expected, "no two events share a predecessor (no fork)")
                 #expect(try await store.chainHead(tenant)?.seq == Int64(expected))
-                let leads = try await store.list(tenant: tenant, limit: 200, after: nil)
+                let leads = try await store.list(tenant: tenant.tenant, limit: 200, after: nil)
                 #expect(leads.count == expected, "every lead has its event and every event its lead")
             }
             let verifyStarted = ContinuousClock.now
@@ -165,7 +165,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<100 {
                     let tenant = index.isMultiple(of: 2) ? "t-a" : "t-b"
-                    group.addTask { try await store.create(tenant: tenant, lead: newLead(tenant), audit: record(tenant)) }
+                    group.addTask { try await store.create(tenant: tenant.tenant, lead: newLead(tenant), audit: record(tenant)) }
                     group.addTask { try await store.append(record(nil, "RBAC_CACHE_PURGED")) }
                 }
                 try await group.waitForAll()
@@ -183,21 +183,21 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
         try await withAuditStore(try backend.databaseURL()) { store in
             let tenant = "atomic-\(UUID().uuidString.prefix(6))"
             let lead = newLead(tenant)
-            try await store.create(tenant: tenant, lead: lead, audit: record(tenant))
+            try await store.create(tenant: tenant.tenant, lead: lead, audit: record(tenant))
             // The same lead id again: the insert fails, so no event is appended.
-            await #expect(throws: StoreUnavailable.self) { try await store.create(tenant: tenant, lead: lead, audit: record(tenant)) }
+            await #expect(throws: StoreUnavailable.self) { try await store.create(tenant: tenant.tenant, lead: lead, audit: record(tenant)) }
             // An event that cannot be written (details outside the format): the lead is not created.
             let other = newLead(tenant)
             await #expect(throws: StoreUnavailable.self) {
-                try await store.create(tenant: tenant, lead: other, audit: record(tenant, "LEAD_CREATED", ["x": .number(0.5)]))
+                try await store.create(tenant: tenant.tenant, lead: other, audit: record(tenant, "LEAD_CREATED", ["x": .number(0.5)]))
             }
-            #expect(try await store.get(tenant: tenant, id: other.id) == nil)
+            #expect(try await store.get(tenant: tenant.tenant, id: other.id) == nil)
             // Update and delete of a missing lead: nothing changes, no event.
             let missing = RequestIDs.generate()
-            #expect(try await store.delete(tenant: tenant, id: missing, audit: record(tenant, "LEAD_DELETED")) == false)
-            #expect(try await store.update(tenant: tenant, id: missing, fields: LeadFields(status: .set("won")), updatedAt: Timestamps.now(), audit: record(tenant, "LEAD_UPDATED")) == nil)
+            #expect(try await store.delete(tenant: tenant.tenant, id: missing, audit: record(tenant, "LEAD_DELETED")) == false)
+            #expect(try await store.update(tenant: tenant.tenant, id: missing, fields: LeadFields(status: .set("won")), updatedAt: Timestamps.now(), audit: record(tenant, "LEAD_UPDATED")) == nil)
             #expect(try await chain(store, tenant).map(\.eventType) == ["LEAD_CREATED"])
-            #expect(try await store.delete(tenant: tenant, id: lead.id, audit: record(tenant, "LEAD_DELETED")))
+            #expect(try await store.delete(tenant: tenant.tenant, id: lead.id, audit: record(tenant, "LEAD_DELETED")))
             #expect(try await chain(store, tenant).map(\.eventType) == ["LEAD_CREATED", "LEAD_DELETED"])
         }
     }
@@ -242,7 +242,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             let other = "list-other-\(UUID().uuidString.prefix(6))"
             for index in 0..<5 { try await store.append(record(tenant, index.isMultiple(of: 2) ? "LEAD_CREATED" : "LEAD_UPDATED")) }
             try await store.append(record(other))
-            var query = AuditQuery(scope: .chain(tenant), limit: 2)
+            var query = AuditQuery(scope: .chain(.tenant(tenant.tenant)), limit: 2)
             var seen: [Int64] = []
             while true {
                 let page = try await store.auditEvents(query)
@@ -252,11 +252,11 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
                 query.cursor = AuditCursor(occurredAt: last.occurredAt, seq: last.seq, chainID: last.chainID)
             }
             #expect(seen == [5, 4, 3, 2, 1])
-            let updates = try await store.auditEvents(AuditQuery(scope: .chain(tenant), eventType: "LEAD_UPDATED", limit: 50))
+            let updates = try await store.auditEvents(AuditQuery(scope: .chain(.tenant(tenant.tenant)), eventType: "LEAD_UPDATED", limit: 50))
             #expect(updates.map(\.seq) == [4, 2])
             let all = try await store.auditEvents(AuditQuery(scope: .all, limit: 200))
             #expect(Set(all.map(\.chainID)).isSuperset(of: [tenant, other]))
-            let future = try await store.auditEvents(AuditQuery(scope: .chain(tenant), since: "2999-01-01T00:00:00.000000Z", limit: 50))
+            let future = try await store.auditEvents(AuditQuery(scope: .chain(.tenant(tenant.tenant)), since: "2999-01-01T00:00:00.000000Z", limit: 50))
             #expect(future.isEmpty)
         }
     }

@@ -139,7 +139,7 @@ struct RetryPolicyTests {
                 let past = Timestamps.string(microseconds: Timestamps.nowMicroseconds() - 1_000_000)
                 for index in 0..<60 {
                     let email = OutboxEmail(
-                        tenantID: tenant, id: RequestIDs.generate(), idempotencyKey: "k-\(tenant)-\(index)", requestHash: "h", template: "t",
+                        tenantID: tenant.tenant, id: RequestIDs.generate(), idempotencyKey: "k-\(tenant)-\(index)", requestHash: "h", template: "t",
                         to: "a@b.example", vars: "{}", createdAt: Timestamps.now())
                     _ = try await store.enqueue(email, owner: "seed", leaseUntil: past)  // lease already expired: due now
                 }

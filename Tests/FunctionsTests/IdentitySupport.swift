@@ -113,7 +113,20 @@ actor HostState {
     var lastEmailAuthorization: String?
 
     func set(keys: [TestKey], extra: [JSONValue] = []) { self.keys = keys; extraJWKs = extra }
-    func set(answer: RBACAnswer) { answers["\(answer.tenantID)/\(answer.userID)"] = answer }
+    /// Answers keyed on the ids' bytes (a `String` key would merge canonically equivalent ids).
+    static func key(_ tenant: String, _ user: String) -> String { CacheKey.make("a", Array(tenant.utf8), Array(user.utf8)) }
+    /// A status the RBAC endpoint answers for one user instead of 200 (403, 404, 401 …).
+    var rbacStatus: [String: Int] = [:]
+    /// Queries the RBAC endpoint received, raw (to check the encoding of ids).
+    var rbacQueries: [String] = []
+    /// RBAC requests that arrived (counted before `rbacDelay`).
+    var rbacArrivals = 0
+    func rbacArrived() { rbacArrivals += 1 }
+
+    func set(answer: RBACAnswer) { answers[Self.key(answer.tenantID, answer.userID)] = answer }
+    /// Answers `answer` when asked about (tenant, user), whatever ids the answer itself names.
+    func set(answer: RBACAnswer, for tenant: String, user: String) { answers[Self.key(tenant, user)] = answer }
+    func set(rbacStatus status: Int?, tenant: String, user: String) { self.rbacStatus[Self.key(tenant, user)] = status }
     func set(rbacFailing: Bool) { self.rbacFailing = rbacFailing }
     func set(rbacDelay: Duration) { self.rbacDelay = rbacDelay }
     func set(emailFailure: (status: Int, retryAfter: String?)?) { self.emailFailure = emailFailure }
@@ -137,11 +150,13 @@ actor HostState {
         return String(decoding: writer.bytes, as: UTF8.self)
     }
 
-    func rbac(tenant: String, user: String, authorization: String?) -> RBACAnswer?? {
+    func rbac(tenant: String, user: String, authorization: String?, query: String = "") -> (Int, RBACAnswer?) {
         rbacFetches += 1
         lastRBACAuthorization = authorization
-        if rbacFailing { return .some(nil) }
-        return .some(answers["\(tenant)/\(user)"] ?? RBACAnswer(tenantID: tenant, userID: user, permissions: []))
+        rbacQueries.append(query)
+        if rbacFailing { return (500, nil) }
+        if let status = rbacStatus[Self.key(tenant, user)] { return (status, nil) }
+        return (200, answers[Self.key(tenant, user)] ?? RBACAnswer(tenantID: tenant, userID: user, permissions: []))
     }
 }
 
@@ -158,13 +173,14 @@ struct StandInHost {
                 body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
         }
         router.get("/api/rbac/effective") { request, _ in
+            await state.rbacArrived()
             let delay = await state.rbacDelay
             if delay > .zero { try await Task.sleep(for: delay) }
             let tenant = request.uri.queryParameters.get("tenant_id").map { String($0) } ?? ""
             let user = request.uri.queryParameters.get("user_id").map { String($0) } ?? ""
-            guard case .some(let answer?) = await state.rbac(tenant: tenant, user: user, authorization: request.headers[.authorization]) else {
-                return Response(status: .internalServerError)
-            }
+            let (status, answer) = await state.rbac(
+                tenant: tenant, user: user, authorization: request.headers[.authorization], query: request.uri.query ?? "")
+            guard let answer else { return Response(status: .init(code: status)) }
             let body = try JSONEncoder().encode(answer)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
         }
@@ -209,8 +225,8 @@ enum Probe {
     static func answer(_ principal: Principal) -> FunctionResponse {
         .json { writer in
             writer.beginObject()
-            writer.field("tenant", principal.tenantID)
-            writer.field("sub", principal.identity.subject)
+            writer.field("tenant", principal.tenantID.text)
+            writer.field("sub", principal.identity.subject.text)
             writer.field("super_admin", principal.isPlatformSuperAdmin)
             writer.field("degraded", principal.degraded)
             writer.endObject()
@@ -263,6 +279,7 @@ enum IdentityHarness {
             "HOST_RBAC_API_URL": "http://127.0.0.1:\(hostPort)/api", "HOST_RBAC_API_KEY": "rbac-api-key-value",
             "HOST_EMAIL_API": "http://127.0.0.1:\(hostPort)/api", "HOST_EMAIL_API_KEY": "email-key-value",
             "WEBHOOK_HMAC_SECRET": "whsec_dGVzdA==", "DATABASE_URL": "sqlite::memory:", "METRICS_TOKEN": "metrics-token-value",
+            "CACHE_SIGNING_KEY": "test-cache-signing-key-0123456789abcdef",
         ].merging(extra) { $1 }
     }
 

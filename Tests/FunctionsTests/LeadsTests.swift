@@ -28,11 +28,12 @@ enum Backend: String, CaseIterable, Sendable {
 /// The real module (function.json of the repository) against a stand-in host and a real database.
 enum LeadsHarness {
     static func run(
-        _ backend: Backend, _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol) async throws -> Void
+        _ backend: Backend, extra: [String: String] = [:],
+        _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol) async throws -> Void
     ) async throws {
         let database = try backend.databaseURL()
         _ = try await StoreSetup.migrate(databaseURL: database, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
-        try await run(databaseURL: database, test)
+        try await run(databaseURL: database, extra: extra, test)
     }
 
     /// The module host on `databaseURL` as it is (no migration), with a stand-in identity host.

@@ -68,8 +68,12 @@ struct RedisTestError: Error, CustomStringConvertible {
                 #expect(status == .ok)
             }
             let redis = RedisCache(client: try TestRedis.client())
-            let stored = try #require(try await redis.get("rbac:\(tenant):u-1"))
-            let entry = try JSONDecoder().decode(RBACService.Entry.self, from: Data(stored))
+            let entryKey = RBACService.key(tenant: tenant.tenant, user: "u-1")
+            let sealed = try #require(try await redis.get(entryKey))
+            #expect(sealed.first == SignedCache.version, "sealed, not plain JSON")
+            let signed = try #require(box.setup?.cache as? SignedCache)
+            let opened = try #require(signed.open(sealed, key: entryKey))
+            let entry = try JSONDecoder().decode(RBACService.Entry.self, from: Data(opened))
             #expect(entry.answer.permissions == ["LEADS_READ"])
             #expect(abs(entry.fetchedAt - Date().timeIntervalSince1970) < 30)
 
@@ -91,10 +95,10 @@ struct RedisTestError: Error, CustomStringConvertible {
 
             // Purge one user, then the whole tenant.
             let rbac = try #require(box.setup?.rbac)
-            #expect(try await rbac.purge(tenant: tenant, user: "u-1") == 1)
+            #expect(try await rbac.purge(tenant: tenant.tenant, user: "u-1") == 1)
             #expect(try await redis.get("rbac:\(tenant):u-1") == nil)
             #expect(try await redis.get("rbac:\(tenant):u-2") != nil)
-            #expect(try await rbac.purge(tenant: tenant, user: nil) == 1)
+            #expect(try await rbac.purge(tenant: tenant.tenant, user: nil) == 1)
             #expect(try await redis.get("rbac:\(tenant):u-2") == nil)
             let token = try Tokens.make(Tokens.claims(tenant: tenant, sub: "u-1"), signing: .rs256(key))
             let status = try await client.call(.get, "/probe/read", token: token).0
@@ -147,7 +151,7 @@ struct RedisTestError: Error, CustomStringConvertible {
                     try await Task.sleep(for: .milliseconds(500))  // both subscriptions are up
 
                     let rbacA = try #require(first.setup?.rbac)
-                    _ = try await rbacA.purge(tenant: tenant, user: "u-1")
+                    _ = try await rbacA.purge(tenant: tenant.tenant, user: "u-1")
                     var refetched = false
                     while !refetched, ContinuousClock.now < localCopyExpires {
                         let afterPurge = try await clientB.call(.get, "/probe/read", token: token).0

@@ -32,7 +32,7 @@ enum PostgresAudit {
 
     /// Appends inside the caller's transaction: lock (or create) the head, seal, insert, move the head.
     static func append(_ record: AuditRecord, on connection: PostgresConnection, logger: Logger) async throws -> AuditEvent {
-        let chain = record.tenantID.map(AuditJSON.storable) ?? AuditEvent.platformChain
+        let chain = record.tenantID.map { AuditJSON.storable($0.text) } ?? AuditEvent.platformChain
         var head = ChainHead.empty
         let locked = try await connection.query(
             """
@@ -76,10 +76,10 @@ extension PostgresLeadStore: AuditStore {
         var sql = PostgresQuery(unsafeSQL: "SELECT \(PostgresAudit.eventColumns) FROM audit_events WHERE true")
         // Tenant chains are found through the index led by tenant_id; the platform chain is tenant_id IS NULL.
         switch query.scope {
-        case .chain(AuditEvent.platformChain): sql.sql += " AND tenant_id IS NULL"
-        case .chain(let tenant):
+        case .chain(.platform): sql.sql += " AND tenant_id IS NULL"
+        case .chain(.tenant(let tenant)):
             sql.sql += " AND tenant_id = $\(sql.binds.count + 1)"
-            sql.binds.append(tenant)
+            sql.binds.append(tenant.text)
         case .all: break
         }
         if let type = query.eventType {

@@ -127,8 +127,9 @@ struct PostgresLeadStore: LeadStore {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    func listJSON(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
-        try await withDeadline(deadline) { [client, logger] in
+    func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
+        let tenant = tenant.text
+        return try await withDeadline(deadline) { [client, logger] in
             var page: [LeadJSON] = []
             page.reserveCapacity(limit)
             if let cursor {
@@ -166,8 +167,9 @@ struct PostgresLeadStore: LeadStore {
         return leads
     }
 
-    func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
-        try await withDeadline(deadline) { [client, logger] in
+    func list(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
+        let tenant = tenant.text
+        return try await withDeadline(deadline) { [client, logger] in
             if let cursor {
                 return try await Self.collect(try await client.execute(NextPage(tenant: tenant, cursor: cursor, limit: limit), logger: logger))
             }
@@ -175,13 +177,15 @@ struct PostgresLeadStore: LeadStore {
         }
     }
 
-    func get(tenant: String, id: String) async throws(StoreUnavailable) -> Lead? {
-        try await withDeadline(deadline) { [client, logger] in
+    func get(tenant: TenantID, id: String) async throws(StoreUnavailable) -> Lead? {
+        let tenant = tenant.text
+        return try await withDeadline(deadline) { [client, logger] in
             try await Self.collect(try await client.execute(ByID(tenant: tenant, id: id), logger: logger)).first
         }
     }
 
-    func create(tenant: String, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) {
+    func create(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) {
+        let tenant = tenant.text
         _ = try await withDeadline(deadline) { [client, logger] in
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query(
@@ -196,8 +200,9 @@ struct PostgresLeadStore: LeadStore {
     }
 
     func update(
-        tenant: String, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
+        tenant: TenantID, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
     ) async throws(StoreUnavailable) -> Lead? {
+        let tenant = tenant.text
         // Absent fields keep their value: each column is set only when its flag says so.
         func flag<V>(_ change: LeadFields.Change<V>) -> Bool { if case .set = change { true } else { false } }
         func value(_ change: LeadFields.Change<String>) -> String? { if case .set(let v) = change { v } else { nil } }
@@ -231,8 +236,9 @@ struct PostgresLeadStore: LeadStore {
         }
     }
 
-    func delete(tenant: String, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
-        try await withDeadline(deadline) { [client, logger] in
+    func delete(tenant: TenantID, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
+        let tenant = tenant.text
+        return try await withDeadline(deadline) { [client, logger] in
             try await client.withTransaction(logger: logger) { connection -> Bool in
                 let rows = try await connection.query(
                     "DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid RETURNING id::text", logger: logger)

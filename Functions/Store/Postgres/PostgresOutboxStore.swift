@@ -13,7 +13,7 @@ extension PostgresLeadStore: OutboxStore {
 
     static func outboxEmail(_ row: OutboxRow) -> OutboxEmail {
         OutboxEmail(
-            tenantID: row.0, id: row.1, idempotencyKey: row.2, requestHash: row.3, template: row.4, to: row.5, vars: row.6,
+            tenantID: TenantID(trusted: row.0), id: row.1, idempotencyKey: row.2, requestHash: row.3, template: row.4, to: row.5, vars: row.6,
             status: OutboxEmail.Status(rawValue: row.7) ?? .dead, attempts: Int(row.8), messageID: row.9, createdAt: row.10)
     }
 
@@ -32,7 +32,7 @@ extension PostgresLeadStore: OutboxStore {
             """
             INSERT INTO email_outbox (tenant_id, id, idempotency_key, request_hash, template, recipient, vars, next_attempt_at,
                                       lease_owner, lease_until, created_at)
-            VALUES (\(email.tenantID), \(email.id)::uuid, \(email.idempotencyKey), \(email.requestHash), \(email.template), \(email.to),
+            VALUES (\(email.tenantID.text), \(email.id)::uuid, \(email.idempotencyKey), \(email.requestHash), \(email.template), \(email.to),
                     \(email.vars)::jsonb, \(email.createdAt)::timestamptz, \(owner), \(leaseUntil)::timestamptz, \(email.createdAt)::timestamptz)
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
             RETURNING \(unescaped: Self.outboxColumns)
@@ -41,7 +41,7 @@ extension PostgresLeadStore: OutboxStore {
         let existing = try await outbox(
             """
             SELECT \(unescaped: Self.outboxColumns) FROM email_outbox
-            WHERE tenant_id = \(email.tenantID) AND idempotency_key = \(email.idempotencyKey)
+            WHERE tenant_id = \(email.tenantID.text) AND idempotency_key = \(email.idempotencyKey)
             """)
         guard let row = existing.first else { throw StoreUnavailable(description: "outbox row vanished") }
         return .existing(row)
@@ -69,7 +69,7 @@ extension PostgresLeadStore: OutboxStore {
                     """
                     UPDATE email_outbox SET status = 'sent', message_id = \(messageID), sent_at = now(), attempts = attempts + 1,
                            lease_owner = NULL, lease_until = NULL, last_error = NULL
-                    WHERE tenant_id = \(email.tenantID) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
+                    WHERE tenant_id = \(email.tenantID.text) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
                     RETURNING id::text
                     """, logger: logger
                 ).decode(String.self) {
@@ -86,7 +86,7 @@ extension PostgresLeadStore: OutboxStore {
             """
             UPDATE email_outbox SET attempts = \(attempts), next_attempt_at = \(nextAttemptAt)::timestamptz, last_error = \(error),
                    lease_owner = NULL, lease_until = NULL
-            WHERE tenant_id = \(email.tenantID) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
+            WHERE tenant_id = \(email.tenantID.text) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
             RETURNING \(unescaped: Self.outboxColumns)
             """)
     }
@@ -95,12 +95,13 @@ extension PostgresLeadStore: OutboxStore {
         _ = try await outbox(
             """
             UPDATE email_outbox SET status = 'dead', attempts = \(attempts), last_error = \(error), lease_owner = NULL, lease_until = NULL
-            WHERE tenant_id = \(email.tenantID) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
+            WHERE tenant_id = \(email.tenantID.text) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
             RETURNING \(unescaped: Self.outboxColumns)
             """)
     }
 
-    func outboxEmail(tenant: String, id: String) async throws(StoreUnavailable) -> OutboxEmail? {
-        try await outbox("SELECT \(unescaped: Self.outboxColumns) FROM email_outbox WHERE tenant_id = \(tenant) AND id = \(id)::uuid").first
+    func outboxEmail(tenant: TenantID, id: String) async throws(StoreUnavailable) -> OutboxEmail? {
+        let tenant = tenant.text
+        return try await outbox("SELECT \(unescaped: Self.outboxColumns) FROM email_outbox WHERE tenant_id = \(tenant) AND id = \(id)::uuid").first
     }
 }

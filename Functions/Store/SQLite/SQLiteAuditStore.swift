@@ -10,7 +10,7 @@ enum SQLiteAudit {
         """
 
     static func append(_ record: AuditRecord, on connection: SQLiteConnection) async throws -> AuditEvent {
-        let chain = record.tenantID.map(AuditJSON.storable) ?? AuditEvent.platformChain
+        let chain = record.tenantID.map { AuditJSON.storable($0.text) } ?? AuditEvent.platformChain
         var head = ChainHead.empty
         if let row = try await connection.query(
             "SELECT seq, head_hash, last_occurred_at FROM audit_chain_heads WHERE chain_id = ?", [.text(chain)]
@@ -69,10 +69,10 @@ extension SQLiteLeadStore: AuditStore {
         var sql = "SELECT \(SQLiteAudit.eventColumns) FROM audit_events WHERE 1"
         var binds: [SQLiteData] = []
         switch query.scope {
-        case .chain(AuditEvent.platformChain): sql += " AND tenant_id IS NULL"
-        case .chain(let tenant):
+        case .chain(.platform): sql += " AND tenant_id IS NULL"
+        case .chain(.tenant(let tenant)):
             sql += " AND tenant_id = ?"
-            binds.append(.text(tenant))
+            binds.append(.text(tenant.text))
         case .all: break
         }
         if let type = query.eventType {

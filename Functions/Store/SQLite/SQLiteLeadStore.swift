@@ -130,7 +130,8 @@ actor SQLiteLeadStore: LeadStore {
 
     static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
 
-    func list(tenant: String, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
+    func list(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
+        let tenant = tenant.text
         let rows: [SQLiteRow]
         if let cursor {
             rows = try await run(
@@ -146,12 +147,14 @@ actor SQLiteLeadStore: LeadStore {
         return rows.compactMap(Self.lead)
     }
 
-    func get(tenant: String, id: String) async throws(StoreUnavailable) -> Lead? {
-        try await run("SELECT \(Self.columns) FROM leads WHERE tenant_id = ? AND id = ?", [.text(tenant), .text(id)])
+    func get(tenant: TenantID, id: String) async throws(StoreUnavailable) -> Lead? {
+        let tenant = tenant.text
+        return try await run("SELECT \(Self.columns) FROM leads WHERE tenant_id = ? AND id = ?", [.text(tenant), .text(id)])
             .compactMap(Self.lead).first
     }
 
-    func create(tenant: String, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) {
+    func create(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) {
+        let tenant = tenant.text
         let binds: [SQLiteData] = [
             .text(tenant), .text(lead.id), .text(lead.name), .text(lead.email), Self.text(lead.phone), Self.text(lead.company),
             .text(lead.status), Self.text(lead.notes), .text(lead.createdBy), .text(lead.createdAt), .text(lead.updatedAt),
@@ -167,8 +170,9 @@ actor SQLiteLeadStore: LeadStore {
     }
 
     func update(
-        tenant: String, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
+        tenant: TenantID, id: String, fields: LeadFields, updatedAt: String, audit: AuditRecord
     ) async throws(StoreUnavailable) -> Lead? {
+        let tenant = tenant.text
         var assignments: [String] = []
         var binds: [SQLiteData] = []
         func assign(_ column: String, _ value: SQLiteData) {
@@ -191,8 +195,9 @@ actor SQLiteLeadStore: LeadStore {
         }
     }
 
-    func delete(tenant: String, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
-        try await transaction { connection -> Bool in
+    func delete(tenant: TenantID, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
+        let tenant = tenant.text
+        return try await transaction { connection -> Bool in
             let deleted = !(try await connection.query(
                 "DELETE FROM leads WHERE tenant_id = ? AND id = ? RETURNING id", [.text(tenant), .text(id)]
             ).isEmpty)

@@ -14,7 +14,7 @@ extension SQLiteLeadStore: OutboxStore {
             let createdAt = row.column("created_at")?.string
         else { return nil }
         return OutboxEmail(
-            tenantID: tenant, id: id, idempotencyKey: key, requestHash: hash, template: template, to: to, vars: vars,
+            tenantID: TenantID(trusted: tenant), id: id, idempotencyKey: key, requestHash: hash, template: template, to: to, vars: vars,
             status: OutboxEmail.Status(rawValue: status) ?? .dead, attempts: attempts, messageID: row.column("message_id")?.string,
             createdAt: createdAt)
     }
@@ -30,14 +30,14 @@ extension SQLiteLeadStore: OutboxStore {
                 RETURNING \(Self.outboxColumns)
                 """,
                 [
-                    .text(email.tenantID), .text(email.id), .text(email.idempotencyKey), .text(email.requestHash), .text(email.template),
+                    .text(email.tenantID.text), .text(email.id), .text(email.idempotencyKey), .text(email.requestHash), .text(email.template),
                     .text(email.to), .text(email.vars), .text(email.createdAt), .text(owner), .text(leaseUntil), .text(email.createdAt),
                 ]
             ).compactMap(Self.outboxEmail)
             if let row = inserted.first { return .inserted(row) }
             let existing = try await connection.query(
                 "SELECT \(Self.outboxColumns) FROM email_outbox WHERE tenant_id = ? AND idempotency_key = ?",
-                [.text(email.tenantID), .text(email.idempotencyKey)]
+                [.text(email.tenantID.text), .text(email.idempotencyKey)]
             ).compactMap(Self.outboxEmail)
             guard let row = existing.first else { throw StoreUnavailable(description: "outbox row vanished") }
             return .existing(row)
@@ -68,7 +68,7 @@ extension SQLiteLeadStore: OutboxStore {
                        lease_owner = NULL, lease_until = NULL, last_error = NULL
                 WHERE tenant_id = ? AND id = ? AND status = 'pending' AND lease_owner = ?
                 RETURNING id
-                """, [.text(messageID), .text(now), .text(email.tenantID), .text(email.id), .text(owner)]
+                """, [.text(messageID), .text(now), .text(email.tenantID.text), .text(email.id), .text(owner)]
             ).isEmpty)
             if updated { _ = try await SQLiteAudit.append(audit, on: connection) }
             return updated
@@ -80,7 +80,7 @@ extension SQLiteLeadStore: OutboxStore {
             """
             UPDATE email_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL
             WHERE tenant_id = ? AND id = ? AND status = 'pending' AND lease_owner = ?
-            """, [.integer(attempts), .text(nextAttemptAt), .text(error), .text(email.tenantID), .text(email.id), .text(owner)])
+            """, [.integer(attempts), .text(nextAttemptAt), .text(error), .text(email.tenantID.text), .text(email.id), .text(owner)])
     }
 
     func markDead(_ email: OutboxEmail, owner: String, attempts: Int, error: String) async throws(StoreUnavailable) {
@@ -88,11 +88,12 @@ extension SQLiteLeadStore: OutboxStore {
             """
             UPDATE email_outbox SET status = 'dead', attempts = ?, last_error = ?, lease_owner = NULL, lease_until = NULL
             WHERE tenant_id = ? AND id = ? AND status = 'pending' AND lease_owner = ?
-            """, [.integer(attempts), .text(error), .text(email.tenantID), .text(email.id), .text(owner)])
+            """, [.integer(attempts), .text(error), .text(email.tenantID.text), .text(email.id), .text(owner)])
     }
 
-    func outboxEmail(tenant: String, id: String) async throws(StoreUnavailable) -> OutboxEmail? {
-        try await run("SELECT \(Self.outboxColumns) FROM email_outbox WHERE tenant_id = ? AND id = ?", [.text(tenant), .text(id)])
+    func outboxEmail(tenant: TenantID, id: String) async throws(StoreUnavailable) -> OutboxEmail? {
+        let tenant = tenant.text
+        return try await run("SELECT \(Self.outboxColumns) FROM email_outbox WHERE tenant_id = ? AND id = ?", [.text(tenant), .text(id)])
             .compactMap(Self.outboxEmail).first
     }
 }
