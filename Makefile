@@ -2,10 +2,12 @@
 SWIFT        ?= swift
 PORT         ?= 7071
 # Debian packages the build, the tests and the benchmark need; installed when missing.
-BUILD_PACKAGES := libhiredis-dev pkg-config
+BUILD_PACKAGES := libhiredis-dev pkg-config python3-venv
+# Python tools for the tests (openapi-spec-validator, schemathesis) live in a venv, never the system Python.
+VENV         := .build/venv
 BENCH_PACKAGES := wrk curl
 
-.PHONY: run build release test bench package clean deps
+.PHONY: run build release test bench package clean deps venv fuzz
 
 deps:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -22,11 +24,18 @@ run: build
 	.build/debug/fnhost start --port $(PORT)
 
 ## Every test: unit, in-process HTTP, and end-to-end against the real fnhost binary.
-test: deps
-	@python3 -c "import openapi_spec_validator" 2>/dev/null || python3 -m pip install -q openapi-spec-validator
-	@command -v schemathesis >/dev/null || python3 -m pip install -q schemathesis
+test: deps venv
 	$(SWIFT) build --build-tests
-	FNHOST_BIN=$(CURDIR)/.build/debug/fnhost scripts/with-services.sh $(SWIFT) test
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" FNHOST_BIN=$(CURDIR)/.build/debug/fnhost scripts/with-services.sh $(SWIFT) test
+	scripts/fuzz.sh 4
+
+venv:
+	@[ -x $(VENV)/bin/schemathesis ] && $(VENV)/bin/python -c "import openapi_spec_validator" 2>/dev/null || \
+	  { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check openapi-spec-validator schemathesis; }
+
+## libFuzzer over every parser of outside input, 60 s per target (FUZZ_SECONDS=N to change).
+fuzz:
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 
 ## Throughput and latency on loopback with wrk (release build); see docs/benchmarks.md.
 bench: release

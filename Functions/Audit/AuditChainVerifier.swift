@@ -41,26 +41,36 @@ struct AuditChainVerifier: Sendable {
 
     func verify(tenant: String? = nil, full: Bool = false) async throws(StoreUnavailable) -> Report {
         let checkpoints = try await store.checkpoints()
-        var chains: Set<String>
+        // Chains keyed on bytes: canonically equivalent chain ids are two chains, both verified.
+        var chains: Set<ChainID>
         if let tenant {
-            chains = [tenant]
+            chains = [ChainID(stored: tenant)]
         } else {
-            chains = Set(try await store.chainIDs()).union(checkpoints.keys)
-            chains.formUnion(try await store.chainIDsWithEvents())
+            chains = Set(try await store.chainIDs().map(ChainID.init(stored:))).union(checkpoints.keys)
+            chains.formUnion(try await store.chainIDsWithEvents().map(ChainID.init(stored:)))
         }
         var report = Report()
-        for chain in chains.sorted() {
-            let (events, failure, verifiedHead) = try await verifyChain(chain, from: full ? nil : checkpoints[chain])
+        for chainID in chains.sorted() {
+            let chain = chainID.text
+            let (events, failure, verifiedHead) = try await verifyChain(chain, from: full ? nil : checkpoints[chainID])
             if events == 0, failure == nil, verifiedHead == nil { continue }  // --tenant of a chain that does not exist
             report.chains += 1
             report.events += events
             if let failure {
                 report.breaks.append(failure)
-            } else if let verifiedHead, verifiedHead.seq > (checkpoints[chain]?.seq ?? 0) {
+            } else if let verifiedHead, verifiedHead.seq > (checkpoints[chainID]?.seq ?? 0) {
                 try await store.saveCheckpoint(chain, verifiedHead)
             }
         }
         return report
+    }
+
+    /// The event's `tenant_id` names its chain, byte for byte (`platform`: no tenant).
+    static func tenantMatches(_ tenant: String?, chain: String) -> Bool {
+        switch ChainID(stored: chain) {
+        case .platform: tenant == nil
+        case .tenant(let id): tenant.map { $0.utf8.elementsEqual(id.text.utf8) } ?? false
+        }
     }
 
     /// Returns the events read, the first break, and the verified head (seq, hash) when valid.
@@ -86,7 +96,7 @@ struct AuditChainVerifier: Sendable {
                 if event.seq != expected.seq + 1 {
                     return (read, Break(chainID: chain, seq: expected.seq + 1, reason: .gap), nil)
                 }
-                if stored.formatError != nil || event.tenantID != (chain == AuditEvent.platformChain ? nil : chain) {
+                if stored.formatError != nil || !Self.tenantMatches(event.tenantID, chain: chain) {
                     return (read, Break(chainID: chain, seq: event.seq, reason: .badFormat), nil)
                 }
                 if event.prevEventHash != expected.hash {

@@ -19,7 +19,7 @@ protocol AuditStore: Sendable {
     func lastSeq(_ chain: String) async throws(StoreUnavailable) -> Int64?
     /// Events with `after < seq <= through`, in seq order, at most `limit`.
     func chainEvents(_ chain: String, after: Int64, through: Int64, limit: Int) async throws(StoreUnavailable) -> [StoredAuditEvent]
-    func checkpoints() async throws(StoreUnavailable) -> [String: ChainHead]
+    func checkpoints() async throws(StoreUnavailable) -> [ChainID: ChainHead]
     /// Moves a chain's checkpoint forward (the table refuses to move one back).
     func saveCheckpoint(_ chain: String, _ head: ChainHead) async throws(StoreUnavailable)
 }
@@ -62,13 +62,9 @@ struct AuditCursor: Sendable, Equatable {
     }
 
     init(decoding text: String) throws(FunctionError) {
-        let parts = text.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, (1...16).contains(parts[0].count), parts[0].allSatisfy(\.isASCII), let micros = Int64(parts[0]),
-            micros >= 0, (1...19).contains(parts[1].count), parts[1].allSatisfy(\.isASCII), let seq = Int64(parts[1]), seq >= 1,
-            TenantID.isWellFormed(String(parts[2]))
-        else { throw .validationFailed("parameter 'cursor' is not a valid cursor") }
+        guard let (micros, seq, chain) = CursorText.audit(text) else { throw .validationFailed("parameter 'cursor' is not a valid cursor") }
         occurredAt = Timestamps.format(seconds: micros / 1_000_000, microseconds: Int(micros % 1_000_000))
         self.seq = seq
-        chainID = String(parts[2])
+        chainID = chain
     }
 }

@@ -33,7 +33,6 @@ enum TokenRejection: String, Sendable, Error {
 /// `exp - iat` ≤ 4 h (and `exp - now` ≤ 4 h, so a far-future `exp` cannot slip through).
 struct TokenVerifier: Sendable {
     static let maxTokenBytes = 8 * 1024
-    static let maxHeaderBytes = 1024
     static let maxLifetime: Double = 14_400
     static let leeway: Double = 60
 
@@ -72,14 +71,10 @@ struct TokenVerifier: Sendable {
         guard token.utf8.count <= Self.maxTokenBytes else { throw .tooLarge }
         let generation = jwks.generationNow
         if let identity = verified.lookup(token, now: now(), generation: generation) { return identity }
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         // The header is small (alg, kid, typ): bounded before it is decoded at all, and read flat.
-        guard parts.count == 3, !parts[2].isEmpty, parts[0].utf8.count <= Self.maxHeaderBytes,
-            let headerBytes = Base64URL.decode(parts[0]),
-            let header = try? JSONReader.parse(headerBytes, maxDepth: 2), case .object = header
-        else { throw .malformed }
-        guard header["alg"]?.stringValue == "RS256" else { throw .algorithmNotAllowed }
-        guard let kid = header["kid"]?.stringValue, !kid.isEmpty else { throw .kidMissing }
+        guard let header = TokenHeader(token: token) else { throw .malformed }
+        guard header.alg == "RS256" else { throw .algorithmNotAllowed }
+        guard let kid = header.kid, !kid.isEmpty else { throw .kidMissing }
 
         let keySet: JWKSCache.KeySet
         switch await jwks.keys(for: kid) {

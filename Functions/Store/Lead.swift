@@ -37,27 +37,10 @@ struct Lead: Sendable, Equatable {
     /// One RFC 4180 record; cells starting with `=`, `+`, `-` or `@` get a leading `'`
     /// so a spreadsheet never evaluates them.
     func csvRecord() -> String {
-        [id, name, email, phone ?? "", company ?? "", status, notes ?? "", createdBy, createdAt, updatedAt]
-            .map(Self.csvCell).joined(separator: ",") + "\r\n"
+        CSV.record([id, name, email, phone ?? "", company ?? "", status, notes ?? "", createdBy, createdAt, updatedAt])
     }
 
-    /// One cell, decided on bytes and scalars, never on `Character`s (a grapheme such as `"\r\n"`
-    /// or `=` + a combining mark is neither `"\r"` nor `=` to Swift, but is to a CSV reader):
-    /// a leading `'` when the first Unicode scalar is `=`, `+`, `-` or `@`; quoted when any byte is
-    /// a comma, a quote, CR or LF, with quotes doubled.
-    static func csvCell(_ value: String) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(value.utf8.count + 3)
-        let needsQuotes = value.utf8.contains { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0A || $0 == 0x0D }
-        if needsQuotes { bytes.append(UInt8(ascii: "\"")) }
-        if let first = value.unicodeScalars.first, ["=", "+", "-", "@"].contains(first) { bytes.append(UInt8(ascii: "'")) }
-        for byte in value.utf8 {
-            bytes.append(byte)
-            if byte == UInt8(ascii: "\"") { bytes.append(byte) }
-        }
-        if needsQuotes { bytes.append(UInt8(ascii: "\"")) }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    static func csvCell(_ value: String) -> String { CSV.cell(value) }
 }
 
 /// Fields a client may write; `tenant_id` is accepted and ignored (the tenant comes from the token).
@@ -171,12 +154,9 @@ struct LeadCursor: Sendable, Equatable {
     var encoded: String { "\(Timestamps.microseconds(createdAt) ?? 0)_\(id)" }
 
     init(decoding text: String) throws(FunctionError) {
-        let parts = text.split(separator: "_", omittingEmptySubsequences: false)
-        guard parts.count == 2, (1...16).contains(parts[0].count), parts[0].allSatisfy(\.isASCII),
-            let micros = Int64(parts[0]), micros >= 0, UUID(uuidString: String(parts[1])) != nil, parts[1].count == 36
-        else { throw .validationFailed("parameter 'cursor' is not a valid cursor") }
+        guard let (micros, id) = CursorText.lead(text) else { throw .validationFailed("parameter 'cursor' is not a valid cursor") }
         createdAt = Timestamps.format(seconds: micros / 1_000_000, microseconds: Int(micros % 1_000_000))
-        id = parts[1].lowercased()
+        self.id = id
     }
 }
 

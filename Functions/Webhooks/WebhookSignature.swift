@@ -42,10 +42,7 @@ struct WebhookSignature: Sendable {
         else { throw .badTimestamp }
         guard abs(now - seconds) <= Self.tolerance else { throw .stale }
         guard !keys.isEmpty else { throw .noSecret }
-        let candidates: [[UInt8]] = signatures.split(separator: " ").compactMap { part in
-            guard part.hasPrefix("v1,"), let bytes = Data(base64Encoded: String(part.dropFirst(3))) else { return nil }
-            return Array(bytes)
-        }
+        let candidates = SignatureHeader.candidates(signatures)
         var matched = false
         // Every key against every signature, without stopping early: timing says nothing about which matched.
         for key in keys {

@@ -73,3 +73,12 @@ public struct FunctionError: Error, Sendable, Equatable {
         return writer.bytes
     }
 }
+
+extension FunctionError {
+    /// A body that did not read as JSON: a NUL names its field, anything else gets `message`.
+    public static func invalidJSON(_ error: JSONReadError, _ message: String) -> FunctionError {
+        if case .nul = error.reason { return .validationFailed(error.description) }
+        if case .tooDeep = error.reason { return .validationFailed("body nests deeper than \(JSONReader.defaultMaxDepth) levels") }
+        return .validationFailed(message)
+    }
+}

@@ -349,7 +349,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             let scoped = try CommandLine.fnhost(["verify-audit", "--tenant", Self.tenant, "--full"], environment: ["DATABASE_URL": database.url])
             #expect(scoped.status == 0, "\(scoped.output)")
             try await withAuditStore(database.url) { store in
-                #expect(try await store.checkpoints()[Self.tenant] == ChainHead(seq: 3, hash: try await chain(store, Self.tenant)[2].currentEventHash, occurredAt: nil))
+                #expect(try await store.checkpoints()[ChainID(stored: Self.tenant)] == ChainHead(seq: 3, hash: try await chain(store, Self.tenant)[2].currentEventHash, occurredAt: nil))
                 let outcomes = try await chain(store, "platform")
                 #expect(outcomes.map(\.eventType) == ["AUDIT_CHAIN_VERIFIED", "AUDIT_CHAIN_VERIFIED"])
                 #expect(outcomes[0].details.jsonValue["chains"] == .number(1))

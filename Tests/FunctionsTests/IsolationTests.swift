@@ -122,6 +122,24 @@ enum HostileIDs {
         #expect(negative.ttlSeconds == 0)
     }
 
+    @Test(arguments: Backend.allCases)
+    func verifierTreatsCanonicallyEquivalentChainsAsTwo(backend: Backend) async throws {
+        try await withAuditStore(try backend.databaseURL()) { store in
+            let run = String(UUID().uuidString.prefix(6))
+            let nfc = TenantID(trusted: run + "caf\u{E9}")
+            let nfd = TenantID(trusted: run + "cafe\u{301}")
+            for tenant in [nfc, nfc, nfd] {
+                try await store.append(AuditRecord(tenantID: tenant, actorSub: nil, actorEmail: nil, eventType: "LEAD_CREATED", severity: .info, details: [:]))
+            }
+            let verifier = AuditChainVerifier(store: store)
+            let nfcReport = try await verifier.verify(tenant: nfc.text, full: true)
+            let nfdReport = try await verifier.verify(tenant: nfd.text, full: true)
+            #expect(nfcReport.events == 2 && nfdReport.events == 1, "two chains, verified apart")
+            let checkpoints = try await store.checkpoints()
+            #expect(checkpoints[.tenant(nfc)]?.seq == 2 && checkpoints[.tenant(nfd)]?.seq == 1)
+        }
+    }
+
     @Test func rbacQueryEncodesIdsStrictly() {
         let query = HostRBACClient.query(tenant: TenantID(trusted: "t+1&x=y"), user: UserID(trusted: "a b%2B\u{E9}"))
         #expect(query == "?tenant_id=t%2B1%26x%3Dy&user_id=a%20b%252B%C3%A9")
@@ -159,6 +177,33 @@ enum HostileIDs {
         var text: [UInt8] = []
         registry.emit(into: &text)
         #expect(String(decoding: text, as: UTF8.self).contains("fnhost_cache_entries_rejected_total 3"))
+    }
+}
+
+@Suite struct IdentifierTypeDisciplineTests {
+    /// Ids travel as `TenantID`/`UserID`/`ChainID`. A declaration of an id as `String` is allowed only
+    /// where the text is a wire or storage form (claims and answers as received, rows as stored, CLI
+    /// options, SQL bindings); anywhere else this test fails, so a `String` id cannot creep back.
+    @Test func idsAreNotDeclaredAsStrings() throws {
+        let allowed: [String: Int] = [
+            "Store/Postgres/PostgresLeadStore.swift": 6,  // prepared-statement bindings
+            "Auth/HostClaims.swift": 1,  // the claim as received, validated into a TenantID
+            "DevHost/DevHostStore.swift": 3, "DevHost/DevHostCommands.swift": 3, "Main/FnHost.swift": 3,  // CLI text
+            "Audit/AuditChainVerifier.swift": 3,  // the --tenant option and the stored tenant_id, turned into ChainIDs
+            "Audit/AuditEvent.swift": 2,  // the stored row, hashed as text
+            "Authorization/RBAC.swift": 4,  // the host's answer as received, compared on bytes (isFor)
+        ]
+        let root = ModuleManifestTests.repositoryURL.appendingPathComponent("Functions")
+        let pattern = try Regex(#"\b(tenant|user|tenantID|userID|subject|actorSub)\s*:\s*String\b"#)
+        var found: [String: Int] = [:]
+        let files = FileManager.default.enumerator(atPath: root.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
+        #expect(files.count > 20)
+        for file in files where !file.hasPrefix("Identity/") {
+            let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
+            let count = text.matches(of: pattern).count
+            if count > 0 { found[file] = count }
+        }
+        #expect(found == allowed, "an id declared as String outside the allowed wire forms")
     }
 }
 

@@ -173,13 +173,13 @@ extension PostgresLeadStore: AuditStore {
             """)
     }
 
-    func checkpoints() async throws(StoreUnavailable) -> [String: ChainHead] {
+    func checkpoints() async throws(StoreUnavailable) -> [ChainID: ChainHead] {
         try await withDeadline(deadline) { [client, logger] in
-            var result: [String: ChainHead] = [:]
+            var result: [ChainID: ChainHead] = [:]
             for try await (chain, seq, hash) in try await client.query(
                 "SELECT chain_id, seq, event_hash FROM audit_checkpoints", logger: logger
             ).decode((String, Int64, String).self) {
-                result[chain] = ChainHead(seq: seq, hash: hash, occurredAt: nil)
+                result[ChainID(stored: chain)] = ChainHead(seq: seq, hash: hash, occurredAt: nil)
             }
             return result
         }

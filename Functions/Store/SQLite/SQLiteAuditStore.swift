@@ -120,13 +120,13 @@ extension SQLiteLeadStore: AuditStore {
         ).compactMap(SQLiteAudit.stored)
     }
 
-    func checkpoints() async throws(StoreUnavailable) -> [String: ChainHead] {
-        var result: [String: ChainHead] = [:]
+    func checkpoints() async throws(StoreUnavailable) -> [ChainID: ChainHead] {
+        var result: [ChainID: ChainHead] = [:]
         for row in try await run("SELECT chain_id, seq, event_hash FROM audit_checkpoints", []) {
             guard let chain = row.column("chain_id")?.string, let seq = row.column("seq")?.integer,
                 let hash = row.column("event_hash")?.string
             else { continue }
-            result[chain] = ChainHead(seq: Int64(seq), hash: hash, occurredAt: nil)
+            result[ChainID(stored: chain)] = ChainHead(seq: Int64(seq), hash: hash, occurredAt: nil)
         }
         return result
     }
