@@ -404,6 +404,22 @@ enum HostileIDs {
         }
     }
 
+    @Test func aKidTheHostDroppedStopsVerifyingAtOnce() async throws {
+        try await IdentityHarness.run { host, client, _ in
+            let old = try TestKey.make(kid: "old")
+            let new = try TestKey.make(kid: "new")
+            await host.state.set(keys: [old])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"]))
+            let oldToken = try Tokens.make(Tokens.claims(), signing: .rs256(old))
+            #expect(try await client.call(.get, "/probe/read", token: oldToken).0 == .ok)
+            #expect(try await client.call(.get, "/probe/read", token: oldToken).0 == .ok, "served from the verified-token cache")
+            // The host rotates and drops the old key; the first token with the new kid refreshes the set.
+            await host.state.set(keys: [new])
+            #expect(try await client.call(.get, "/probe/read", token: try Tokens.make(Tokens.claims(), signing: .rs256(new))).0 == .ok)
+            #expect(try await client.call(.get, "/probe/read", token: oldToken).0 == .unauthorized, "the dropped kid no longer verifies")
+        }
+    }
+
     @Test func aPurgeIsNeverUndoneByAFetchInFlight() async throws {
         try await IdentityHarness.run { host, client, box in
             let key = try TestKey.make(kid: "k1")

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import FunctionRuntime
@@ -169,6 +170,22 @@ import Testing
             try await Task.sleep(for: .milliseconds(2200))
         }
         #expect(await recorder.count("Tick") == 0, "the Azure host fires timers, not fnhost serve")
+    }
+
+    @Test func serveWithoutEnvironmentIsProduction() async throws {
+        let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Tick", schedule: "0 0 0 1 1 *")))
+        let seen = Mutex<[DeploymentEnvironment]>([])
+        let module = TestModule { context in
+            let environment = context.environment
+            seen.withLock { $0.append(environment) }
+            context.functions.register("Tick", timer: { _, _ in })
+        }
+        _ = try await FunctionHost.build(
+            options: .init(scriptRoot: root, mode: .customHandler), module: module,
+            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": "0"], logger: CapturedLogs().logger())
+        _ = try await FunctionHost.build(
+            options: .init(scriptRoot: root, port: 0), module: module, environment: [:], logger: CapturedLogs().logger())
+        #expect(seen.withLock { $0 } == [.production, .development], "serve defaults to production, start to development")
     }
 
     @Test func serveRequiresThePort() async throws {
