@@ -140,7 +140,7 @@ struct SendEmail: AuthorizedFunction {
         do {
             switch try await store.enqueue(email, owner: owner, leaseUntil: Timestamps.string(microseconds: now + Self.lease)) {
             case .existing(let earlier):
-                guard earlier.requestHash == email.requestHash else {
+                guard earlier.requestHash.utf8.elementsEqual(email.requestHash.utf8) else {
                     throw FunctionError(
                         status: .unprocessableContent, code: "IDEMPOTENCY_KEY_REUSED",
                         message: "this Idempotency-Key was used before with a different request")

@@ -72,9 +72,14 @@ enum LeadsOpenAPI {
             responses: [200: .json("A page of leads", .object(["$ref": .string("#/components/schemas/LeadPage")]))],
             errors: [400]),
         "CreateLead": OpenAPIOperation(
-            summary: "Create a lead", requiresBearer: true,
+            summary: "Create a lead (retry safely with an Idempotency-Key)", requiresBearer: true,
+            headers: [
+                .init(
+                    name: "Idempotency-Key", schema: .object(["type": .string("string"), "pattern": .string("^[!-~]{1,255}$")]),
+                    description: "tenant-scoped: the same key and body answer the first 201 again without a second lead")
+            ],
             requestBody: .object(["$ref": .string("#/components/schemas/LeadInput")]),
-            responses: [201: .json("The lead", leadRef)], errors: [400, 413, 415]),
+            responses: [201: .json("The lead", leadRef)], errors: [400, 413, 415, 422]),
         "GetLead": OpenAPIOperation(
             summary: "One lead", requiresBearer: true, pathSchemas: idPath, responses: [200: .json("The lead", leadRef)], errors: [400, 404]),
         "UpdateLead": OpenAPIOperation(

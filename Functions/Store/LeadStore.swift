@@ -1,12 +1,19 @@
 import FunctionRuntime
+import Logging
 import NIOPosix
 import Synchronization
 
 /// Why the store could not answer; the one place a database failure becomes a 503.
 struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
     let description: String
+    /// The connection failed during COMMIT: the change may or may not have been made.
+    var outcomeUnknown = false
 
-    var functionError: FunctionError { .serviceUnavailable("the database is unavailable; try again shortly") }
+    var functionError: FunctionError {
+        outcomeUnknown
+            ? .serviceUnavailable("the database connection failed while committing; the outcome is unknown, check before retrying")
+            : .serviceUnavailable("the database is unavailable; try again shortly")
+    }
 }
 
 /// Tenant data for leads. Every method takes the tenant from the caller's token and filters on it;
@@ -26,8 +33,10 @@ protocol LeadStore: Sendable {
     /// so a listing decodes one column per row instead of ten).
     func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON]
     func get(tenant: TenantID, id: String) async throws(StoreUnavailable) -> Lead?
-    /// Writes the lead and its audit event in one transaction: both or neither.
-    func create(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable)
+    /// Writes the lead and its audit event in one transaction: both or neither. With an idempotency
+    /// key the key is recorded in the same transaction; a key seen before answers `.replayed` (same
+    /// request) or `.conflict` (another request) and writes nothing.
+    func create(tenant: TenantID, lead: Lead, audit: AuditRecord, idempotency: CreateIdempotency?) async throws(StoreUnavailable) -> CreateOutcome
     /// Applies the change and appends its audit event in one transaction; nil (and no event) when
     /// the tenant has no such lead.
     func update(
@@ -40,7 +49,27 @@ protocol LeadStore: Sendable {
     func permissionRows() async throws(StoreUnavailable) -> [(String, Bool, Bool)]
 }
 
+/// `Idempotency-Key` of a create: the tenant-scoped key, the request's fingerprint, the answer to replay.
+struct CreateIdempotency: Sendable, Equatable {
+    var key: String
+    var requestHash: String
+    var response: String
+}
+
+enum CreateOutcome: Sendable, Equatable {
+    case created
+    /// The same key with the same request: the first answer, nothing written.
+    case replayed(response: String)
+    /// The same key with another request.
+    case conflict
+}
+
 extension LeadStore {
+    @discardableResult
+    func create(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) -> CreateOutcome {
+        try await create(tenant: tenant, lead: lead, audit: audit, idempotency: nil)
+    }
+
     func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
         try await list(tenant: tenant, limit: limit, after: cursor).map { lead in
             var writer = JSONWriter(capacity: 320)
@@ -81,6 +110,81 @@ func withDeadline<T: Sendable>(
             work.cancel()
         }
         outcome.onFinish { timer.cancel() }
+    }
+    return try result.get()
+}
+
+/// The deadline of one write transaction (SPEC §4: a 503 means nothing was changed).
+///
+/// The caller is answered 503 at the deadline only while the transaction has not begun to commit;
+/// a transaction that reaches its end after the deadline rolls back instead of committing. The work
+/// is never cancelled from outside (a cancelled task cannot run its `ROLLBACK` in sqlite-nio, which
+/// left the write lock held): it ends by itself, bounded by the database's own limits
+/// (`statement_timeout`/`lock_timeout` set to the remaining time on PostgreSQL, `busy_timeout` on
+/// SQLite). When the connection fails during `COMMIT` the outcome is unknown, and the answer says so.
+final class TransactionDeadline: Sendable {
+    enum Phase: Sendable { case running, committing, expired }
+
+    struct Expired: Error {}
+
+    private let phase = Mutex(Phase.running)
+    let end: ContinuousClock.Instant
+
+    init(_ deadline: Duration) { end = .now + deadline }
+
+    /// Whole milliseconds left, at least 1 (for `SET LOCAL statement_timeout`).
+    var remainingMilliseconds: Int64 {
+        let left = end - .now
+        return max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// The body is done: commit if the caller is still waiting, else roll back (throws `Expired`).
+    func beginCommit() throws {
+        let ok = phase.withLock { phase -> Bool in
+            guard phase == .running else { return false }
+            phase = .committing
+            return true
+        }
+        guard ok else { throw Expired() }
+    }
+
+    /// The timer: true when the caller may be told 503 now (the transaction will not commit).
+    func expire() -> Bool {
+        phase.withLock { phase in
+            guard phase == .running else { return false }
+            phase = .expired
+            return true
+        }
+    }
+
+    var current: Phase { phase.withLock { $0 } }
+}
+
+/// Runs a write transaction under a `TransactionDeadline`: 503 at the deadline unless it is already
+/// committing; a failure once committing began is reported as an unknown outcome.
+func withTransactionDeadline<T: Sendable>(
+    _ deadline: Duration, logger: Logger? = nil, _ operation: @escaping @Sendable (TransactionDeadline) async throws -> T
+) async throws(StoreUnavailable) -> T {
+    let gate = TransactionDeadline(deadline)
+    let outcome = DeadlineOutcome<T>()
+    let result: Result<T, StoreUnavailable> = await withCheckedContinuation { continuation in
+        outcome.install(continuation)
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(deadline.nanosecondsClamped)) {
+            if gate.expire() { outcome.finish(.failure(StoreUnavailable(description: "timed out"))) }
+        }
+        outcome.onFinish { timer.cancel() }
+        Task {
+            do {
+                outcome.finish(.success(try await operation(gate)))
+            } catch {
+                if gate.current == .committing {
+                    logger?.error("database COMMIT failed: the outcome of the change is unknown", metadata: ["error": .string(String(describing: type(of: error)))])
+                    outcome.finish(.failure(StoreUnavailable(description: "commit outcome unknown", outcomeUnknown: true)))
+                } else {
+                    outcome.finish(.failure(StoreUnavailable(description: String(describing: type(of: error)))))
+                }
+            }
+        }
     }
     return try result.get()
 }

@@ -131,6 +131,21 @@ enum Migrations {
                 """,
                 "CREATE INDEX email_outbox_due ON email_outbox (next_attempt_at) WHERE status = 'pending'",
             ]),
+        Migration(
+            version: 4, name: "idempotent lead creates",
+            statements: [
+                """
+                CREATE TABLE lead_requests (
+                    tenant_id       text        NOT NULL,
+                    idempotency_key text        NOT NULL,
+                    request_hash    text        NOT NULL,
+                    lead_id         uuid        NOT NULL,
+                    response        text        NOT NULL,
+                    created_at      timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (tenant_id, idempotency_key)
+                )
+                """,
+            ]),
     ]
 
     static let sqlite: [Migration] = [
@@ -244,6 +259,21 @@ enum Migrations {
                 ) WITHOUT ROWID
                 """,
                 "CREATE INDEX email_outbox_due ON email_outbox (next_attempt_at) WHERE status = 'pending'",
+            ]),
+        Migration(
+            version: 4, name: "idempotent lead creates",
+            statements: [
+                """
+                CREATE TABLE lead_requests (
+                    tenant_id       TEXT NOT NULL,
+                    idempotency_key TEXT NOT NULL,
+                    request_hash    TEXT NOT NULL,
+                    lead_id         TEXT NOT NULL,
+                    response        TEXT NOT NULL,
+                    created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                    PRIMARY KEY (tenant_id, idempotency_key)
+                ) WITHOUT ROWID
+                """,
             ]),
     ]
 }

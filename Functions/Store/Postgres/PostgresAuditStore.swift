@@ -65,10 +65,8 @@ enum PostgresAudit {
 
 extension PostgresLeadStore: AuditStore {
     func append(_ record: AuditRecord) async throws(StoreUnavailable) -> AuditEvent {
-        try await withDeadline(deadline) { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection in
-                try await PostgresAudit.append(record, on: connection, logger: logger)
-            }
+        try await transaction { [logger] connection in
+            try await PostgresAudit.append(record, on: connection, logger: logger)
         }
     }
 

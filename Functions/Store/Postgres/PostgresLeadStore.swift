@@ -54,6 +54,24 @@ struct PostgresLeadStore: LeadStore {
 
     typealias Row = (String, String, String, String?, String?, String, String?, String, String, String)
 
+    /// A write transaction that cannot outlive its answer: PostgreSQL itself ends any statement or
+    /// lock wait past the remaining deadline (`SET LOCAL statement_timeout`, `lock_timeout`), and
+    /// the transaction commits only if the caller is still waiting (`TransactionDeadline`).
+    func transaction<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
+            try await client.withTransaction(logger: logger) { connection in
+                let limit = String(gate.remainingMilliseconds)
+                _ = try await connection.query(
+                    "SELECT set_config('statement_timeout', \(limit), true), set_config('lock_timeout', \(limit), true)", logger: logger)
+                let result = try await body(connection)
+                try gate.beginCommit()
+                return result
+            }
+        }
+    }
+
     private static func lead(_ row: Row) -> Lead {
         Lead(
             id: row.0, name: row.1, email: row.2, phone: row.3, company: row.4, status: row.5, notes: row.6,
@@ -184,18 +202,41 @@ struct PostgresLeadStore: LeadStore {
         }
     }
 
-    func create(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) {
+    func create(
+        tenant: TenantID, lead: Lead, audit: AuditRecord, idempotency: CreateIdempotency?
+    ) async throws(StoreUnavailable) -> CreateOutcome {
         let tenant = tenant.text
-        _ = try await withDeadline(deadline) { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection in
-                try await connection.query(
+        return try await transaction { [logger] connection -> CreateOutcome in
+            if let idempotency {
+                // Claims the key; a concurrent request with the same key waits here until the first commits.
+                var claimed = false
+                for try await _ in try await connection.query(
                     """
-                    INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
-                    VALUES (\(tenant), \(lead.id)::uuid, \(lead.name), \(lead.email), \(lead.phone), \(lead.company), \(lead.status),
-                            \(lead.notes), \(lead.createdBy), \(lead.createdAt)::timestamptz, \(lead.updatedAt)::timestamptz)
-                    """, logger: logger)
-                return try await PostgresAudit.append(audit, on: connection, logger: logger)
+                    INSERT INTO lead_requests (tenant_id, idempotency_key, request_hash, lead_id, response)
+                    VALUES (\(tenant), \(idempotency.key), \(idempotency.requestHash), \(lead.id)::uuid, \(idempotency.response))
+                    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING 1
+                    """, logger: logger
+                ).decode(Int.self) {
+                    claimed = true
+                }
+                if !claimed {
+                    for try await (hash, response) in try await connection.query(
+                        "SELECT request_hash, response FROM lead_requests WHERE tenant_id = \(tenant) AND idempotency_key = \(idempotency.key)",
+                        logger: logger
+                    ).decode((String, String).self) {
+                        return hash.utf8.elementsEqual(idempotency.requestHash.utf8) ? .replayed(response: response) : .conflict
+                    }
+                    return .conflict
+                }
             }
+            try await connection.query(
+                """
+                INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
+                VALUES (\(tenant), \(lead.id)::uuid, \(lead.name), \(lead.email), \(lead.phone), \(lead.company), \(lead.status),
+                        \(lead.notes), \(lead.createdBy), \(lead.createdAt)::timestamptz, \(lead.updatedAt)::timestamptz)
+                """, logger: logger)
+            _ = try await PostgresAudit.append(audit, on: connection, logger: logger)
+            return .created
         }
     }
 
@@ -213,40 +254,36 @@ struct PostgresLeadStore: LeadStore {
         let (setCompany, company) = (flag(fields.company), optionalValue(fields.company))
         let (setStatus, status) = (flag(fields.status), value(fields.status))
         let (setNotes, notes) = (flag(fields.notes), optionalValue(fields.notes))
-        return try await withDeadline(deadline) { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection -> Lead? in
-                let updated = try await Self.collect(
-                    try await connection.query(
-                        """
-                        UPDATE leads SET
-                          name = CASE WHEN \(setName) THEN \(name) ELSE name END,
-                          email = CASE WHEN \(setEmail) THEN \(email) ELSE email END,
-                          phone = CASE WHEN \(setPhone) THEN \(phone) ELSE phone END,
-                          company = CASE WHEN \(setCompany) THEN \(company) ELSE company END,
-                          status = CASE WHEN \(setStatus) THEN \(status) ELSE status END,
-                          notes = CASE WHEN \(setNotes) THEN \(notes) ELSE notes END,
-                          updated_at = \(updatedAt)::timestamptz
-                        WHERE tenant_id = \(tenant) AND id = \(id)::uuid
-                        RETURNING \(unescaped: Self.columns)
-                        """, logger: logger)
-                ).first
-                if updated != nil { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
-                return updated
-            }
+        return try await transaction { [logger] connection -> Lead? in
+            let updated = try await Self.collect(
+                try await connection.query(
+                    """
+                    UPDATE leads SET
+                      name = CASE WHEN \(setName) THEN \(name) ELSE name END,
+                      email = CASE WHEN \(setEmail) THEN \(email) ELSE email END,
+                      phone = CASE WHEN \(setPhone) THEN \(phone) ELSE phone END,
+                      company = CASE WHEN \(setCompany) THEN \(company) ELSE company END,
+                      status = CASE WHEN \(setStatus) THEN \(status) ELSE status END,
+                      notes = CASE WHEN \(setNotes) THEN \(notes) ELSE notes END,
+                      updated_at = \(updatedAt)::timestamptz
+                    WHERE tenant_id = \(tenant) AND id = \(id)::uuid
+                    RETURNING \(unescaped: Self.columns)
+                    """, logger: logger)
+            ).first
+            if updated != nil { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+            return updated
         }
     }
 
     func delete(tenant: TenantID, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
         let tenant = tenant.text
-        return try await withDeadline(deadline) { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection -> Bool in
-                let rows = try await connection.query(
-                    "DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid RETURNING id::text", logger: logger)
-                var deleted = false
-                for try await _ in rows.decode(String.self) { deleted = true }
-                if deleted { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
-                return deleted
-            }
+        return try await transaction { [logger] connection -> Bool in
+            let rows = try await connection.query(
+                "DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid RETURNING id::text", logger: logger)
+            var deleted = false
+            for try await _ in rows.decode(String.self) { deleted = true }
+            if deleted { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+            return deleted
         }
     }
 

@@ -17,10 +17,11 @@ extension PostgresLeadStore: OutboxStore {
             status: OutboxEmail.Status(rawValue: row.7) ?? .dead, attempts: Int(row.8), messageID: row.9, createdAt: row.10)
     }
 
+    /// One outbox statement, as a write transaction (a 503 never hides a committed change).
     private func outbox(_ query: PostgresQuery) async throws(StoreUnavailable) -> [OutboxEmail] {
-        try await withDeadline(deadline) { [client, logger] in
+        try await transaction { [logger] connection in
             var rows: [OutboxEmail] = []
-            for try await row in try await client.query(query, logger: logger).decode(OutboxRow.self) {
+            for try await row in try await connection.query(query, logger: logger).decode(OutboxRow.self) {
                 rows.append(Self.outboxEmail(row))
             }
             return rows
@@ -62,22 +63,20 @@ extension PostgresLeadStore: OutboxStore {
     }
 
     func markSent(_ email: OutboxEmail, owner: String, messageID: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
-        try await withDeadline(deadline) { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection -> Bool in
-                var updated = false
-                for try await _ in try await connection.query(
-                    """
-                    UPDATE email_outbox SET status = 'sent', message_id = \(messageID), sent_at = now(), attempts = attempts + 1,
-                           lease_owner = NULL, lease_until = NULL, last_error = NULL
-                    WHERE tenant_id = \(email.tenantID.text) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
-                    RETURNING id::text
-                    """, logger: logger
-                ).decode(String.self) {
-                    updated = true
-                }
-                if updated { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
-                return updated
+        try await transaction { [logger] connection -> Bool in
+            var updated = false
+            for try await _ in try await connection.query(
+                """
+                UPDATE email_outbox SET status = 'sent', message_id = \(messageID), sent_at = now(), attempts = attempts + 1,
+                       lease_owner = NULL, lease_until = NULL, last_error = NULL
+                WHERE tenant_id = \(email.tenantID.text) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
+                RETURNING id::text
+                """, logger: logger
+            ).decode(String.self) {
+                updated = true
             }
+            if updated { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+            return updated
         }
     }
 

@@ -66,11 +66,14 @@ actor SQLiteLeadStore: LeadStore {
     func transaction<T: Sendable>(
         _ body: @escaping @Sendable (SQLiteConnection) async throws -> T
     ) async throws(StoreUnavailable) -> T {
-        try await withDeadline(deadline) {
+        // Never cancelled from outside: the ROLLBACK below always runs, so a stall past the deadline
+        // cannot leave the connection inside BEGIN IMMEDIATE holding the write lock.
+        try await withTransactionDeadline(deadline) { gate in
             try await self.exclusive { connection in
                 _ = try await connection.query("BEGIN IMMEDIATE", [])
                 do {
                     let result = try await body(connection)
+                    try gate.beginCommit()
                     _ = try await connection.query("COMMIT", [])
                     return result
                 } catch {
@@ -153,19 +156,34 @@ actor SQLiteLeadStore: LeadStore {
             .compactMap(Self.lead).first
     }
 
-    func create(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) {
+    func create(
+        tenant: TenantID, lead: Lead, audit: AuditRecord, idempotency: CreateIdempotency?
+    ) async throws(StoreUnavailable) -> CreateOutcome {
         let tenant = tenant.text
         let binds: [SQLiteData] = [
             .text(tenant), .text(lead.id), .text(lead.name), .text(lead.email), Self.text(lead.phone), Self.text(lead.company),
             .text(lead.status), Self.text(lead.notes), .text(lead.createdBy), .text(lead.createdAt), .text(lead.updatedAt),
         ]
-        _ = try await transaction { connection in
+        return try await transaction { connection -> CreateOutcome in
+            if let idempotency {
+                let seen = try await connection.query(
+                    "SELECT request_hash, response FROM lead_requests WHERE tenant_id = ? AND idempotency_key = ?",
+                    [.text(tenant), .text(idempotency.key)]
+                ).first
+                if let seen, let hash = seen.column("request_hash")?.string, let response = seen.column("response")?.string {
+                    return hash.utf8.elementsEqual(idempotency.requestHash.utf8) ? .replayed(response: response) : .conflict
+                }
+                _ = try await connection.query(
+                    "INSERT INTO lead_requests (tenant_id, idempotency_key, request_hash, lead_id, response) VALUES (?, ?, ?, ?, ?)",
+                    [.text(tenant), .text(idempotency.key), .text(idempotency.requestHash), .text(lead.id), .text(idempotency.response)])
+            }
             _ = try await connection.query(
                 """
                 INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, binds)
-            return try await SQLiteAudit.append(audit, on: connection)
+            _ = try await SQLiteAudit.append(audit, on: connection)
+            return .created
         }
     }
 
@@ -215,7 +233,12 @@ actor SQLiteLeadStore: LeadStore {
         }
     }
 
+    /// Ready means able to take writes: the write lock is taken and given back at once (a
+    /// connection stuck in a transaction, or another process holding the lock past `busy_timeout`,
+    /// is not ready).
     func ping() async -> Bool {
-        (try? await run("SELECT 1 AS one", []).first?.column("one")?.integer) == 1
+        (try? await transaction { connection in
+            try await connection.query("SELECT 1 AS one", []).first?.column("one")?.integer
+        }) == 1
     }
 }

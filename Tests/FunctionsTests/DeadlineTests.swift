@@ -1,0 +1,166 @@
+import Foundation
+import FunctionRuntime
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import Testing
+
+@testable import Functions
+
+/// What a deadline does to work in flight (SPEC §4: a 503 means nothing was changed).
+@Suite(.serialized) struct DeadlineTests {
+    /// Another process holds the SQLite write lock past the store's deadline, then lets go while the
+    /// transaction is still waiting for it. The caller got 503 — and the change must not commit, the
+    /// connection must not be left inside BEGIN IMMEDIATE, and the next write must succeed at once.
+    @Test func aStallPastTheDeadlineLeavesSQLiteWritable() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-stall-\(UUID().uuidString).sqlite").path
+        let store = try await SQLiteLeadStore.open(path: path, logger: ScratchDatabase.logger, deadline: .milliseconds(300))
+        let holder = try LockHolder.sqlite(path: path, seconds: 1.5)
+        let tenant: TenantID = "t-stall"
+        let first = newLead("t-stall")
+        await #expect(throws: StoreUnavailable.self) { try await store.create(tenant: tenant, lead: first, audit: record("t-stall")) }
+        #expect(await store.ping() == false, "not ready while writes cannot be taken")
+        holder.waitUntilExit()
+        let second = newLead("t-stall")
+        let started = ContinuousClock.now
+        try await store.create(tenant: tenant, lead: second, audit: record("t-stall"))
+        #expect(ContinuousClock.now - started < .seconds(1), "writable at once")
+        #expect(try await store.get(tenant: tenant, id: first.id) == nil, "the 503 committed nothing")
+        #expect(try await store.get(tenant: tenant, id: second.id) != nil)
+        let events = try await store.auditEvents(AuditQuery(scope: .chain(.tenant(tenant)), limit: 10))
+        #expect(events.count == 1, "one event, for the write that succeeded")
+        #expect(await store.ping())
+    }
+
+    /// PostgreSQL: a lock held by another session past the deadline. The 503 must mean "not
+    /// committed" even after the lock goes away, and no connection is left idle in transaction.
+    @Test func aLockPastTheDeadlineCommitsNothingOnPostgres() async throws {
+        let url = try Backend.postgres.databaseURL()
+        try await LeadsHarness.run(.postgres) { host, key, client in
+            let tenant = "t-lock-\(UUID().uuidString.prefix(6))"
+            await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "LEADS_WRITE", "AUDIT_READ"])
+            let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
+            try await withAuditStore(url) { store in
+                let postgres = try #require(store as? PostgresLeadStore)
+                // The tenant's chain head exists after a first write; holding its row lock blocks this tenant's
+                // next append (and nothing of other tests sharing the database).
+                #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"first","email":"f@b.example"}"#).status == .created)
+                let locked = AsyncStream<Void>.makeStream()
+                let holder = Task {
+                    try await postgres.client.withTransaction(logger: ScratchDatabase.logger) { connection in
+                        try await connection.query(
+                            "SELECT seq FROM audit_chain_heads WHERE chain_id = \(tenant) FOR UPDATE", logger: ScratchDatabase.logger)
+                        locked.continuation.yield()
+                        try await Task.sleep(for: .seconds(5))
+                    }
+                }
+                for await _ in locked.stream { break }
+                let started = ContinuousClock.now
+                let blocked = try await client.send(
+                    .post, "/api/leads", token: token, json: #"{"name":"blocked","email":"b@b.example"}"#)
+                #expect(blocked.status == .serviceUnavailable && blocked.code == "SERVICE_UNAVAILABLE")
+                #expect(ContinuousClock.now - started < .milliseconds(4500), "answered at the deadline")
+                try await holder.value
+                let list = try await client.send(.get, "/api/leads", token: token)
+                let names = (list.json["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+                #expect(names == ["first"], "the 503 committed nothing, even after the lock went away")
+                let audit = try await client.send(.get, "/api/audit?event_type=LEAD_CREATED", token: token)
+                #expect((audit.json["items"] as? [Any])?.count == 1, "and appended no event")
+                let idle = try await postgres.client.query(
+                    """
+                    SELECT count(*)::int FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'
+                      AND application_name = 'fnhost' AND state_change < now() - interval '2 seconds'
+                    """,
+                    logger: ScratchDatabase.logger
+                ).decode(Int.self).reduce(0, +)
+                #expect(idle == 0, "no connection left idle in transaction")
+                let after = try await client.send(.post, "/api/leads", token: token, json: #"{"name":"after","email":"a@b.example"}"#)
+                #expect(after.status == .created)
+            }
+        }
+    }
+
+    /// A client retries a create with the same key: one lead, one event, the same answer; another
+    /// body with the key is 422; keys belong to their tenant.
+    @Test(arguments: Backend.allCases)
+    func createsAreIdempotentPerTenant(backend: Backend) async throws {
+        try await LeadsHarness.run(backend) { host, key, client in
+            let tenantA = "t-idem-a-\(UUID().uuidString.prefix(6))"
+            let tenantB = "t-idem-b-\(UUID().uuidString.prefix(6))"
+            for tenant in [tenantA, tenantB] {
+                await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "LEADS_WRITE", "AUDIT_READ"])
+            }
+            let a = try LeadsHarness.token(key, tenant: tenantA, user: "u")
+            let b = try LeadsHarness.token(key, tenant: tenantB, user: "u")
+            let body = #"{"name":"Ada","email":"ada@a.example"}"#
+            let first = try await client.create(token: a, json: body, key: "retry-1")
+            #expect(first.status == .created)
+            let again = try await client.create(token: a, json: #"{ "email":"ada@a.example", "name":"Ada" }"#, key: "retry-1")
+            #expect(again.status == .created)
+            #expect(again.body == first.body, "the same answer")
+            #expect(again.headers[.location] == first.headers[.location])
+            let reused = try await client.create(token: a, json: #"{"name":"Bob","email":"ada@a.example"}"#, key: "retry-1")
+            #expect(reused.status == .unprocessableContent && reused.code == "IDEMPOTENCY_KEY_REUSED")
+            // Concurrent retries with one key: still one lead.
+            try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<6 { group.addTask { try await client.create(token: a, json: body, key: "retry-2").status } }
+                for try await status in group { #expect(status == .created) }
+            }
+            // Tenant B's same key is B's own.
+            let other = try await client.create(token: b, json: body, key: "retry-1")
+            #expect(other.status == .created)
+            #expect(other.json["id"] as? String != first.json["id"] as? String)
+            let leadsA = try await client.send(.get, "/api/leads", token: a)
+            #expect((leadsA.json["items"] as? [Any])?.count == 2, "one lead per key in A")
+            let leadsB = try await client.send(.get, "/api/leads", token: b)
+            #expect((leadsB.json["items"] as? [Any])?.count == 1)
+            let events = try await client.send(.get, "/api/audit?event_type=LEAD_CREATED", token: a)
+            #expect((events.json["items"] as? [Any])?.count == 2, "one event per lead")
+            let bad = try await client.create(token: a, json: body, key: "has space")
+            #expect(bad.status == .badRequest)
+        }
+    }
+}
+
+extension TestClientProtocol {
+    func create(token: String, json: String, key: String) async throws -> Reply {
+        let headers: HTTPFields = [
+            .authorization: "Bearer \(token)", .contentType: "application/json", HTTPField.Name("Idempotency-Key")!: key,
+        ]
+        return try await execute(uri: "/api/leads", method: .post, headers: headers, body: ByteBuffer(string: json)) {
+            Reply(status: $0.status, headers: $0.headers, body: String(buffer: $0.body))
+        }
+    }
+}
+
+/// Another process holding the SQLite write lock for a while (python3's sqlite3).
+struct LockHolder {
+    let process: Process
+
+    static func sqlite(path: String, seconds: Double) throws -> LockHolder {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", "-c",
+            "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
+                + "print('locked', flush=True); time.sleep(float(sys.argv[2])); c.execute('ROLLBACK')",
+            path, String(seconds),
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        // Wait for the lock to be held before the test goes on.
+        let handle = output.fileHandleForReading
+        var seen = Data()
+        while !String(decoding: seen, as: UTF8.self).contains("locked") {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            seen.append(chunk)
+        }
+        return LockHolder(process: process)
+    }
+
+    func waitUntilExit() { process.waitUntilExit() }
+}
