@@ -3,7 +3,8 @@ import HTTPTypes
 import NIOCore
 
 /// `POST /api/exports/leads` — the tenant's leads as RFC 4180 CSV, streamed page by page so a
-/// large tenant never sits in memory; step-up required; audits `EXPORT_EXECUTED` with the row count.
+/// large tenant never sits in memory; step-up required; audits `EXPORT_EXECUTED` with the row count
+/// and whether it completed.
 struct ExportLeads: AuthorizedFunction {
     static let policy = FunctionPolicy.requires(.exportsExecute)
     static let pageSize = 500
@@ -19,18 +20,30 @@ struct ExportLeads: AuthorizedFunction {
         return FunctionResponse(
             status: .ok, headers: headers,
             body: .stream { writer in
-                try await writer.write(ByteBuffer(string: Lead.csvHeader))
+                // Audited however it ends (SPEC §7): on completion, and when the client goes away or the
+                // database fails mid-stream, with the rows sent until then. The append runs in a
+                // transaction of its own that the request's cancellation cannot stop.
                 var rows = 0
-                var buffered = ByteBuffer()
-                try await store.forEachPage(tenant: principal.tenantID, pageSize: Self.pageSize) { page in
-                    for lead in page { buffered.writeString(lead.csvRecord()) }
-                    rows += page.count
-                    try await writer.write(buffered)
-                    buffered.clear()
+                do {
+                    try await writer.write(ByteBuffer(string: Lead.csvHeader))
+                    var buffered = ByteBuffer()
+                    try await store.forEachPage(tenant: principal.tenantID, pageSize: Self.pageSize) { page in
+                        for lead in page { buffered.writeString(lead.csvRecord()) }
+                        try await writer.write(buffered)
+                        rows += page.count
+                        buffered.clear()
+                    }
+                } catch {
+                    try? await store.append(
+                        .lead(
+                            "EXPORT_EXECUTED", principal: principal,
+                            details: ["rows": .number(Double(rows)), "completed": .bool(false)]))
+                    throw error
                 }
                 // The event is written before the stream ends: if it cannot be, the response is cut
                 // (no terminating chunk), so the client never holds a complete, unaudited export.
-                try await store.append(.lead("EXPORT_EXECUTED", principal: principal, details: ["rows": .number(Double(rows))]))
+                try await store.append(
+                    .lead("EXPORT_EXECUTED", principal: principal, details: ["rows": .number(Double(rows)), "completed": .bool(true)]))
             })
     }
 }

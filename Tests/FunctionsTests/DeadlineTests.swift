@@ -164,3 +164,66 @@ struct LockHolder {
 
     func waitUntilExit() { process.waitUntilExit() }
 }
+
+@Suite struct AbandonedExportTests {
+    /// The client reads a little of a large export and closes the socket: `EXPORT_EXECUTED` is still
+    /// appended, with `completed: false` and fewer rows than the tenant has.
+    @Test func anAbandonedExportIsAudited() async throws {
+        let url = try Backend.sqlite.databaseURL()
+        let tenant = "t-abandon-\(UUID().uuidString.prefix(6))"
+        let total = 1500
+        try await withAuditStore(url) { store in
+            let notes = String(repeating: "n", count: 8000)
+            for _ in 0..<total {
+                var lead = newLead(tenant)
+                lead.notes = notes
+                try await store.create(tenant: tenant.tenant, lead: lead, audit: record(tenant))
+            }
+        }
+        try await LeadsHarness.run(databaseURL: url) { host, key, client in
+            await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "EXPORTS_EXECUTE", "AUDIT_READ"], mfa: true)
+            let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
+            let port = try #require(client.port)
+            // A raw client: send the request, read 64 KiB of the ~12 MB answer, close.
+            let reader = Process()
+            reader.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            reader.arguments = [
+                "python3", "-c",
+                """
+                import socket,sys
+                s=socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+                s.sendall(('POST /api/exports/leads HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer '+sys.argv[2]+'\\r\\nContent-Length: 0\\r\\n\\r\\n').encode())
+                got=0
+                while got < 65536:
+                    chunk=s.recv(65536)
+                    if not chunk: break
+                    got+=len(chunk)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00')
+                s.close()
+                print(got)
+                """,
+                String(port), token,
+            ]
+            try reader.run()
+            reader.waitUntilExit()
+            #expect(reader.terminationStatus == 0)
+            var event: [String: Any]?
+            for _ in 0..<100 {
+                let audit = try await client.send(.get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
+                event = (audit.json["items"] as? [[String: Any]])?.first
+                if event != nil { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let details = try #require(event?["details"] as? [String: Any], "EXPORT_EXECUTED appended after the client went away")
+            #expect(details["completed"] as? Bool == false)
+            let rows = try #require(details["rows"] as? Int)
+            #expect(rows < total, "the rows sent, not the tenant's count")
+            // A complete export says so.
+            let full = try await client.send(.post, "/api/exports/leads", token: token)
+            #expect(full.status == .ok)
+            let audit = try await client.send(.get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
+            let newest = (audit.json["items"] as? [[String: Any]])?.first?["details"] as? [String: Any]
+            #expect(newest?["completed"] as? Bool == true && newest?["rows"] as? Int == total)
+        }
+    }
+}
