@@ -33,7 +33,7 @@ enum AzureInvocation {
         guard case .object(let request)? = value else { throw PayloadError("Data.\(trigger.bindingName) is missing") }
         guard let methodText = request["Method"]?.stringValue, let method = HTTPRequest.Method(methodText.uppercased())
         else { throw PayloadError("Data.\(trigger.bindingName).Method is missing") }
-        let url = request["Url"]?.stringValue ?? "/"
+        guard let url = request["Url"]?.stringValue, !url.isEmpty else { throw PayloadError("Data.\(trigger.bindingName).Url is missing") }
         let (path, rawQuery) = splitURL(url)
 
         var headers = HTTPFields()

@@ -146,7 +146,7 @@ public struct HTTPFront: HTTPResponder {
             let function = invoker.catalog.function(named: QueryItems.decode(segments[0], plusAsSpace: false))
         else { return nil }
         let body: ByteBuffer
-        switch await collectBody(request, limit: Self.maxPayloadSize) {
+        switch await collectBody(request, limit: Self.maxPayloadSize, what: "the invocation payload") {
         case .success(let collected): body = collected
         case .failure(let error): return Self.response(.error(error, requestID: requestID))
         }
@@ -180,6 +180,10 @@ public struct HTTPFront: HTTPResponder {
             } catch {
                 return Self.response(.error(.validationFailed(error.message), requestID: requestID))
             }
+            // The forwarded request must be one the function's binding accepts, as on the Azure host.
+            if let allowed = trigger.methods, !allowed.contains(parts.method) {
+                return Self.response(.error(.methodNotAllowed(allowed: allowed), requestID: parts.requestID))
+            }
             var response = tooLarge
                 ? FunctionResponse.error(.payloadTooLarge, requestID: parts.requestID)
                 : await invoker.invokeHTTP(function, request: FunctionRequest(parts, functionName: function.name, logger: logger))
@@ -204,14 +208,16 @@ public struct HTTPFront: HTTPResponder {
     }
 
     /// The body, at most `limit` (1 MiB for HTTP triggers); a declared or actual larger body is 413 without reading it all.
-    private func collectBody(_ request: Request, limit: Int = maxBodySize) async -> Result<ByteBuffer, FunctionError> {
+    private func collectBody(
+        _ request: Request, limit: Int = maxBodySize, what: String = "request body"
+    ) async -> Result<ByteBuffer, FunctionError> {
         if let declared = request.headers[.contentLength], let length = Int(declared), length > limit {
-            return .failure(.payloadTooLarge)
+            return .failure(.payloadTooLarge(limit: limit, what: what))
         }
         do {
             return .success(try await request.body.collect(upTo: limit))
         } catch is NIOTooManyBytesError {
-            return .failure(.payloadTooLarge)
+            return .failure(.payloadTooLarge(limit: limit, what: what))
         } catch {
             return .failure(.validationFailed("the request body could not be read"))
         }

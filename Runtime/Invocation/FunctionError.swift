@@ -38,6 +38,11 @@ public struct FunctionError: Error, Sendable, Equatable {
     public static let payloadTooLarge = FunctionError(
         status: .contentTooLarge, code: "PAYLOAD_TOO_LARGE", message: "request body exceeds 1 MiB")
 
+    /// 413 naming the limit that applied (`what` exceeds N MiB).
+    public static func payloadTooLarge(limit: Int, what: String) -> FunctionError {
+        FunctionError(status: .contentTooLarge, code: "PAYLOAD_TOO_LARGE", message: "\(what) exceeds \(limit >> 20) MiB")
+    }
+
     public static func unsupportedMediaType(_ message: String = "request body must be application/json") -> FunctionError {
         FunctionError(status: .unsupportedMediaType, code: "UNSUPPORTED_MEDIA_TYPE", message: message)
     }

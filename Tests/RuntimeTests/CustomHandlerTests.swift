@@ -91,6 +91,28 @@ import Testing
         }
     }
 
+    @Test func strictInvocations() async throws {
+        try await Self.withServe { client in
+            // A method the binding does not accept: 405 with Allow, the function does not run.
+            let delete = #"{"Data":{"req":{"Url":"http://localhost:7071/api/returning","Method":"DELETE","Query":{},"Headers":{},"Params":{}}},"Metadata":{}}"#
+            let (status, body, headers) = try await Self.invoke(client, "Returning", delete)
+            #expect(status == .methodNotAllowed && body.contains("METHOD_NOT_ALLOWED"))
+            #expect(headers[.allow] == "GET")
+            // No Url: 400, never a run with "/".
+            let noURL = #"{"Data":{"req":{"Method":"GET","Query":{},"Headers":{},"Params":{}}},"Metadata":{}}"#
+            let (missing, message, _) = try await Self.invoke(client, "Returning", noURL)
+            #expect(missing == .badRequest && message.contains("Url is missing"))
+            // Over 4 MiB: 413 naming the payload's limit, not the body's.
+            let huge = #"{"Data":{"req":{"Url":"/api/returning","Method":"GET","Body":""# + String(repeating: "x", count: 4 << 20) + #""}}}"#
+            let (large, text, _) = try await Self.invoke(client, "Returning", huge)
+            #expect(large == .contentTooLarge && text.contains("invocation payload exceeds 4 MiB"))
+            // Deeply nested JSON is refused after one pass, not parsed for seconds.
+            let deep = #"{"Data":{"req":"# + String(repeating: "[", count: 100_000) + "}}"
+            let (nested, _, _) = try await Self.invoke(client, "Returning", deep)
+            #expect(nested == .badRequest)
+        }
+    }
+
     @Test func returnBindingPutsTheResponseInReturnValue() async throws {
         try await Self.withServe { client in
             let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/returning","Method":"GET","Query":{},"Headers":{"X-Request-Id":["r-9"]},"Params":{}}},"Metadata":{}}"#
