@@ -41,6 +41,7 @@ fuzz:
 bench: release
 	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
 	scripts/with-services.sh scripts/bench.sh .build/release/fnhost
+	scripts/json-bench.sh
 
 ## Azure deployment layout in dist/: host.json, NAME/function.json, fnhost (Swift stdlib linked statically).
 package: deps

@@ -171,7 +171,7 @@ public struct FunctionHost: Sendable {
         let mode = mode
         var app = Application(
             responder: front,
-            server: .http1(configuration: .init(idleTimeout: .seconds(75))),
+            server: .http1(configuration: .init(additionalChannelHandlers: [TransportErrorResponder()], idleTimeout: .seconds(75))),
             configuration: ApplicationConfiguration(address: .hostname(address, port: port), serverName: nil),
             // Under Azure the host fires timers (POST /{FunctionName}); only the emulator schedules them.
             services: moduleServices + (mode == .emulator ? [scheduler] : []),

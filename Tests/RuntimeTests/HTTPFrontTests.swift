@@ -240,3 +240,70 @@ private func errorObject(_ buffer: ByteBuffer) -> [String: String] {
         }
     }
 }
+
+/// Requests the HTTP parser refuses, sent over a raw socket (python3): answered in the contract's
+/// shape with `X-Request-Id` and `Connection: close`, then the connection closes.
+@Suite struct TransportErrorTests {
+    /// Sends `raw` (Python bytes literal syntax) and returns the whole answer until the server closes.
+    static func exchange(port: Int, _ raw: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", "-c",
+            """
+            import socket,sys
+            s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)
+            s.sendall(eval(sys.argv[2]))
+            out=b''
+            while True:
+                try:
+                    chunk=s.recv(65536)
+                except socket.timeout:
+                    out+=b'<timeout>'; break
+                if not chunk: break
+                out+=chunk
+            sys.stdout.write(out.decode('latin-1'))
+            """,
+            String(port), raw,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test func malformedRequestsGetTheContractsShape() async throws {
+        try await withHost { client in
+            let port = try #require(client.port)
+            let cases: [(String, String, String)] = [
+                ("431", "HEADERS_TOO_LARGE", #"b'GET /api/echo/1 HTTP/1.1\r\nHost: x\r\nX-Big: ' + b'a'*100000 + b'\r\n\r\n'"#),
+                ("400", "VALIDATION_FAILED", #"b'POST /api/echo/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabc'"#),
+                ("400", "VALIDATION_FAILED", #"b'POST /api/echo/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'"#),
+                ("400", "VALIDATION_FAILED", #"b'G@T /api/echo/1 HTTP/1.1\r\nHost: x\r\n\r\n'"#),
+                ("414", "URI_TOO_LONG", #"b'GET /api/echo/' + b'a'*20000 + b' HTTP/1.1\r\nHost: x\r\n\r\n'"#),
+            ]
+            for (status, code, raw) in cases {
+                let answer = try Self.exchange(port: port, raw)
+                #expect(answer.hasPrefix("HTTP/1.1 \(status)"), "\(code): \(answer.prefix(80))")
+                #expect(answer.contains(#""code":"\#(code)""#), "\(answer.prefix(300))")
+                #expect(answer.lowercased().contains("x-request-id: "))
+                #expect(answer.lowercased().contains("connection: close"))
+                #expect(!answer.contains("<timeout>"), "the server closed the connection")
+                #expect(answer.lowercased().contains("content-length: "), "a framed body")
+            }
+            // CONNECT: 405 and closed. (SwiftNIO's encoder frames every answer to CONNECT without a body.)
+            let connect = try Self.exchange(port: port, #"b'CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n'"#)
+            #expect(connect.hasPrefix("HTTP/1.1 405") && connect.lowercased().contains("connection: close") && !connect.contains("<timeout>"))
+            #expect(connect.lowercased().contains("x-request-id: "))
+            // HTTP/1.0 without keep-alive: answered, marked and closed.
+            let old = try Self.exchange(port: port, #"b'GET /api/echo/7 HTTP/1.0\r\n\r\n'"#)
+            #expect(old.contains(" 200 ") && old.lowercased().contains("connection: close") && !old.contains("<timeout>"), "\(old.prefix(200))")
+            // With keep-alive the connection stays for a second request.
+            let kept = try Self.exchange(
+                port: port, #"b'GET /api/echo/7 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /api/echo/8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'"#)
+            #expect(kept.components(separatedBy: "HTTP/1.1 200").count == 3, "\(kept.prefix(300))")
+        }
+    }
+}
