@@ -58,8 +58,7 @@ import Testing
                 }
                 for await _ in locked.stream { break }
                 let started = ContinuousClock.now
-                let blocked = try await client.send(
-                    .post, "/api/leads", token: token, json: #"{"name":"blocked","email":"b@b.example"}"#)
+                let blocked = try await client.create(token: token, json: #"{"name":"blocked","email":"b@b.example"}"#, key: "k-lock")
                 #expect(blocked.status == .serviceUnavailable && blocked.code == "SERVICE_UNAVAILABLE")
                 #expect(ContinuousClock.now - started < .milliseconds(4500), "answered at the deadline")
                 try await holder.value
@@ -78,6 +77,17 @@ import Testing
                 #expect(idle == 0, "no connection left idle in transaction")
                 let after = try await client.send(.post, "/api/leads", token: token, json: #"{"name":"after","email":"a@b.example"}"#)
                 #expect(after.status == .created)
+                // The client retries the 503 with its key: exactly one lead and one event, and a lost
+                // answer retried again gets the same 201.
+                let retried = try await client.create(token: token, json: #"{"name":"blocked","email":"b@b.example"}"#, key: "k-lock")
+                #expect(retried.status == .created)
+                let lost = try await client.create(token: token, json: #"{"name":"blocked","email":"b@b.example"}"#, key: "k-lock")
+                #expect(lost.status == .created && lost.body == retried.body)
+                let final = try await client.send(.get, "/api/leads?limit=10", token: token)
+                let finalNames = (final.json["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String }.sorted()
+                #expect(finalNames == ["after", "blocked", "first"])
+                let created = try await client.send(.get, "/api/audit?event_type=LEAD_CREATED", token: token)
+                #expect((created.json["items"] as? [Any])?.count == 3)
             }
         }
     }
