@@ -7,7 +7,7 @@ BUILD_PACKAGES := libhiredis-dev pkg-config python3-venv
 VENV         := .build/venv
 BENCH_PACKAGES := wrk curl
 
-.PHONY: run build release test bench package clean deps venv fuzz
+.PHONY: run build release test bench package clean deps venv fuzz coverage
 
 deps:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -32,6 +32,10 @@ test: deps venv
 venv:
 	@[ -x $(VENV)/bin/schemathesis ] && $(VENV)/bin/python -c "import openapi_spec_validator" 2>/dev/null || \
 	  { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check openapi-spec-validator schemathesis; }
+
+## Line coverage of Runtime/ and Functions/ (llvm-cov report; fails below 95 %, COVERAGE_MIN=N to change).
+coverage: deps venv
+	scripts/coverage.sh
 
 ## libFuzzer over every parser of outside input, 60 s per target (FUZZ_SECONDS=N to change).
 fuzz:

@@ -19,6 +19,8 @@ struct ModuleSetup: Sendable {
         let settings = context.settings
         let logger = context.logger
         let store = try await StoreSetup.make(&context)
+        // Timers run once per occurrence across every instance sharing the database (SPEC §13).
+        context.scheduleMonitor = DatabaseScheduleMonitor(store: store, owner: ProcessInfo.processInfo.hostName + ":" + String(ProcessInfo.processInfo.processIdentifier))
         let audit = AuditLog(store: store, logger: logger, metrics: context.metricsFactory)
 
         let baseCache: any KeyValueCache

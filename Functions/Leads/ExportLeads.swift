@@ -34,7 +34,7 @@ struct ExportLeads: AuthorizedFunction {
                         buffered.clear()
                     }
                 } catch {
-                    try? await store.append(
+                    _ = try? await store.append(
                         .lead(
                             "EXPORT_EXECUTED", principal: principal,
                             details: ["rows": .number(Double(rows)), "completed": .bool(false)]))

@@ -146,6 +146,27 @@ enum Migrations {
                 )
                 """,
             ]),
+        Migration(
+            version: 5, name: "timer occurrences shared by every instance",
+            statements: [
+                """
+                CREATE TABLE timer_runs (
+                    function     text        NOT NULL,
+                    scheduled_at timestamptz NOT NULL,
+                    claimed_by   text        NOT NULL,
+                    claimed_at   timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (function, scheduled_at)
+                )
+                """,
+                """
+                CREATE TABLE timer_status (
+                    function     text        PRIMARY KEY,
+                    last_run     timestamptz NOT NULL,
+                    next_run     timestamptz NOT NULL,
+                    last_updated timestamptz NOT NULL
+                )
+                """,
+            ]),
     ]
 
     static let sqlite: [Migration] = [
@@ -272,6 +293,27 @@ enum Migrations {
                     response        TEXT NOT NULL,
                     created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
                     PRIMARY KEY (tenant_id, idempotency_key)
+                ) WITHOUT ROWID
+                """,
+            ]),
+        Migration(
+            version: 5, name: "timer occurrences shared by every instance",
+            statements: [
+                """
+                CREATE TABLE timer_runs (
+                    function     TEXT NOT NULL,
+                    scheduled_at TEXT NOT NULL,
+                    claimed_by   TEXT NOT NULL,
+                    claimed_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                    PRIMARY KEY (function, scheduled_at)
+                ) WITHOUT ROWID
+                """,
+                """
+                CREATE TABLE timer_status (
+                    function     TEXT PRIMARY KEY,
+                    last_run     TEXT NOT NULL,
+                    next_run     TEXT NOT NULL,
+                    last_updated TEXT NOT NULL
                 ) WITHOUT ROWID
                 """,
             ]),

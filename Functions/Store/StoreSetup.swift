@@ -6,7 +6,9 @@ import ServiceLifecycle
 import Synchronization
 
 /// Chooses the store from `DATABASE_URL`: `postgres://…` (a pooled `PostgresClient` run as a
-/// service; migrations applied before serving in development, by `fnhost migrate` elsewhere) or
+/// service; with `DATABASE_MIGRATIONS=auto`, the default in every environment, migrations are
+/// applied before serving under the migrator's advisory lock, bounded, and retried in the
+/// background while the database is unreachable; `manual` leaves them to `fnhost migrate`) or
 /// `sqlite:PATH`, and by default an embedded SQLite file under `.fnhost/data/`.
 enum StoreSetup {
     static func make(_ context: inout ModuleContext) async throws(ModuleConfigurationError) -> any ModuleStore {
@@ -27,7 +29,20 @@ enum StoreSetup {
             let client = PostgresClient(
                 configuration: configuration, eventLoopGroup: SpreadEventLoopGroup(base: .singleton), backgroundLogger: logger)
             context.services.append(client)
-            if context.environment == .development {
+            let migrations = context.settings.nonEmpty("DATABASE_MIGRATIONS")?.lowercased() ?? "auto"
+            guard migrations == "auto" || migrations == "manual" else {
+                throw ModuleConfigurationError("DATABASE_MIGRATIONS must be auto or manual, not '\(migrations)'")
+            }
+            if migrations == "manual" {
+                context.beforeServing {
+                    if let behind = try? await withDeadline(.seconds(10), { try await PostgresMigrator.pending(client, logger: logger) }), !behind.isEmpty {
+                        logger.error(
+                            "the database schema is behind this binary (DATABASE_MIGRATIONS=manual): run `fnhost migrate`",
+                            metadata: ["pending": .string("\(behind)")])
+                    }
+                }
+            }
+            if migrations == "auto" {
                 // Bounded: an unreachable database must not keep the emulator from serving (data
                 // requests answer 503, readiness says why) or from stopping; a failed attempt is
                 // retried in the background until the database answers.

@@ -84,7 +84,18 @@ public final class TimerScheduler: Service, Sendable {
             }
             guard await sleep(until: next) else { return }
             lastOccurrence = next
-            guard (try? await monitor.claim(function: function.name, occurrence: next)) ?? true else { continue }
+            // Fail closed: an occurrence that cannot be claimed is skipped (another instance may run it);
+            // a duplicate run would break "one run per occurrence" (SPEC §13).
+            let claimed: Bool
+            do {
+                claimed = try await monitor.claim(function: function.name, occurrence: next)
+            } catch {
+                logger.warning(
+                    "could not claim the timer occurrence; skipped",
+                    metadata: ["function": .string(function.name), "error": .string(String(describing: error))])
+                continue
+            }
+            guard claimed else { continue }
             let previous = monitored ? try? await monitor.status(of: function.name) : nil
             let lateness = Date().timeIntervalSince(next)
             await fire(function, occurrence: next, isPastDue: lateness > 1, monitored: monitored, previous: previous)

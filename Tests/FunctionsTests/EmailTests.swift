@@ -143,13 +143,20 @@ struct RetryPolicyTests {
                         to: "a@b.example", vars: "{}", createdAt: Timestamps.now())
                     _ = try await store.enqueue(email, owner: "seed", leaseUntil: past)  // lease already expired: due now
                 }
-                let sender = OutboxSender(
-                    store: store, sender: HostEmailClient(baseURL: "http://127.0.0.1:\(hostClient.port ?? 0)/api", apiKey: "k"),
-                    retry: RetryPolicy(), logger: ScratchDatabase.logger, metrics: NOOPMetricsHandler.instance)
-                let dispatcher = EmailOutboxDispatcher(store: store, outbox: sender, batchSize: 7)
-                async let first = dispatcher.dispatch(owner: "dispatcher-a", logger: ScratchDatabase.logger)
-                async let second = dispatcher.dispatch(owner: "dispatcher-b", logger: ScratchDatabase.logger)
-                let (a, b) = try await (first, second)
+                // Two dispatchers as two instances would run them: each its own pool, sender and value.
+                let (a, b) = try await withAuditStore(database.url) { otherStore in
+                    func dispatcher(_ store: any ModuleStore) -> EmailOutboxDispatcher {
+                        let sender = OutboxSender(
+                            store: store, sender: HostEmailClient(baseURL: "http://127.0.0.1:\(hostClient.port ?? 0)/api", apiKey: "k"),
+                            retry: RetryPolicy(), logger: ScratchDatabase.logger, metrics: NOOPMetricsHandler.instance)
+                        return EmailOutboxDispatcher(store: store, outbox: sender, batchSize: 7)
+                    }
+                    let dispatcherA = dispatcher(store)
+                    let dispatcherB = dispatcher(otherStore)
+                    async let first = dispatcherA.dispatch(owner: "dispatcher-a", logger: ScratchDatabase.logger)
+                    async let second = dispatcherB.dispatch(owner: "dispatcher-b", logger: ScratchDatabase.logger)
+                    return try await (first, second)
+                }
                 #expect(a.sent + b.sent == 60)
                 #expect(a.sent > 0 && b.sent > 0, "both took part: \(a.sent) + \(b.sent)")
                 let accepted = await host.state.emailAccepted.filter { $0.key.hasPrefix("k-\(tenant)-") }

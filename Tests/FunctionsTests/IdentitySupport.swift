@@ -122,6 +122,19 @@ actor HostState {
     /// RBAC requests that arrived (counted before `rbacDelay`).
     var rbacArrivals = 0
     func rbacArrived() { rbacArrivals += 1 }
+    /// While held, RBAC answers wait until `releaseRBAC()` (to gather concurrent misses).
+    var rbacHeld = false
+    private var heldRequests: [CheckedContinuation<Void, Never>] = []
+    func holdRBAC() { rbacHeld = true }
+    func releaseRBAC() {
+        rbacHeld = false
+        for waiter in heldRequests { waiter.resume() }
+        heldRequests.removeAll()
+    }
+    func waitIfHeld() async {
+        guard rbacHeld else { return }
+        await withCheckedContinuation { heldRequests.append($0) }
+    }
 
     func set(answer: RBACAnswer) { answers[Self.key(answer.tenantID, answer.userID)] = answer }
     /// Answers `answer` when asked about (tenant, user), whatever ids the answer itself names.
@@ -174,6 +187,7 @@ struct StandInHost {
         }
         router.get("/api/rbac/effective") { request, _ in
             await state.rbacArrived()
+            await state.waitIfHeld()
             let delay = await state.rbacDelay
             if delay > .zero { try await Task.sleep(for: delay) }
             let tenant = request.uri.queryParameters.get("tenant_id").map { String($0) } ?? ""

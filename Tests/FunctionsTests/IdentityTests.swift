@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import FunctionRuntime
 import HTTPTypes
@@ -169,23 +170,46 @@ import Testing
         }
     }
 
+    /// 50 requests on 50 connections miss the cache together while the host holds its answer: the
+    /// host sees one call. (Without single flight every one of them reaches the host.)
     @Test func concurrentMissesShareOneHostCall() async throws {
         let key = try TestKey.make(kid: "k1")
         try await IdentityHarness.run { host, client, _ in
             await host.state.set(keys: [key])
             await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"]))
-            await host.state.set(rbacDelay: .milliseconds(400))
             let token = try Self.token(key)
             // Warm the key set so every request below reaches RBAC at about the same time.
             await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "warm", permissions: ["LEADS_READ"]))
             _ = try await client.call(.get, "/probe/read", token: try Tokens.make(Tokens.claims(sub: "warm"), signing: .rs256(key)))
-            let before = await host.state.rbacFetches
-            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for _ in 0..<50 { group.addTask { try await client.call(.get, "/probe/read", token: token).0 } }
-                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            let before = await host.state.rbacArrivals
+            await host.state.holdRBAC()
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+            let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            let port = try #require(client.port)
+            let responses = Task {
+                try await withThrowingTaskGroup(of: UInt.self) { group in
+                    for _ in 0..<50 {
+                        group.addTask {
+                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/probe/read")
+                            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                            return try await http.execute(request, timeout: .seconds(30)).status.code
+                        }
+                    }
+                    return try await group.reduce(into: [UInt]()) { $0.append($1) }
+                }
             }
-            #expect(statuses.allSatisfy { $0 == .ok })
-            #expect(await host.state.rbacFetches - before == 1)
+            // The first miss reaches the host; give the others time to pile up behind it (they would
+            // arrive at the host within this window if they did not share the call).
+            for _ in 0..<100 where await host.state.rbacArrivals - before < 1 { try await Task.sleep(for: .milliseconds(20)) }
+            try await Task.sleep(for: .milliseconds(1500))
+            let arrivedWhileHeld = await host.state.rbacArrivals - before
+            await host.state.releaseRBAC()
+            let statuses = try await responses.value
+            try await http.shutdown()
+            #expect(statuses.count == 50 && statuses.allSatisfy { $0 == 200 })
+            #expect(arrivedWhileHeld == 1, "one host call for 50 concurrent misses")
+            #expect(await host.state.rbacArrivals - before == 1)
         }
     }
 

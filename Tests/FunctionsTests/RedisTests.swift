@@ -148,7 +148,16 @@ struct RedisTestError: Error, CustomStringConvertible {
                     #expect(warmA == .ok && warmB == .ok)
                     let fetches = await host.state.rbacFetches
                     #expect(fetches == 1, "B found A's entry in Redis")
-                    try await Task.sleep(for: .milliseconds(500))  // both subscriptions are up
+                    // Wait for the condition, not a fixed time: both instances subscribed to the purge channel.
+                    let redis = try TestRedis.client()
+                    var subscribers: Int64 = 0
+                    for _ in 0..<250 {
+                        let reply = try await redis.command(["PUBSUB", "NUMSUB", RBACService.purgeChannel].map { Array($0.utf8) })
+                        if case .array(let parts) = reply, parts.count == 2 { subscribers = parts[1].integer ?? 0 }
+                        if subscribers >= 2 { break }
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    #expect(subscribers >= 2, "both instances subscribed")
 
                     let rbacA = try #require(first.setup?.rbac)
                     _ = try await rbacA.purge(tenant: tenant.tenant, user: "u-1")

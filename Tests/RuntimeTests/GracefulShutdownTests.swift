@@ -17,14 +17,18 @@ import Testing
         let root = try makeScriptRoot(
             manifest: manifestJSON(httpFunction("Slow", route: "slow"), timerFunction("LongTimer", schedule: "0 0 0 1 1 *")))
         let module = TestModule { context in
+            // `try await`: a cancelled handler throws (500, no record), so draining and cancelling differ.
             context.functions.register("Slow", http: { _ in
                 await started.record("Slow", TimerInfo(isPastDue: false))
-                try? await Task.sleep(for: .milliseconds(800))
+                let began = ContinuousClock.now
+                try await Task.sleep(for: .milliseconds(800))
+                guard !Task.isCancelled, ContinuousClock.now - began >= .milliseconds(800) else { throw CancellationError() }
                 return .json(Array(#"{"slow":true}"#.utf8))
             })
             context.functions.register("LongTimer", timer: { info, _ in
                 await started.record("LongTimer", info)
-                try? await Task.sleep(for: .milliseconds(800))
+                try await Task.sleep(for: .milliseconds(800))
+                guard !Task.isCancelled else { return }
                 await recorder.record("LongTimer", info)
             })
         }

@@ -70,7 +70,7 @@ actor SQLiteLeadStore: LeadStore {
         // cannot leave the connection inside BEGIN IMMEDIATE holding the write lock.
         try await withTransactionDeadline(deadline) { gate in
             try await self.exclusive { connection in
-                _ = try await connection.query("BEGIN IMMEDIATE", [])
+                try await Self.beginImmediate(connection, until: gate.end)
                 do {
                     let result = try await body(connection)
                     try gate.beginCommit()
@@ -80,6 +80,22 @@ actor SQLiteLeadStore: LeadStore {
                     _ = try? await connection.query("ROLLBACK", [])
                     throw error
                 }
+            }
+        }
+    }
+
+    /// `BEGIN IMMEDIATE`, retried while another connection holds the write lock: SQLite sometimes
+    /// answers busy at once instead of calling the busy handler (seen with several connections on
+    /// one file starting writes in the same millisecond), so `busy_timeout` alone is not enough.
+    static func beginImmediate(_ connection: SQLiteConnection, until end: ContinuousClock.Instant) async throws {
+        var pause = Duration.milliseconds(2)
+        while true {
+            do {
+                _ = try await connection.query("BEGIN IMMEDIATE", [])
+                return
+            } catch let error as SQLiteError where error.reason == .busy && ContinuousClock.now + pause < end {
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(50))
             }
         }
     }
