@@ -189,8 +189,29 @@ final class RBACService: Sendable {
     private let local = Mutex<[String: LocalEntry]>([:])
     private let inFlight = Mutex<[String: Task<Result<Entry, RBACFetchError>, Never>]>([:])
     private let cacheHealthy = Atomic<Bool>(true)
-    /// Moves on every purge this instance makes or hears of.
-    private let purgeGeneration = Atomic<Int>(0)
+    /// Purge generations per tenant (a purge of one user moves its tenant's): a fetch stores its
+    /// answer only if its tenant's generation did not move while it was in flight. Bounded: when
+    /// the map is full it is cleared and the epoch moves, which also changes every generation.
+    private let generations = Mutex<(epoch: Int, byTenant: [String: Int])>((0, [:]))
+
+    struct Generation: Equatable {
+        let epoch: Int
+        let count: Int
+    }
+
+    private func generation(_ tenantKey: String) -> Generation {
+        generations.withLock { Generation(epoch: $0.epoch, count: $0.byTenant[tenantKey] ?? 0) }
+    }
+
+    private func bumpGeneration(_ tenantKey: String) {
+        generations.withLock { state in
+            if state.byTenant.count >= 100_000 {
+                state.byTenant.removeAll(keepingCapacity: true)
+                state.epoch += 1
+            }
+            state.byTenant[tenantKey, default: 0] += 1
+        }
+    }
 
     init(
         source: any RBACSource, cache: any KeyValueCache, audit: any AuditSink, logger: Logger, defaultTTL: Double = 180,
@@ -229,7 +250,7 @@ final class RBACService: Sendable {
             {
                 cacheHealthy.store(true, ordering: .relaxed)
                 if isFresh(entry) {
-                    remember(key, entry, generation: purgeGeneration.load(ordering: .acquiring))
+                    remember(key, entry, tenantKey: Self.tenantPrefix(tenant), generation: generation(Self.tenantPrefix(tenant)))
                     return Resolution(answer: entry.answer, degraded: false)
                 }
                 if stale.map({ $0.fetchedAt < entry.fetchedAt }) ?? true { stale = entry }
@@ -243,7 +264,7 @@ final class RBACService: Sendable {
         case .success(let entry):
             return Resolution(answer: entry.answer, degraded: false)
         case .failure(let error) where error.kind == .denied:
-            await forget(key)
+            await forget(key, tenant: tenant)
             return Resolution(answer: .none(tenant: tenant, user: user), degraded: false)
         case .failure(let error) where error.kind == .misconfigured:
             logger.error("host RBAC refused the module's API key; check HOST_RBAC_API_KEY", metadata: ["reason": .string(error.description)])
@@ -264,18 +285,19 @@ final class RBACService: Sendable {
     private func fetch(key: String, tenant: TenantID, user: UserID) async -> Result<Entry, RBACFetchError> {
         let task = inFlight.withLock { tasks -> Task<Result<Entry, RBACFetchError>, Never> in
             if let existing = tasks[key] { return existing }
-            let generation = purgeGeneration.load(ordering: .acquiring)
+            let tenantKey = Self.tenantPrefix(tenant)
+            let generation = generation(tenantKey)
             let task = Task { [self] () -> Result<Entry, RBACFetchError> in
                 defer { _ = inFlight.withLock { $0.removeValue(forKey: key) } }
                 do throws(RBACFetchError) {
                     let answer = try await source.effective(tenant: tenant, user: user)
                     let entry = Entry(answer: answer, fetchedAt: now())
-                    if remember(key, entry, generation: generation), let bytes = try? JSONEncoder().encode(entry) {
+                    if remember(key, entry, tenantKey: tenantKey, generation: generation), let bytes = try? JSONEncoder().encode(entry) {
                         do {
                             try await cache.set(key, Array(bytes), ttl: .seconds(staleMax))
                             cacheHealthy.store(true, ordering: .relaxed)
                             // A purge that landed during the write: take the write back.
-                            if purgeGeneration.load(ordering: .acquiring) != generation { _ = try? await cache.delete([key]) }
+                            if self.generation(tenantKey) != generation { _ = try? await cache.delete([key]) }
                         } catch {
                             cacheHealthy.store(false, ordering: .relaxed)
                         }
@@ -306,11 +328,11 @@ final class RBACService: Sendable {
 
     /// Stores in L1 when no purge happened since `generation` was read; false when one did.
     @discardableResult
-    private func remember(_ key: String, _ entry: Entry, generation: Int) -> Bool {
+    private func remember(_ key: String, _ entry: Entry, tenantKey: String, generation: Generation) -> Bool {
         let until = ContinuousClock.now + localTTL
         return local.withLock { map in
             // Read under the lock that purges also take, so a purge cannot slip between check and store.
-            guard purgeGeneration.load(ordering: .acquiring) == generation else { return false }
+            guard self.generation(tenantKey) == generation else { return false }
             if map.count > 50_000 { map.removeAll(keepingCapacity: true) }
             map[key] = LocalEntry(entry: entry, localUntil: until)
             return true
@@ -318,9 +340,9 @@ final class RBACService: Sendable {
     }
 
     /// A denial: drop both layers for this user (best effort on the shared one).
-    private func forget(_ key: String) async {
+    private func forget(_ key: String, tenant: TenantID) async {
         local.withLock { map in
-            purgeGeneration.add(1, ordering: .releasing)
+            bumpGeneration(Self.tenantPrefix(tenant))
             map[key] = nil
         }
         _ = try? await cache.delete([key])
@@ -329,7 +351,7 @@ final class RBACService: Sendable {
     /// Drops this instance's copies: one user, or every user of the tenant.
     func dropLocal(tenant: TenantID, user: UserID?) {
         local.withLock { map in
-            purgeGeneration.add(1, ordering: .releasing)
+            bumpGeneration(Self.tenantPrefix(tenant))
             if let user {
                 map[Self.key(tenant: tenant, user: user)] = nil
             } else {

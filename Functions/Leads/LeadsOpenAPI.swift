@@ -6,8 +6,14 @@ enum LeadsOpenAPI {
         .object(["type": .string("string")].merging(extra) { $1 })
     }
 
-    private static func nullableString(maxLength: Int) -> JSONValue {
-        .object(["type": .array([.string("string"), .string("null")]), "maxLength": .number(Double(maxLength))])
+    /// No string input may hold U+0000 (SPEC §4: 400); the schemas say so, so generated clients and
+    /// schemathesis know it.
+    static let noNUL = "^[^\\u0000]*$"
+
+    private static func nullableString(maxLength: Int, input: Bool = false) -> JSONValue {
+        var schema: [String: JSONValue] = ["type": .array([.string("string"), .string("null")]), "maxLength": .number(Double(maxLength))]
+        if input { schema["pattern"] = .string(noNUL) }
+        return .object(schema)
     }
 
     static let status: JSONValue = .object(["type": .string("string"), "enum": .array(Lead.statuses.sorted().map(JSONValue.string))])
@@ -53,13 +59,16 @@ enum LeadsOpenAPI {
     ]
 
     private static let inputProperties: JSONValue = .object([
-        "name": string(["minLength": .number(1), "maxLength": .number(200), "pattern": .string("\\S")]),
-        "email": string(["format": .string("email"), "maxLength": .number(254)]),
-        "phone": nullableString(maxLength: 50),
-        "company": nullableString(maxLength: 200),
+        "name": string(["minLength": .number(1), "maxLength": .number(200), "pattern": .string("^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]),
+        "email": string(["format": .string("email"), "maxLength": .number(254), "pattern": .string(noNUL)]),
+        "phone": nullableString(maxLength: 50, input: true),
+        "company": nullableString(maxLength: 200, input: true),
         "status": status,
-        "notes": nullableString(maxLength: 10_000),
-        "tenant_id": .object(["description": .string("Ignored: the tenant comes from the token.")]),
+        "notes": nullableString(maxLength: 10_000, input: true),
+        "tenant_id": .object([
+            "type": .array([.string("string"), .string("null")]), "pattern": .string(noNUL),
+            "description": .string("Ignored: the tenant comes from the token."),
+        ]),
     ])
 
     static let operations: [String: OpenAPIOperation] = [

@@ -79,7 +79,13 @@ struct LeadFields: Sendable, Equatable {
         for key in object.keys.sorted() {
             let value = object[key] ?? .null
             switch key {
-            case "tenant_id": continue
+            case "tenant_id":
+                // Ignored (the tenant comes from the token), but still a string or null like any field.
+                guard case .string = value else {
+                    if case .null = value { continue }
+                    throw .validationFailed("field 'tenant_id' must be a string or null (it is ignored)")
+                }
+                continue
             case "name": fields.name = .set(try required(value, field: key, maxLength: 200))
             case "email":
                 let email = try required(value, field: key, maxLength: 254)

@@ -44,8 +44,15 @@ import Testing
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        // Read off the cooperative pool (2 threads here): a 15 s blocking read there stalls every other test.
+        let handle = output.fileHandleForReading
+        let text: String = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let data = handle.readDataToEndOfFile()
+                while process.isRunning { usleep(10_000) }
+                continuation.resume(returning: String(decoding: data, as: UTF8.self))
+            }
+        }
         #expect(process.terminationStatus == 0, "\(text.suffix(3000))")
         host.terminate()
         _ = await host.waitForExit()

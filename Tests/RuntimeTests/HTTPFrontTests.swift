@@ -245,7 +245,14 @@ private func errorObject(_ buffer: ByteBuffer) -> [String: String] {
 /// shape with `X-Request-Id` and `Connection: close`, then the connection closes.
 @Suite struct TransportErrorTests {
     /// Sends `raw` (Python bytes literal syntax) and returns the whole answer until the server closes.
-    static func exchange(port: Int, _ raw: String) throws -> String {
+    static func exchange(port: Int, _ raw: String) async throws -> String {
+        // Off the cooperative pool: waiting on a process there stalls every other test (2 threads).
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try exchangeBlocking(port: port, raw) }) }
+        }
+    }
+
+    static func exchangeBlocking(port: Int, _ raw: String) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [
@@ -270,7 +277,7 @@ private func errorObject(_ buffer: ByteBuffer) -> [String: String] {
         process.standardOutput = output
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        while process.isRunning { usleep(10_000) }
         return String(decoding: data, as: UTF8.self)
     }
 
@@ -285,7 +292,7 @@ private func errorObject(_ buffer: ByteBuffer) -> [String: String] {
                 ("414", "URI_TOO_LONG", #"b'GET /api/echo/' + b'a'*20000 + b' HTTP/1.1\r\nHost: x\r\n\r\n'"#),
             ]
             for (status, code, raw) in cases {
-                let answer = try Self.exchange(port: port, raw)
+                let answer = try await Self.exchange(port: port, raw)
                 #expect(answer.hasPrefix("HTTP/1.1 \(status)"), "\(code): \(answer.prefix(80))")
                 #expect(answer.contains(#""code":"\#(code)""#), "\(answer.prefix(300))")
                 #expect(answer.lowercased().contains("x-request-id: "))
@@ -294,14 +301,14 @@ private func errorObject(_ buffer: ByteBuffer) -> [String: String] {
                 #expect(answer.lowercased().contains("content-length: "), "a framed body")
             }
             // CONNECT: 405 and closed. (SwiftNIO's encoder frames every answer to CONNECT without a body.)
-            let connect = try Self.exchange(port: port, #"b'CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n'"#)
+            let connect = try await Self.exchange(port: port, #"b'CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n'"#)
             #expect(connect.hasPrefix("HTTP/1.1 405") && connect.lowercased().contains("connection: close") && !connect.contains("<timeout>"))
             #expect(connect.lowercased().contains("x-request-id: "))
             // HTTP/1.0 without keep-alive: answered, marked and closed.
-            let old = try Self.exchange(port: port, #"b'GET /api/echo/7 HTTP/1.0\r\n\r\n'"#)
+            let old = try await Self.exchange(port: port, #"b'GET /api/echo/7 HTTP/1.0\r\n\r\n'"#)
             #expect(old.contains(" 200 ") && old.lowercased().contains("connection: close") && !old.contains("<timeout>"), "\(old.prefix(200))")
             // With keep-alive the connection stays for a second request.
-            let kept = try Self.exchange(
+            let kept = try await Self.exchange(
                 port: port, #"b'GET /api/echo/7 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /api/echo/8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'"#)
             #expect(kept.components(separatedBy: "HTTP/1.1 200").count == 3, "\(kept.prefix(300))")
         }

@@ -5,7 +5,11 @@ import PostgresNIO
 /// starting at once do not race.
 enum PostgresMigrator {
     static func migrate(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
-        try await client.withTransaction(logger: logger) { connection in
+        // Every instance migrates at start-up: when nothing is pending, say so without taking the lock.
+        if (try? await pending(client, logger: logger))?.isEmpty == true { return [] }
+        return try await client.withTransaction(logger: logger) { connection in
+            // Waiting for another instance's migration is bounded by the caller, not the 5 s statement default.
+            _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
             _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext('fnhost_schema_migrations'))", logger: logger)
             _ = try await connection.query(
                 """
