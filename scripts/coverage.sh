@@ -13,12 +13,13 @@ bin=$(swift build --show-bin-path --scratch-path "$scratch")
 rm -rf "$bin/codecov"
 PATH="$repo/.build/venv/bin:$PATH" FNHOST_BIN="$bin/fnhost" \
   scripts/with-services.sh swift test --skip-build --enable-code-coverage --scratch-path "$scratch" || true
-llvm_cov=$(command -v llvm-cov || echo /opt/swift/usr/bin/llvm-cov)
-llvm_profdata=$(command -v llvm-profdata || echo /opt/swift/usr/bin/llvm-profdata)
-profiles=$(find "$bin/codecov" -name '*.profraw' 2>/dev/null)
-[ -n "$profiles" ] || { echo "coverage: no profiles written" >&2; exit 1; }
-# shellcheck disable=SC2086
-"$llvm_profdata" merge -sparse $profiles -o "$bin/codecov/merged.profdata"
+# The toolchain's own LLVM tools: the profile format is the compiler's (Debian's llvm-cov is older).
+toolchain=$(dirname "$(readlink -f "$(command -v swift)")")
+llvm_cov="$toolchain/llvm-cov"; [ -x "$llvm_cov" ] || llvm_cov=$(command -v llvm-cov)
+llvm_profdata="$toolchain/llvm-profdata"; [ -x "$llvm_profdata" ] || llvm_profdata=$(command -v llvm-profdata)
+mapfile -d '' profiles < <(find "$bin/codecov" -name '*.profraw' -print0 2>/dev/null)
+[ ${#profiles[@]} -gt 0 ] || { echo "coverage: no profiles written" >&2; exit 1; }
+"$llvm_profdata" merge -sparse "${profiles[@]}" -o "$bin/codecov/merged.profdata"
 sources=$(git ls-files 'Runtime/*.swift' 'Functions/*.swift')
 # shellcheck disable=SC2086
 "$llvm_cov" report "$bin/FunctionHostPackageTests.xctest" -object "$bin/fnhost" \

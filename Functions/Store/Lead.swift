@@ -132,14 +132,28 @@ struct LeadFields: Sendable, Equatable {
         }
     }
 
-    /// A pragmatic address check: one `@`, a non-empty local part ≤ 64, a dotted domain, no spaces or controls.
+    /// A strict, byte-level address check (what common validators accept): local part of
+    /// `A-Z a-z 0-9 . _ % + -` (1…64, no leading, trailing or doubled dot), `@`, a domain of at least
+    /// two labels of `A-Z a-z 0-9 -` (no leading or trailing hyphen) with a final label of letters.
     static func isEmail(_ text: String) -> Bool {
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64, parts[1].count >= 3 else { return false }
-        guard text.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F && !"<>()[]\\,;:\"".unicodeScalars.contains($0) })
+        let bytes = Array(text.utf8)
+        guard let at = bytes.firstIndex(of: UInt8(ascii: "@")), bytes.lastIndex(of: UInt8(ascii: "@")) == at else { return false }
+        let local = bytes[..<at]
+        let domain = bytes[(at + 1)...]
+        func alnum(_ byte: UInt8) -> Bool {
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+        }
+        guard (1...64).contains(local.count), local.first != UInt8(ascii: "."), local.last != UInt8(ascii: "."),
+            local.allSatisfy({ alnum($0) || [UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "%"), UInt8(ascii: "+"), UInt8(ascii: "-")].contains($0) }),
+            !zip(local, local.dropFirst()).contains(where: { $0 == UInt8(ascii: ".") && $1 == UInt8(ascii: ".") })
         else { return false }
-        let labels = parts[1].split(separator: ".", omittingEmptySubsequences: false)
-        return labels.count >= 2 && labels.allSatisfy { !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") }
+        let labels = domain.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard labels.count >= 2, domain.count <= 253,
+            labels.allSatisfy({ (1...63).contains($0.count) && $0.first != UInt8(ascii: "-") && $0.last != UInt8(ascii: "-")
+                && $0.allSatisfy { alnum($0) || $0 == UInt8(ascii: "-") } }),
+            let last = labels.last, last.count >= 2, last.allSatisfy({ (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) })
+        else { return false }
+        return true
     }
 }
 

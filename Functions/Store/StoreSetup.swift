@@ -19,6 +19,10 @@ enum StoreSetup {
             throw ModuleConfigurationError(error.description)
         }
         let logger = context.logger
+        let migrations = context.settings.nonEmpty("DATABASE_MIGRATIONS")?.lowercased() ?? "auto"
+        guard migrations == "auto" || migrations == "manual" else {
+            throw ModuleConfigurationError("DATABASE_MIGRATIONS must be auto or manual, not '\(migrations)'")
+        }
         if let url, url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             let configuration: PostgresClient.Configuration
             do {
@@ -29,10 +33,6 @@ enum StoreSetup {
             let client = PostgresClient(
                 configuration: configuration, eventLoopGroup: SpreadEventLoopGroup(base: .singleton), backgroundLogger: logger)
             context.services.append(client)
-            let migrations = context.settings.nonEmpty("DATABASE_MIGRATIONS")?.lowercased() ?? "auto"
-            guard migrations == "auto" || migrations == "manual" else {
-                throw ModuleConfigurationError("DATABASE_MIGRATIONS must be auto or manual, not '\(migrations)'")
-            }
             if migrations == "manual" {
                 context.beforeServing {
                     if let behind = try? await withDeadline(.seconds(10), { try await PostgresMigrator.pending(client, logger: logger) }), !behind.isEmpty {

@@ -13,6 +13,7 @@ import Testing
     private static let manifest = manifestJSON(
         httpFunction("Inspect", route: "api/inspect/{id}", methods: ["get", "post", "put"]),
         #""Returning":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":["get"],"route":"api/returning"},{"type":"http","direction":"out","name":"$return"}]}"#,
+        httpFunction("Streaming", route: "api/streaming", methods: ["get"]),
         timerFunction("Nightly", schedule: "0 0 2 * * *"),
         timerFunction("Broken", schedule: "0 0 3 * * *"))
 
@@ -27,6 +28,11 @@ import Testing
                 return FunctionResponse(status: .created, headers: headers, body: .bytes(ByteBuffer(string: text)))
             })
             context.functions.register("Returning", http: { _ in .json(Array(#"{"ok":true}"#.utf8)) })
+            context.functions.register("Streaming", http: { _ in
+                FunctionResponse(status: .ok, headers: [.contentType: "text/csv"], body: .stream { writer in
+                    for index in 0..<3 { try await writer.write(ByteBuffer(string: "row\(index)\n")) }
+                })
+            })
             context.functions.register("Nightly", timer: { info, _ in await recorder.record("Nightly", info) })
             context.functions.register("Broken", timer: { _, _ in throw FunctionError.internalError })
         }
@@ -143,6 +149,15 @@ import Testing
                 #expect(status.code < 500, "payload \(String(decoding: bytes, as: UTF8.self).prefix(200))")
             }
             try await client.execute(uri: "/", method: .get) { #expect($0.status == .ok, "still serving") }
+        }
+    }
+
+    @Test func aStreamedResponseIsCollectedIntoTheEnvelope() async throws {
+        try await Self.withServe { client in
+            let payload = #"{"Data":{"req":{"Url":"/api/streaming","Method":"GET","Headers":{}}},"Metadata":{}}"#
+            let (status, body, _) = try await Self.invoke(client, "Streaming", payload)
+            #expect(status == .ok)
+            #expect(body.contains(#""body":"row0\nrow1\nrow2\n""#), "\(body)")
         }
     }
 
