@@ -69,13 +69,6 @@ actor JWKSCache {
         return .unavailable
     }
 
-    /// Drops the current set so the next lookup fetches again (key rotation picked up at once).
-    func invalidate() {
-        current = nil
-        lastUnknownKidFetch = nil
-        currentGeneration.store(-1, ordering: .relaxed)
-    }
-
     private func refresh(preferShared: Bool) async -> KeySet? {
         if let inFlight { return await inFlight.value }
         // While the host is failing, serve the last good set without asking again for 5 s.

@@ -423,6 +423,16 @@ enum HostileIDs {
         }
     }
 
+    @Test func aJWKSWithoutUsableKeysIsUnavailableNotAnAnswer() async throws {
+        try await IdentityHarness.run { host, client, _ in
+            let weak = try TestKey.make(kid: "weak", bits: 1024)
+            await host.state.set(keys: [weak])  // nothing usable for RS256: the set is refused as a whole
+            let token = try Tokens.make(Tokens.claims(), signing: .rs256(weak))
+            let reply = try await client.call(.get, "/probe/read", token: token)
+            #expect(reply.0 == .serviceUnavailable, "no keys is an outage of the host, never an acceptance")
+        }
+    }
+
     @Test func aPurgeIsNeverUndoneByAFetchInFlight() async throws {
         try await IdentityHarness.run { host, client, box in
             let key = try TestKey.make(kid: "k1")
@@ -479,6 +489,29 @@ enum HostileIDs {
             let export = try await client.send(.post, "/api/exports/leads", token: token)
             #expect(export.body.contains("\"hi\r\n=1+2\""), "the CRLF is inside a quoted cell")
             #expect(export.body.contains(",'=\u{301}cmd,"), "the formula is defused on its first scalar")
+        }
+    }
+}
+
+@Suite struct WireValueTests {
+    @Test func jsonValuesEncodeAndExposeTheirCases() throws {
+        let value: JSONValue = .object([
+            "i": .number(3), "f": .number(1.5), "s": .string("x"), "b": .bool(true), "n": .null, "a": .array([.number(1)]),
+            "o": .object(["k": .string("v")]),
+        ])
+        let encoded = try JSONEncoder().encode(value)
+        #expect(try JSONReader.parse(Array(encoded)) == value, "Foundation's encoding reads back the same")
+        #expect(value["s"]?.stringValue == "x" && value["b"]?.boolValue == true)
+        #expect(value["a"]?.arrayValue?.count == 1 && value["o"]?.objectValue?["k"]?.stringValue == "v")
+        #expect(value["i"]?.stringValue == nil && value["s"]?.boolValue == nil && value["s"]?.arrayValue == nil && value["s"]?.objectValue == nil)
+        #expect(JSONValue.string("x")["k"] == nil)
+    }
+
+    @Test func guidRouteConstraintMatchesOnlyUUIDs() throws {
+        let template = try RouteTemplate(parsing: "api/things/{id:guid}")
+        #expect(template.match(["api", "things", "0f8fad5b-d9cb-469f-a165-70867728950e"][...]) != nil)
+        for bad in ["0f8fad5b-d9cb-469f-a165-70867728950", "0f8fad5bxd9cb-469f-a165-70867728950e", "0f8fad5b-d9cb-469f-a165-70867728950g"] {
+            #expect(template.match(["api", "things", Substring(bad)][...]) == nil, "\(bad)")
         }
     }
 }
