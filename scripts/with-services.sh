@@ -37,7 +37,20 @@ mkdir -p "$pg_data"
 printf '%s\n' "$pg_password" > "$work/pwfile"
 [ "$(id -u)" -eq 0 ] && chown postgres "$work/pwfile"
 as_postgres initdb -D "$pg_data" -U postgres --auth-host=scram-sha-256 --auth-local=trust --pwfile="$work/pwfile" >"$work/initdb.log" 2>&1
-as_postgres pg_ctl -D "$pg_data" -l "$work/pg.log" -w -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" start >/dev/null
+# TLS generated now (never committed): a CA, a server certificate for 127.0.0.1/localhost, and an unrelated CA.
+tls="$work/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=fnhost test CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=unrelated CA" -keyout "$tls/other.key" -out "$tls/other-ca.pem" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$pg_data/server.key" -out "$tls/server.csr" >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$tls/san.ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 -extfile "$tls/san.ext" \
+  -out "$pg_data/server.crt" >/dev/null 2>&1
+chmod 600 "$pg_data/server.key"
+[ "$(id -u)" -eq 0 ] && chown postgres "$pg_data/server.key" "$pg_data/server.crt"
+chmod 644 "$tls/ca.pem" "$tls/other-ca.pem"
+as_postgres pg_ctl -D "$pg_data" -l "$work/pg.log" -w -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c ssl=on" start >/dev/null
+export FNHOST_TEST_PG_CA="$tls/ca.pem" FNHOST_TEST_PG_OTHER_CA="$tls/other-ca.pem"
 as_postgres psql -h "$pg_data" -p "$pg_port" -U postgres -q -c "CREATE ROLE fnhost LOGIN PASSWORD '$pg_password'" \
   -c "CREATE DATABASE fnhost OWNER fnhost" >/dev/null
 export FNHOST_TEST_DATABASE_URL="postgres://fnhost:$pg_password@127.0.0.1:$pg_port/fnhost?sslmode=disable"

@@ -26,7 +26,7 @@ enum StoreSetup {
         if let url, url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             let configuration: PostgresClient.Configuration
             do {
-                configuration = try PostgresURL.configuration(url)
+                configuration = try PostgresURL.configuration(url, caFile: context.settings.nonEmpty("TLS_CA_FILE"))
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
@@ -82,7 +82,9 @@ enum StoreSetup {
             let store = try await SQLiteLeadStore.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
             return try await store.migrate()
         }
-        let client = PostgresClient(configuration: try PostgresURL.configuration(databaseURL), backgroundLogger: logger)
+        let client = PostgresClient(
+            configuration: try PostgresURL.configuration(databaseURL, caFile: ProcessInfo.processInfo.environment["TLS_CA_FILE"]),
+            backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: [Int]?.self) { group in
             group.addTask {
                 await client.run()

@@ -4,9 +4,12 @@ import NIOSSL
 import PostgresNIO
 import ServiceLifecycle
 
-/// `postgres://user:password@host:port/database?sslmode=disable|prefer|require|verify-ca|verify-full`.
+/// `postgres://user:password@host:port/database?sslmode=disable|prefer|require|verify-ca|verify-full`
+/// `[&sslrootcert=PATH|system]`, as libpq reads them: `require` encrypts without verifying,
+/// `verify-ca` verifies the chain, `verify-full` the chain and the host name; the trust roots are
+/// `sslrootcert`, else `TLS_CA_FILE` (`caFile`), else the system store.
 enum PostgresURL {
-    static func configuration(_ text: String) throws(StoreUnavailable) -> PostgresClient.Configuration {
+    static func configuration(_ text: String, caFile: String? = nil) throws(StoreUnavailable) -> PostgresClient.Configuration {
         guard let components = URLComponents(string: text), components.scheme == "postgres" || components.scheme == "postgresql",
             let host = components.host, !host.isEmpty, let user = components.user
         else { throw StoreUnavailable(description: "DATABASE_URL must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE") }
@@ -20,7 +23,17 @@ enum PostgresURL {
             var configuration = TLSConfiguration.makeClientConfiguration()
             configuration.certificateVerification = .none  // libpq's `require` encrypts without verifying
             tls = .require(configuration)
-        case "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
+        case "verify-ca", "verify-full":
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            let root = components.queryItems?.first(where: { $0.name == "sslrootcert" })?.value ?? caFile
+            if let root, !root.isEmpty, root != "system" {
+                guard FileManager.default.isReadableFile(atPath: root) else {
+                    throw StoreUnavailable(description: "DATABASE_URL sslrootcert / TLS_CA_FILE '\(root)' is not a readable file")
+                }
+                configuration.trustRoots = .file(root)
+            }
+            configuration.certificateVerification = mode == "verify-full" ? .fullVerification : .noHostnameVerification
+            tls = .require(configuration)
         default: throw StoreUnavailable(description: "DATABASE_URL sslmode '\(mode)' is not supported")
         }
         var configuration = PostgresClient.Configuration(
