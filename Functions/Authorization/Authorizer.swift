@@ -66,6 +66,15 @@ struct Authorizer: Sendable {
                 message: "authorization service unavailable; try again shortly")
         }
         let answer = resolution.answer
+        if resolution.denied {
+            // The host no longer knows this user in this tenant: no claim or group can override that.
+            deny(.missingPermission, identity: identity, logger: logger, detail: "host_denied")
+            await audit.record(
+                AuditRecord(
+                    tenantID: identity.tenantID, actorSub: identity.subject, actorEmail: identity.email,
+                    eventType: "PERMISSION_DENIED", severity: .warning, details: ["reason": .string("host_denied")]))
+            throw FunctionError.permissionDenied("the host denies this user access to the tenant")
+        }
         let superAdmin: SuperAdminSource?
         do {
             superAdmin = try await superAdminSource(identity, answer: answer)

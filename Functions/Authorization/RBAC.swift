@@ -164,6 +164,9 @@ final class RBACService: Sendable {
     struct Resolution: Sendable {
         let answer: RBACAnswer
         let degraded: Bool
+        /// The host said this user has no access (403/404/someone else): nothing may grant anything,
+        /// not even a super-admin claim in the token.
+        var denied = false
     }
 
     enum Failure: Error, Sendable {
@@ -265,7 +268,7 @@ final class RBACService: Sendable {
             return Resolution(answer: entry.answer, degraded: false)
         case .failure(let error) where error.kind == .denied:
             await forget(key, tenant: tenant)
-            return Resolution(answer: .none(tenant: tenant, user: user), degraded: false)
+            return Resolution(answer: .none(tenant: tenant, user: user), degraded: false, denied: true)
         case .failure(let error) where error.kind == .misconfigured:
             logger.error("host RBAC refused the module's API key; check HOST_RBAC_API_KEY", metadata: ["reason": .string(error.description)])
             throw .unavailable(error.description)

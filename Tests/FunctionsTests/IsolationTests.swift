@@ -387,6 +387,9 @@ enum HostileIDs {
             await host.state.set(rbacStatus: 404, tenant: "t-d", user: "gone")
             let removed = try await client.call(.get, "/probe/read", token: token)
             #expect(removed.0 == .forbidden && removed.1["code"] == "PERMISSION_DENIED", "a removed user is denied, not degraded")
+            // Not even a super-admin claim in a still-valid token overrides the host's denial.
+            let claim = try Tokens.make(Tokens.claims(tenant: "t-d", sub: "gone", extra: ["platform_super_admin": .bool(true)]), signing: .rs256(key))
+            #expect(try await client.call(.get, "/probe/read", token: claim).0 == .forbidden)
             // The entry is gone: an outage now cannot bring the old permissions back.
             await host.state.set(rbacStatus: nil, tenant: "t-d", user: "gone")
             await host.state.set(rbacFailing: true)
