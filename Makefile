@@ -47,11 +47,12 @@ bench: release
 	scripts/with-services.sh scripts/bench.sh .build/release/fnhost
 	scripts/json-bench.sh
 
-## Azure deployment layout in dist/: host.json, NAME/function.json, fnhost (Swift stdlib linked statically).
+## Azure deployment layout in dist/ (host.json, NAME/function.json, fnhost with the Swift stdlib linked
+## statically, stripped) and the same as dist.zip, the one package Flex Consumption deploys (fnhost stays executable).
 package: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product fnhost
-	.build/release/fnhost package --out dist --force
-	strip dist/fnhost
+	cp .build/release/fnhost .build/release/fnhost-deploy && strip .build/release/fnhost-deploy
+	.build/release/fnhost package --out dist --force --binary .build/release/fnhost-deploy --zip dist.zip
 
 clean:
 	$(SWIFT) package clean

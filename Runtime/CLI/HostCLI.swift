@@ -40,6 +40,9 @@ public struct PackageOptions: ParsableArguments {
     @Flag(help: "Replace the output folder if it is not empty.")
     public var force = false
 
+    @Option(help: "Also write the folder as one deployment zip (Flex Consumption), keeping fnhost executable.")
+    public var zip: String?
+
     public init() {}
 }
 
@@ -107,6 +110,13 @@ public enum HostCLI {
             try Packager.write(manifest: manifest, binary: binary, to: options.out, replace: options.force)
         } catch {
             fail(error.description, logger: logger)
+        }
+        if let zip = options.zip {
+            do {
+                try PackageZip.write(directory: options.out, to: zip)
+            } catch {
+                fail(error.description, logger: logger)
+            }
         }
         logger.info(
             "Package written", metadata: ["out": .string(options.out), "functions": .stringConvertible(manifest.entries.count)])

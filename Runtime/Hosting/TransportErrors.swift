@@ -64,7 +64,8 @@ final class TransportErrorResponder: ChannelInboundHandler, RemovableChannelHand
         fields[.requestID] = requestID
         context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: fields))), promise: nil)
         context.write(wrapOutboundOut(.body(context.channel.allocator.buffer(bytes: body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 
     static func answer(_ error: HTTPParserError) -> (HTTPResponse.Status, String, String) {
@@ -104,7 +105,8 @@ final class HTTP10KeepAlive: ChannelDuplexHandler, RemovableChannelHandler {
         case .end(let trailers):
             let close = closeAfter.isEmpty ? false : closeAfter.removeFirst()
             if close {
-                context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { _ in context.close(promise: nil) }
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { _ in channel.close(promise: nil) }
                 promise?.succeed(())
             } else {
                 context.write(wrapOutboundOut(.end(trailers)), promise: promise)

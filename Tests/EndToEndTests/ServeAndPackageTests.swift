@@ -55,6 +55,46 @@ import Testing
         #expect(text.contains("serve") && text.contains("package") && text.contains("start"))
     }
 
+    /// The deployment zip (Flex Consumption deploys one zip): every file of the folder, valid CRCs,
+    /// and `fnhost` still executable (mode 0755 in the entry's Unix attributes).
+    @Test func packageZipKeepsTheExecutableBit() async throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-zip-\(UUID().uuidString)")
+        let zip = out.path + ".zip"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FnhostProcess.binary)
+        process.arguments = ["package", "--out", out.path, "--zip", zip, "--script-root", FnhostProcessTests.repositoryRoot.path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(process.terminationStatus == 0)
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        check.arguments = [
+            "python3", "-c",
+            """
+            import zipfile,sys,os
+            z=zipfile.ZipFile(sys.argv[1])
+            assert z.testzip() is None, 'bad CRC'
+            names=set(z.namelist())
+            want=set(os.path.relpath(os.path.join(d,f), sys.argv[2]) for d,_,fs in os.walk(sys.argv[2]) for f in fs)
+            assert names == want, (names ^ want)
+            mode=(z.getinfo('fnhost').external_attr >> 16) & 0o7777
+            assert mode == 0o755, oct(mode)
+            assert z.read('host.json') == open(os.path.join(sys.argv[2], 'host.json'),'rb').read()
+            print('ok', len(names))
+            """,
+            zip, out.path,
+        ]
+        let output = Pipe()
+        check.standardOutput = output
+        check.standardError = output
+        try check.run()
+        while check.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(check.terminationStatus == 0, "\(text)")
+        #expect(text.hasPrefix("ok "))
+    }
+
     @Test func packageRefusesANonEmptyFolderWithoutForce() throws {
         let out = try Self.package()
         let again = Process()
