@@ -168,15 +168,7 @@ struct SendEmail: AuthorizedFunction {
     }
 
     static func parse(_ body: [UInt8]) throws(FunctionError) -> Input {
-        let document: JSONValue
-        do {
-            document = try JSONReader.parse(body)
-        } catch {
-            throw .invalidJSON(error, "body must be a JSON object {\"template\", \"to\", \"vars\"}")
-        }
-        guard case .object(let object) = document else {
-            throw .validationFailed("body must be a JSON object {\"template\", \"to\", \"vars\"}")
-        }
+        let object = try FunctionError.jsonObject(body, "body must be a JSON object {\"template\", \"to\", \"vars\"}")
         for field in object.keys where !["template", "to", "vars"].contains(field) {
             throw .validationFailed("field '\(field)' is not allowed")
         }

@@ -94,15 +94,7 @@ struct PurgeRBACCache: HTTPFunction {
     /// Other members are ignored (the host may add some). Ids as in tokens (SPEC §5): 1…128 bytes,
     /// no control characters; `platform` is no tenant.
     static func parse(_ body: [UInt8]) throws(FunctionError) -> (TenantID, UserID?) {
-        let document: JSONValue
-        do {
-            document = try JSONReader.parse(body)
-        } catch {
-            throw .invalidJSON(error, "body must be a JSON object {\"tenant_id\", \"user_id\"?}")
-        }
-        guard case .object(let object) = document else {
-            throw .validationFailed("body must be a JSON object {\"tenant_id\", \"user_id\"?}")
-        }
+        let object = try FunctionError.jsonObject(body, "body must be a JSON object {\"tenant_id\", \"user_id\"?}")
         func id(_ value: JSONValue?, _ field: String) throws(FunctionError) -> String? {
             switch value {
             case nil, .null?: return nil

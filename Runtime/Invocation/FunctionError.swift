@@ -80,6 +80,19 @@ public struct FunctionError: Error, Sendable, Equatable {
 }
 
 extension FunctionError {
+    /// A request body that must be a JSON object: its members, or a 400 in the contract's shape
+    /// (a NUL names its field; anything else, including a non-object, gets `message`).
+    public static func jsonObject(_ body: some Collection<UInt8>, _ message: String) throws(FunctionError) -> [String: JSONValue] {
+        let document: JSONValue
+        do {
+            document = try JSONReader.parse(body)
+        } catch {
+            throw invalidJSON(error, message)
+        }
+        guard case .object(let object) = document else { throw validationFailed(message) }
+        return object
+    }
+
     /// A body that did not read as JSON: a NUL names its field, anything else gets `message`.
     public static func invalidJSON(_ error: JSONReadError, _ message: String) -> FunctionError {
         if case .nul = error.reason { return .validationFailed(error.description) }
