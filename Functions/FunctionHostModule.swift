@@ -33,6 +33,11 @@ public struct FunctionHostModule: FunctionModule {
             "PurgeRBACCache",
             http: PurgeRBACCache(
                 secrets: context.secrets, rbac: setup.rbac, cache: setup.cache, audit: setup.audit, metrics: context.metricsFactory))
+        context.functions.register(
+            "RevokeSessions",
+            http: RevokeSessions(
+                secrets: context.secrets, revocations: setup.revocations, cache: setup.cache, audit: setup.audit,
+                metrics: context.metricsFactory))
         context.functions.register("SendEmail", http: security.guarded(SendEmail(store: setup.store, outbox: setup.outbox)))
         context.functions.register("EmailOutboxDispatcher", timer: EmailOutboxDispatcher(store: setup.store, outbox: setup.outbox))
         context.functions.register("ListAuditEvents", http: security.guarded(ListAuditEvents(store: setup.store)))

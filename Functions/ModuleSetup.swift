@@ -13,6 +13,7 @@ struct ModuleSetup: Sendable {
     let security: Security
     let audit: any AuditSink
     let outbox: OutboxSender
+    let revocations: Revocations
     let devHost: DevHostStore?
 
     static func make(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError) -> ModuleSetup {
@@ -109,9 +110,18 @@ struct ModuleSetup: Sendable {
             context.services.append(
                 redis.subscribe(channel: RBACService.purgeChannel, logger: logger) { message in rbac.applyPurgeMessage(message) })
         }
+        // Revocations (SPEC §9b): in Redis for every instance, else this process's own view.
+        let revocations: Revocations
+        if let redis {
+            revocations = Revocations(
+                store: SharedRevocationStore(client: redis, sealer: cache, logger: logger), metrics: context.metricsFactory)
+            context.services.append(RevocationSync(revocations: revocations, client: redis, sealer: cache, logger: logger))
+        } else {
+            revocations = Revocations(store: LocalRevocationStore(), metrics: context.metricsFactory)
+        }
         let verifier = TokenVerifier(
             jwks: JWKSCache(source: jwksSource, sharedCache: cache, logger: logger), issuer: issuer, audience: audience,
-            logins: LoginAudit(cache: cache, sink: audit))
+            logins: LoginAudit(cache: cache, sink: audit), revocations: revocations)
         let allowlist = AllowlistSource(.specification)
         context.services.append(PermissionLoader(store: store, allowlist: allowlist, logger: logger))
         let authorizer = Authorizer(
@@ -134,7 +144,7 @@ struct ModuleSetup: Sendable {
         return ModuleSetup(
             store: store, cache: cache, rbac: rbac,
             security: Security(verifier: verifier, authorizer: authorizer, limiter: limiter, metrics: context.metricsFactory),
-            audit: audit, outbox: outbox, devHost: devHost)
+            audit: audit, outbox: outbox, revocations: revocations, devHost: devHost)
     }
 
     /// `CACHE_SIGNING_KEY` (at least 32 bytes; its UTF-8 bytes are the HMAC key). Required outside

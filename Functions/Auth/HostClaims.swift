@@ -15,9 +15,11 @@ struct HostClaims: JWTPayload, Sendable {
     var amr: [String]?
     var groups: [String]?
     var platformSuperAdmin: Bool?
+    /// The token's id, for revocation of one token (SPEC §9b).
+    var jti: String?
 
     enum CodingKeys: String, CodingKey {
-        case iss, aud, sub, email, exp, iat, nbf, amr, groups
+        case iss, aud, sub, email, exp, iat, nbf, amr, groups, jti
         case tenantID = "tenant_id"
         case platformSuperAdmin = "platform_super_admin"
     }
@@ -65,6 +67,10 @@ struct Identity: Sendable, Equatable {
     let groups: [String]
     let platformSuperAdminClaim: Bool
     let expiresAt: Double
+    /// `iat`: revocations cover tokens issued at or before a time.
+    let issuedAt: Double
+    /// `jti`, when the host gave one.
+    let jti: String?
     /// SHA-256 of the token, hex; identifies the token in audit without storing it.
     let tokenHash: String
 }

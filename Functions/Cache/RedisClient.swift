@@ -263,9 +263,13 @@ final class RedisClient: Service, Sendable {
     }
 
     /// Subscribes to `channel` on a dedicated connection and calls `handler` for every message
-    /// until graceful shutdown; reconnects after a failure.
-    func subscribe(channel: String, logger: Logger, handler: @escaping @Sendable (String) -> Void) -> some Service {
-        RedisSubscriber(endpoint: endpoint, channel: channel, logger: logger, handler: handler)
+    /// until graceful shutdown; reconnects after a failure. `onSubscribed` runs each time the
+    /// subscription is (re)established, so a listener can catch up on what it may have missed.
+    func subscribe(
+        channel: String, logger: Logger, onSubscribed: @escaping @Sendable () -> Void = {},
+        handler: @escaping @Sendable (String) -> Void
+    ) -> some Service {
+        RedisSubscriber(endpoint: endpoint, channel: channel, logger: logger, onSubscribed: onSubscribed, handler: handler)
     }
 }
 
@@ -274,6 +278,7 @@ private struct RedisSubscriber: Service {
     let endpoint: RedisEndpoint
     let channel: String
     let logger: Logger
+    let onSubscribed: @Sendable () -> Void
     let handler: @Sendable (String) -> Void
 
     func run() async throws {
@@ -283,7 +288,7 @@ private struct RedisSubscriber: Service {
         thread.start()
         await withGracefulShutdownHandler {
             while !stopping.load(ordering: .relaxed) {
-                let outcome: Result<Void, RedisError>? = try? await thread.runIfActive { [endpoint, channel, handler] in
+                let outcome: Result<Void, RedisError>? = try? await thread.runIfActive { [endpoint, channel, onSubscribed, handler] in
                     Result { () throws(RedisError) -> Void in
                         let connection = try RedisConnection(
                             endpoint: endpoint, connectTimeout: .seconds(1), commandTimeout: .seconds(0))
@@ -291,6 +296,7 @@ private struct RedisSubscriber: Service {
                         defer { current.withLock { $0 = nil } }
                         if stopping.load(ordering: .relaxed) { return }
                         _ = try connection.command([Array("SUBSCRIBE".utf8), Array(channel.utf8)])
+                        onSubscribed()
                         while !stopping.load(ordering: .relaxed) {
                             let message = try connection.readReply()
                             if case .array(let parts) = message, parts.count == 3, parts[0].bytes == Array("message".utf8),

@@ -169,6 +169,7 @@ struct DevHostStore: Sendable {
         payload.field("tenant_id", tenant)
         payload.field("iat", issuedAt)
         payload.field("exp", issuedAt + ttl)
+        payload.field("jti", UUID().uuidString.lowercased())
         payload.key("amr")
         payload.beginArray()
         for method in mfa ? ["pwd", "mfa"] : ["pwd"] {

@@ -11,65 +11,28 @@ import HTTPTypes
 /// only after the signature and body are valid; released again if the purge fails, so the host's
 /// retry is not swallowed). Bad signature → 401 `INVALID_SIGNATURE`, bad body → 400; neither purges.
 struct PurgeRBACCache: HTTPFunction {
-    static let webhookID = HTTPField.Name("webhook-id")!
-    static let webhookTimestamp = HTTPField.Name("webhook-timestamp")!
-    static let webhookSignature = HTTPField.Name("webhook-signature")!
-    static let replayWindow: Duration = .seconds(600)
+    static let webhookID = WebhookIntake.webhookID
+    static let webhookTimestamp = WebhookIntake.webhookTimestamp
+    static let webhookSignature = WebhookIntake.webhookSignature
 
-    let secrets: Secrets
+    let intake: WebhookIntake
     let rbac: RBACService
-    let cache: any KeyValueCache
     let audit: any AuditSink
-    let rejections: [WebhookSignature.Rejection: CoreMetrics.Counter]
-    let now: @Sendable () -> Int64
 
     init(
         secrets: Secrets, rbac: RBACService, cache: any KeyValueCache, audit: any AuditSink, metrics: any MetricsFactory,
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
-        self.secrets = secrets
+        intake = WebhookIntake(secrets: secrets, cache: cache, namespace: "webhook-seen", metrics: metrics, now: now)
         self.rbac = rbac
-        self.cache = cache
         self.audit = audit
-        self.now = now
-        var rejections: [WebhookSignature.Rejection: CoreMetrics.Counter] = [:]
-        for reason in [WebhookSignature.Rejection.missingHeader, .badTimestamp, .stale, .noSecret, .mismatch] {
-            rejections[reason] = CoreMetrics.Counter(
-                label: "fnhost_webhook_rejections_total", dimensions: [("reason", reason.rawValue)], factory: metrics)
-        }
-        self.rejections = rejections
     }
 
     func handle(_ request: FunctionRequest) async throws -> FunctionResponse {
-        let configured: String?
-        do {
-            configured = try await secrets.secret(named: "WEBHOOK_HMAC_SECRET")
-        } catch {
-            throw FunctionError.serviceUnavailable("webhook secrets unavailable; try again shortly")
-        }
-        let body = Array(request.body.readableBytesView)
-        let id = request.headers[Self.webhookID]
-        do {
-            try WebhookSignature(secrets: configured).verify(
-                id: id, timestamp: request.headers[Self.webhookTimestamp], signatures: request.headers[Self.webhookSignature],
-                body: body, now: now())
-        } catch {
-            rejections[error]?.increment()
-            request.logger.warning("webhook rejected", metadata: ["reason": .string(error.rawValue)])
-            throw FunctionError(
-                status: .unauthorized, code: "INVALID_SIGNATURE",
-                message: "webhook signature missing or wrong, or timestamp outside 5 minutes")
-        }
+        let (id, body) = try await intake.authenticate(request)
         let (tenant, user) = try Self.parse(body)
-        guard let id else { throw FunctionError.validationFailed("header 'webhook-id' is required") }  // verified above
-        let claim = CacheKey.make("webhook-seen", Array(id.utf8))
-        let first: Bool
-        do {
-            first = try await cache.setIfAbsent(claim, [1], ttl: Self.replayWindow)
-        } catch {
-            throw FunctionError.serviceUnavailable("the cache is unavailable; the purge was not applied, retry")
-        }
-        guard first else {
+        let unavailable = "the cache is unavailable; the purge was not applied, retry"
+        guard try await intake.claim(id, unavailable: unavailable) else {
             request.logger.info("webhook replay ignored", metadata: ["webhook_id": .string(id)])
             return .noContent()
         }
@@ -77,8 +40,8 @@ struct PurgeRBACCache: HTTPFunction {
         do {
             removed = try await rbac.purge(tenant: tenant, user: user)
         } catch {
-            _ = try? await cache.delete([claim])
-            throw FunctionError.serviceUnavailable("the cache is unavailable; the purge was not applied, retry")
+            await intake.release(id)
+            throw FunctionError.serviceUnavailable(unavailable)
         }
         var details: [String: JSONValue] = ["webhook_id": .string(id), "entries_removed": .number(Double(removed))]
         details["user_id"] = user.map { JSONValue.string($0.text) } ?? .null

@@ -399,7 +399,7 @@ extension Duration {
     static func identity(_ token: String) -> Identity {
         Identity(
             subject: "u-1", email: "u-1@example.test", tenantID: "t-login", amr: ["pwd"], groups: [], platformSuperAdminClaim: false,
-            expiresAt: Date().timeIntervalSince1970 + 600, tokenHash: token)
+            expiresAt: Date().timeIntervalSince1970 + 600, issuedAt: Date().timeIntervalSince1970, jti: nil, tokenHash: token)
     }
 
     /// Two instances (two `LoginAudit`s) on one Redis see the same token: one LOGIN_VALIDATED.

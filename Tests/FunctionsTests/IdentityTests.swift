@@ -345,7 +345,7 @@ final class LogCapture: Sendable {
 @Suite struct VerifiedTokensTests {
     private let identity = Identity(
         subject: "u", email: "u@x.example", tenantID: "t", amr: [], groups: [], platformSuperAdminClaim: false,
-        expiresAt: 1_000, tokenHash: "h")
+        expiresAt: 1_000, issuedAt: 900, jti: nil, tokenHash: "h")
 
     @Test func entriesExpireAtTheEarlierOfExpAndSixtySeconds() {
         let cache = VerifiedTokens()
