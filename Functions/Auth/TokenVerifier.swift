@@ -25,6 +25,8 @@ enum TokenRejection: String, Sendable, Error {
     case claimMissing = "claim_missing"
     /// `tenant_id` or `sub` is not an id (SPEC §5: 1…128 bytes, no controls, `platform` reserved).
     case identifierInvalid = "identifier_invalid"
+    /// Revoked through `POST /webhooks/sessions-revoked` (SPEC §9b).
+    case revoked = "revoked"
 }
 
 /// Validates host-issued bearer tokens (SPEC §5): RS256 only (the algorithm is never taken from
@@ -43,12 +45,15 @@ struct TokenVerifier: Sendable {
     private let verified: VerifiedTokens
     /// Told about every token the first time it verifies (LOGIN_VALIDATED).
     let logins: LoginAudit?
+    /// Consulted on every verification, cached or not (no I/O).
+    let revocations: Revocations?
 
     init(
-        jwks: JWKSCache, issuer: String, audience: String, logins: LoginAudit? = nil,
+        jwks: JWKSCache, issuer: String, audience: String, logins: LoginAudit? = nil, revocations: Revocations? = nil,
         now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
         self.jwks = jwks
+        self.revocations = revocations
         self.logins = logins
         self.issuer = issuer
         self.audience = audience
@@ -70,7 +75,10 @@ struct TokenVerifier: Sendable {
     func verify(_ token: String) async throws(TokenRejection) -> Identity {
         guard token.utf8.count <= Self.maxTokenBytes else { throw .tooLarge }
         let generation = jwks.generationNow
-        if let identity = verified.lookup(token, now: now(), generation: generation) { return identity }
+        if let identity = verified.lookup(token, now: now(), generation: generation) {
+            if let revocations, revocations.isRevoked(identity) { throw .revoked }
+            return identity
+        }
         // The header is small (alg, kid, typ): bounded before it is decoded at all, and read flat.
         guard let header = TokenHeader(token: token) else { throw .malformed }
         guard header.alg == "RS256" else { throw .algorithmNotAllowed }
@@ -91,6 +99,7 @@ struct TokenVerifier: Sendable {
             throw .signatureInvalid
         }
         let identity = try check(claims, token: token)
+        if let revocations, revocations.isRevoked(identity) { throw .revoked }
         verified.store(token, identity, now: now(), generation: keySet.generation)
         await logins?.observe(identity, now: now())
         return identity
@@ -111,7 +120,7 @@ struct TokenVerifier: Sendable {
         guard let tenant = TenantID(validating: tenantText), let subject = UserID(validating: sub) else { throw .identifierInvalid }
         return Identity(
             subject: subject, email: email, tenantID: tenant, amr: claims.amr ?? [], groups: claims.groups ?? [],
-            platformSuperAdminClaim: claims.platformSuperAdmin ?? false, expiresAt: exp,
+            platformSuperAdminClaim: claims.platformSuperAdmin ?? false, expiresAt: exp, issuedAt: iat, jti: claims.jti,
             tokenHash: Hex.encode(SHA256.hash(data: Array(token.utf8))))
     }
 }
