@@ -41,10 +41,17 @@ public struct FunctionHostModule: FunctionModule {
         context.functions.register("SendEmail", http: security.guarded(SendEmail(store: setup.store, outbox: setup.outbox)))
         context.functions.register("EmailOutboxDispatcher", timer: EmailOutboxDispatcher(store: setup.store, outbox: setup.outbox))
         context.functions.register("ListAuditEvents", http: security.guarded(ListAuditEvents(store: setup.store)))
+        let tree = AuditTree(store: setup.store)
+        context.functions.register("GetAuditCheckpoint", http: security.guarded(GetAuditCheckpoint(tree: tree, keys: setup.checkpointKeys)))
+        context.functions.register("GetAuditProof", http: security.guarded(GetAuditProof(tree: tree)))
+        context.functions.register("GetAuditConsistency", http: security.guarded(GetAuditConsistency(tree: tree)))
+        context.functions.register("GetAuditVerifierKey", http: GetAuditVerifierKey(keys: setup.checkpointKeys))
+        context.functions.register("ExportAuditEvents", http: security.guarded(ExportAuditEvents(store: setup.store)))
         context.functions.register(
             "AuditChainVerifier",
             timer: AuditChainVerifierFunction(
-                verification: AuditVerification(store: setup.store, logger: context.logger, metrics: context.metricsFactory)))
+                verification: AuditVerification(
+                    store: setup.store, logger: context.logger, metrics: context.metricsFactory, keys: setup.checkpointKeys)))
         for (name, schema) in LeadsOpenAPI.schemas.merging(AuditOpenAPI.schemas, uniquingKeysWith: { $1 })
             .merging(WebhookOpenAPI.schemas, uniquingKeysWith: { $1 }).merging(EmailOpenAPI.schemas, uniquingKeysWith: { $1 }) {
             context.addSchema(name, schema)

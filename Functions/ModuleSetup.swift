@@ -14,6 +14,7 @@ struct ModuleSetup: Sendable {
     let audit: any AuditSink
     let outbox: OutboxSender
     let revocations: Revocations
+    let checkpointKeys: CheckpointKeys
     let devHost: DevHostStore?
 
     static func make(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError) -> ModuleSetup {
@@ -141,10 +142,37 @@ struct ModuleSetup: Sendable {
             // Below a day: the host's idempotency window; a later retry could become a second email.
             horizon: try positive(settings, "EMAIL_RETRY_HORIZON_SECONDS", default: 6 * 3600, range: 1...86_399))
         let outbox = OutboxSender(store: store, sender: emailSender, retry: retry, logger: logger, metrics: context.metricsFactory)
+        let checkpointKeys = try await auditSigningKeys(&context, scriptRoot: scriptRoot)
         return ModuleSetup(
             store: store, cache: cache, rbac: rbac,
             security: Security(verifier: verifier, authorizer: authorizer, limiter: limiter, metrics: context.metricsFactory),
-            audit: audit, outbox: outbox, revocations: revocations, devHost: devHost)
+            audit: audit, outbox: outbox, revocations: revocations, checkpointKeys: checkpointKeys, devHost: devHost)
+    }
+
+    /// `AUDIT_LOG_ORIGIN` and where `AUDIT_SIGNING_KEY` comes from: the secrets provider, or in
+    /// development without one a key generated into the development host's folder. Outside
+    /// development a missing or malformed key is reported at start-up and the checkpoint endpoints
+    /// answer 503 until it is set (the rest of the module serves).
+    static func auditSigningKeys(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError)
+        -> CheckpointKeys
+    {
+        let origin = context.settings.nonEmpty("AUDIT_LOG_ORIGIN") ?? CheckpointSigner.defaultOrigin
+        guard CheckpointSigner.isValidName(origin) else {
+            throw ModuleConfigurationError("AUDIT_LOG_ORIGIN must be 1 to 200 bytes without spaces, '+' or control characters")
+        }
+        let configured = try? await context.secrets.secret(named: "AUDIT_SIGNING_KEY")
+        if context.environment == .development, configured == nil || configured?.isEmpty == true {
+            return CheckpointKeys(
+                origin: origin,
+                source: .file(URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/dev-host/audit-signing-key")))
+        }
+        if let configured, CheckpointSigner.seed(base64: configured) == nil {
+            throw ModuleConfigurationError("AUDIT_SIGNING_KEY must be the base64 of a 32-byte Ed25519 seed")
+        }
+        if configured == nil {
+            context.logger.error("AUDIT_SIGNING_KEY is not set: audit checkpoints and the verifier key answer 503 until it is")
+        }
+        return CheckpointKeys(origin: origin, source: .secret(context.secrets))
     }
 
     /// `CACHE_SIGNING_KEY` (at least 32 bytes; its UTF-8 bytes are the HMAC key). Required outside

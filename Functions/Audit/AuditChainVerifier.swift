@@ -21,6 +21,10 @@ struct AuditChainVerifier: Sendable {
             case missingHead = "missing_head"
             case checkpointMismatch = "checkpoint_mismatch"
             case badFormat = "bad_format"
+            /// The chain no longer has the root of a checkpoint the module signed (SPEC §8b).
+            case checkpointInconsistent = "checkpoint_inconsistent"
+            /// A stored signed checkpoint does not verify with the module's key.
+            case checkpointSignature = "checkpoint_signature"
         }
 
         var chainID: String
@@ -38,6 +42,8 @@ struct AuditChainVerifier: Sendable {
 
     let store: any AuditStore
     var pageSize = 1000
+    /// Checks stored signed checkpoints' signatures when set.
+    var signer: CheckpointSigner? = nil
 
     func verify(tenant: String? = nil, full: Bool = false) async throws(StoreUnavailable) -> Report {
         let checkpoints = try await store.checkpoints()
@@ -58,11 +64,38 @@ struct AuditChainVerifier: Sendable {
             report.events += events
             if let failure {
                 report.breaks.append(failure)
+            } else if let failure = try await checkSignedCheckpoint(chain, full: full) {
+                report.breaks.append(failure)
             } else if let verifiedHead, verifiedHead.seq > (checkpoints[chainID]?.seq ?? 0) {
                 try await store.saveCheckpoint(chain, verifiedHead)
             }
         }
         return report
+    }
+
+    /// The chain against the latest checkpoint the module signed (SPEC §8b): its signature, and the
+    /// root of that many leaves — recomputed from the events themselves in a full run, from the
+    /// stored tree otherwise (the incremental run trusts the prefix it verified before, which the
+    /// verifier position's hash pins). A history rewritten behind a handed-out checkpoint is a
+    /// break even when every hash was recomputed.
+    func checkSignedCheckpoint(_ chain: String, full: Bool) async throws(StoreUnavailable) -> Break? {
+        guard let latest = try await store.latestSignedCheckpoint(chain) else { return nil }
+        if let signer {
+            let note = try? CheckpointNote.verified(latest.note, verifierKey: signer.verifierKey)
+            guard let note, note.size == latest.treeSize, note.root == latest.root,
+                note.chainID(under: signer.name).map({ $0.utf8.elementsEqual(chain.utf8) }) == true
+            else { return Break(chainID: chain, seq: max(latest.treeSize, 1), reason: .checkpointSignature) }
+        }
+        let tree = AuditTree(store: store, pageSize: pageSize)
+        let root: Merkle.Hash?
+        if full {
+            root = try await tree.rootFromEvents(chain, size: latest.treeSize)
+        } else {
+            let size = try await tree.extend(chain)
+            root = size >= latest.treeSize ? try await tree.root(chain, size: latest.treeSize) : nil
+        }
+        guard root == latest.root else { return Break(chainID: chain, seq: max(latest.treeSize, 1), reason: .checkpointInconsistent) }
+        return nil
     }
 
     /// The event's `tenant_id` names its chain, byte for byte (`platform`: no tenant).
@@ -139,8 +172,11 @@ struct AuditVerification: Sendable {
     let lastVerified: Gauge
     let verifiedEvents: CoreMetrics.Counter
 
-    init(store: any AuditStore, logger: Logger, metrics: any MetricsFactory) {
+    let keys: CheckpointKeys?
+
+    init(store: any AuditStore, logger: Logger, metrics: any MetricsFactory, keys: CheckpointKeys? = nil) {
         verifier = AuditChainVerifier(store: store)
+        self.keys = keys
         log = store
         self.logger = logger
         breaksGauge = Gauge(label: "audit_chain_breaks", factory: metrics)
@@ -149,6 +185,8 @@ struct AuditVerification: Sendable {
     }
 
     func run(tenant: String? = nil, full: Bool = false) async throws(StoreUnavailable) -> AuditChainVerifier.Report {
+        var verifier = verifier
+        verifier.signer = try? await keys?.signer()
         let report = try await verifier.verify(tenant: tenant, full: full)
         var details: [String: JSONValue] = [
             "chains": .number(Double(report.chains)), "events": .number(Double(report.events)),

@@ -1,6 +1,7 @@
 import FunctionRuntime
 
-/// The audit log's storage (`audit_events`, `audit_chain_heads`, `audit_checkpoints`), on
+/// The audit log's storage (`audit_events`, `audit_chain_heads`, `audit_verifier_positions`, the
+/// Merkle tree `audit_tree_nodes` and the signed `audit_checkpoints`), on
 /// PostgreSQL and SQLite. Appends are serialized per chain by the chain's head row; the
 /// table itself refuses UPDATE, DELETE and TRUNCATE.
 protocol AuditStore: Sendable {
@@ -22,6 +23,26 @@ protocol AuditStore: Sendable {
     func checkpoints() async throws(StoreUnavailable) -> [ChainID: ChainHead]
     /// Moves a chain's checkpoint forward (the table refuses to move one back).
     func saveCheckpoint(_ chain: String, _ head: ChainHead) async throws(StoreUnavailable)
+
+    // The chain's Merkle tree (SPEC §8b): complete subtrees, append-only, derived from the events.
+    /// Leaves in the stored tree (its level 0 nodes).
+    func treeSize(_ chain: String) async throws(StoreUnavailable) -> Int64
+    /// The stored hashes of `nodes` (absent ones are missing from the answer).
+    func treeNodes(_ chain: String, _ nodes: Set<TreeNode>) async throws(StoreUnavailable) -> [TreeNode: [UInt8]]
+    /// Stores nodes; one already stored is left as it is (every writer derives the same hash).
+    func addTreeNodes(_ chain: String, _ nodes: [TreeNode: [UInt8]]) async throws(StoreUnavailable)
+    /// The signed checkpoint of the largest tree size (`audit_checkpoints`).
+    func latestSignedCheckpoint(_ chain: String) async throws(StoreUnavailable) -> SignedCheckpoint?
+    /// Keeps a signed checkpoint; false when one of that size was stored first (by another instance).
+    func saveSignedCheckpoint(_ checkpoint: SignedCheckpoint) async throws(StoreUnavailable) -> Bool
+}
+
+/// A checkpoint the module signed and handed out (SPEC §8b): never changed, never removed.
+struct SignedCheckpoint: Sendable, Equatable {
+    var chainID: String
+    var treeSize: Int64
+    var root: [UInt8]
+    var note: String
 }
 
 /// A row read back for verification; `formatError` when its `details` is not SPEC §8 JSON.
@@ -43,8 +64,14 @@ struct AuditQuery: Sendable, Equatable {
     var eventType: String?
     /// Canonical timestamp; events at or after it.
     var since: String?
+    /// Canonical timestamp; events at or before it.
+    var until: String? = nil
+    /// Events by this actor only (byte-exact).
+    var actorSub: UserID? = nil
     var cursor: AuditCursor?
     var limit: Int
+    /// Oldest first (the export) instead of newest first; the cursor then moves forward.
+    var oldestFirst = false
 }
 
 /// Position in the newest-first listing: `{occurred_at µs}_{seq}_{chain_id}`.

@@ -1,6 +1,6 @@
 import FunctionRuntime
 
-/// `GET /api/audit?tenant_id=&event_type=&since=&limit=&cursor=` — audit events, newest first.
+/// `GET /api/audit?tenant_id=&event_type=&since=&until=&actor_sub=&limit=&cursor=` — audit events, newest first.
 /// The caller's own chain by default; another tenant's chain, `platform`, or `*` (every chain)
 /// only for a platform super admin (403 otherwise, SPEC §7).
 struct ListAuditEvents: AuthorizedFunction {
@@ -25,27 +25,27 @@ struct ListAuditEvents: AuthorizedFunction {
         }
     }
 
-    static func query(_ request: FunctionRequest, principal: Principal) throws(FunctionError) -> AuditQuery {
-        let scope: AuditQuery.Scope
-        switch try request.singleQuery("tenant_id") {
-        case nil:
-            scope = .chain(.tenant(principal.tenantID))
-        case let requested?:
-            // Byte-exact: a canonically equivalent spelling of the caller's tenant is another tenant.
-            guard Identifier<UserKind>.isWellFormed(requested) else {
-                throw .validationFailed("parameter 'tenant_id' must be a tenant id or *")
-            }
-            let wanted: AuditQuery.Scope =
-                requested.bytesEqual("*") ? .all : .chain(ChainID(stored: requested))
-            if wanted == .chain(.tenant(principal.tenantID)) {
-                scope = wanted
-            } else {
-                guard principal.isPlatformSuperAdmin else {
-                    throw .permissionDenied("reading another tenant's audit events needs a platform super admin")
-                }
-                scope = wanted
-            }
+    /// The chain (or `*`, when `allowAll`) a request reads: the caller's own by default; another
+    /// tenant's, `platform` or `*` only for a platform super admin.
+    static func scope(_ request: FunctionRequest, principal: Principal, allowAll: Bool = true) throws(FunctionError) -> AuditQuery.Scope {
+        guard let requested = try request.singleQuery("tenant_id") else { return .chain(.tenant(principal.tenantID)) }
+        // Byte-exact: a canonically equivalent spelling of the caller's tenant is another tenant.
+        guard Identifier<UserKind>.isWellFormed(requested) else {
+            throw .validationFailed(allowAll ? "parameter 'tenant_id' must be a tenant id or *" : "parameter 'tenant_id' must be a tenant id")
         }
+        if requested.bytesEqual("*") {
+            guard allowAll else { throw .validationFailed("parameter 'tenant_id' must name one chain here, not *") }
+        }
+        let wanted: AuditQuery.Scope = requested.bytesEqual("*") ? .all : .chain(ChainID(stored: requested))
+        if wanted == .chain(.tenant(principal.tenantID)) { return wanted }
+        guard principal.isPlatformSuperAdmin else {
+            throw .permissionDenied("reading another tenant's audit events needs a platform super admin")
+        }
+        return wanted
+    }
+
+    static func query(_ request: FunctionRequest, principal: Principal) throws(FunctionError) -> AuditQuery {
+        let scope = try Self.scope(request, principal: principal)
         var eventType: String?
         if let type = try request.singleQuery("event_type") {
             guard (1...64).contains(type.utf8.count), let first = type.utf8.first, (0x41...0x5A).contains(first),
@@ -60,7 +60,21 @@ struct ListAuditEvents: AuthorizedFunction {
             }
             since = canonical
         }
+        var until: String?
+        if let text = try request.singleQuery("until") {
+            guard let canonical = Timestamps.canonical(rfc3339: text) else {
+                throw .validationFailed("parameter 'until' must be an RFC 3339 date-time")
+            }
+            until = canonical
+        }
+        var actor: UserID?
+        if let text = try request.singleQuery("actor_sub") {
+            guard let id = UserID(validating: text) else { throw .validationFailed("parameter 'actor_sub' must be a user id") }
+            actor = id
+        }
         let cursor = try request.singleQuery("cursor").map { (text) throws(FunctionError) in try AuditCursor(decoding: text) }
-        return AuditQuery(scope: scope, eventType: eventType, since: since, cursor: cursor, limit: try LeadRequests.limit(request))
+        return AuditQuery(
+            scope: scope, eventType: eventType, since: since, until: until, actorSub: actor, cursor: cursor,
+            limit: try LeadRequests.limit(request))
     }
 }

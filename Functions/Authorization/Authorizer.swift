@@ -84,7 +84,7 @@ struct Authorizer: Sendable {
         }
         let held = superAdmin != nil ? allowlist.all : allowlist.filter(answer.permissions)
 
-        let granting = policy.permissions.filter(held.contains)
+        let granting = policy.granting(held)
         guard !granting.isEmpty else {
             let missing = policy.permissions.map(\.rawValue).joined(separator: "|")
             deny(.missingPermission, identity: identity, logger: logger, detail: missing)
@@ -94,8 +94,8 @@ struct Authorizer: Sendable {
                     eventType: "PERMISSION_DENIED", severity: .warning, details: ["required": .string(missing)]))
             throw FunctionError.permissionDenied("missing permission \(missing)")
         }
-        // Step-up is needed only if every permission that grants the action demands it.
-        let needsStepUp = granting.allSatisfy { allowlist.rules[$0]?.stepUp == true }
+        // Step-up is needed only if every permission that grants the action demands it (all-of: any).
+        let needsStepUp = policy.needsStepUp(granting, in: allowlist)
         if needsStepUp, !Self.stepUpSatisfied(identity, answer: answer) {
             deny(.stepUpRequired, identity: identity, logger: logger, detail: granting.first?.rawValue)
             await audit.record(

@@ -74,6 +74,8 @@ struct FunctionPolicy: Sendable {
     enum Requirement: Sendable {
         case permission(ModulePermission)
         case anyOf([ModulePermission])
+        /// Every one of them (e.g. an audit export: AUDIT_READ and EXPORTS_EXECUTE).
+        case allOf([ModulePermission])
     }
 
     let requirement: Requirement
@@ -86,10 +88,30 @@ struct FunctionPolicy: Sendable {
         FunctionPolicy(requirement: .anyOf(permissions))
     }
 
+    static func requiresAll(_ permissions: [ModulePermission]) -> FunctionPolicy {
+        FunctionPolicy(requirement: .allOf(permissions))
+    }
+
+    /// The permissions of `held` through which the caller may act (empty: denied).
+    func granting(_ held: Set<ModulePermission>) -> [ModulePermission] {
+        switch requirement {
+        case .allOf(let all): all.allSatisfy(held.contains) ? all : []
+        case .permission, .anyOf: permissions.filter(held.contains)
+        }
+    }
+
+    /// Step-up applies when every granting permission demands it, or (all-of) when any does.
+    func needsStepUp(_ granting: [ModulePermission], in allowlist: PermissionAllowlist) -> Bool {
+        switch requirement {
+        case .allOf: granting.contains { allowlist.rules[$0]?.stepUp == true }
+        case .permission, .anyOf: granting.allSatisfy { allowlist.rules[$0]?.stepUp == true }
+        }
+    }
+
     var permissions: [ModulePermission] {
         switch requirement {
         case .permission(let permission): [permission]
-        case .anyOf(let permissions): permissions
+        case .anyOf(let permissions), .allOf(let permissions): permissions
         }
     }
 

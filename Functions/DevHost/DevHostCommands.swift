@@ -76,4 +76,44 @@ public enum StoreCommands {
     public static func migrate(scriptRoot: String, logger: Logger) async throws -> [Int] {
         try await StoreSetup.migrate(databaseURL: try databaseURL(scriptRoot: scriptRoot), logger: logger)
     }
+
+    /// `fnhost verify-audit --checkpoint FILE [--verifier-key KEY]`: the checkpoint's signature
+    /// (by `KEY`, default the module's own key), then that the live chain still has that root at
+    /// that size, recomputed from the events. `consistent` false: exit 1; a throw: exit 2.
+    public static func verifyCheckpoint(
+        scriptRoot: String, checkpointFile: String, verifierKey: String?, logger: Logger
+    ) async throws -> (consistent: Bool, message: String) {
+        let note = try String(contentsOf: URL(fileURLWithPath: checkpointFile), encoding: .utf8)
+        let key: String
+        if let verifierKey {
+            key = verifierKey
+        } else {
+            let local = try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
+            let settings = Settings.layered(local.values, ProcessInfo.processInfo.environment)
+            let origin = settings.nonEmpty("AUDIT_LOG_ORIGIN") ?? CheckpointSigner.defaultOrigin
+            let file = URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/dev-host/audit-signing-key")
+            guard let seed = settings.nonEmpty("AUDIT_SIGNING_KEY").flatMap(CheckpointSigner.seed(base64:))
+                ?? (try? String(contentsOf: file, encoding: .utf8)).flatMap(CheckpointSigner.seed(base64:))
+            else { throw DevHostCommands.Refused(description: "no --verifier-key and no AUDIT_SIGNING_KEY to derive it from") }
+            key = try CheckpointSigner(name: origin, seed: seed).verifierKey
+        }
+        let checkpoint: CheckpointNote
+        do {
+            checkpoint = try CheckpointNote.verified(note, verifierKey: key)
+        } catch {
+            return (false, "checkpoint refused: \(error.description)")
+        }
+        guard let name = try? VerifierKey(key).name, let chain = checkpoint.chainID(under: name) else {
+            return (false, "checkpoint refused: its origin is not a chain of this log")
+        }
+        let url = try databaseURL(scriptRoot: scriptRoot)
+        let root = try await StoreSetup.withStore(databaseURL: url, logger: logger) { store in
+            try await AuditTree(store: store).rootFromEvents(chain, size: checkpoint.size)
+        }
+        guard let root else { return (false, "chain \(chain) has fewer than \(checkpoint.size) intact events: not consistent") }
+        guard root == checkpoint.root else {
+            return (false, "chain \(chain) no longer has the checkpoint's root at size \(checkpoint.size): history was rewritten")
+        }
+        return (true, "chain \(chain) is consistent with the checkpoint (size \(checkpoint.size))")
+    }
 }

@@ -167,6 +167,36 @@ enum Migrations {
                 )
                 """,
             ]),
+        Migration(
+            version: 6, name: "Merkle tree and signed checkpoints per audit chain",
+            statements: [
+                // The verifier's positions keep their rows under a clearer name; audit_checkpoints
+                // now holds the signed checkpoints that SPEC §8b names.
+                "ALTER TABLE audit_checkpoints RENAME TO audit_verifier_positions",
+                """
+                CREATE TABLE audit_tree_nodes (
+                    chain_id text     NOT NULL,
+                    level    smallint NOT NULL CHECK (level BETWEEN 0 AND 62),
+                    idx      bigint   NOT NULL CHECK (idx >= 0),
+                    hash     text     NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+                    PRIMARY KEY (chain_id, level, idx)
+                )
+                """,
+                """
+                CREATE TABLE audit_checkpoints (
+                    chain_id  text        NOT NULL,
+                    tree_size bigint      NOT NULL CHECK (tree_size >= 0),
+                    root_hash text        NOT NULL CHECK (root_hash ~ '^[0-9a-f]{64}$'),
+                    note      text        NOT NULL,
+                    signed_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (chain_id, tree_size)
+                )
+                """,
+                "CREATE TRIGGER audit_tree_nodes_append_only BEFORE UPDATE OR DELETE ON audit_tree_nodes FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()",
+                "CREATE TRIGGER audit_tree_nodes_no_truncate BEFORE TRUNCATE ON audit_tree_nodes FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
+                "CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()",
+                "CREATE TRIGGER audit_signed_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
+            ]),
     ]
 
     static let sqlite: [Migration] = [
@@ -316,6 +346,34 @@ enum Migrations {
                     last_updated TEXT NOT NULL
                 ) WITHOUT ROWID
                 """,
+            ]),
+        Migration(
+            version: 6, name: "Merkle tree and signed checkpoints per audit chain",
+            statements: [
+                "ALTER TABLE audit_checkpoints RENAME TO audit_verifier_positions",
+                """
+                CREATE TABLE audit_tree_nodes (
+                    chain_id TEXT    NOT NULL,
+                    level    INTEGER NOT NULL CHECK (level BETWEEN 0 AND 62),
+                    idx      INTEGER NOT NULL CHECK (idx >= 0),
+                    hash     TEXT    NOT NULL CHECK (length(hash) = 64),
+                    PRIMARY KEY (chain_id, level, idx)
+                ) WITHOUT ROWID
+                """,
+                """
+                CREATE TABLE audit_checkpoints (
+                    chain_id  TEXT    NOT NULL,
+                    tree_size INTEGER NOT NULL CHECK (tree_size >= 0),
+                    root_hash TEXT    NOT NULL CHECK (length(root_hash) = 64),
+                    note      TEXT    NOT NULL,
+                    signed_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                    PRIMARY KEY (chain_id, tree_size)
+                ) WITHOUT ROWID
+                """,
+                "CREATE TRIGGER audit_tree_nodes_no_update BEFORE UPDATE ON audit_tree_nodes BEGIN SELECT RAISE(ABORT, 'audit_tree_nodes is append-only: UPDATE refused'); END",
+                "CREATE TRIGGER audit_tree_nodes_no_delete BEFORE DELETE ON audit_tree_nodes BEGIN SELECT RAISE(ABORT, 'audit_tree_nodes is append-only: DELETE refused'); END",
+                "CREATE TRIGGER audit_signed_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only: UPDATE refused'); END",
+                "CREATE TRIGGER audit_signed_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only: DELETE refused'); END",
             ]),
     ]
 }

@@ -88,14 +88,24 @@ extension PostgresLeadStore: AuditStore {
             sql.sql += " AND occurred_at >= $\(sql.binds.count + 1)::timestamptz"
             sql.binds.append(since)
         }
+        if let until = query.until {
+            sql.sql += " AND occurred_at <= $\(sql.binds.count + 1)::timestamptz"
+            sql.binds.append(until)
+        }
+        if let actor = query.actorSub {
+            sql.sql += " AND actor_sub = $\(sql.binds.count + 1)"
+            sql.binds.append(actor.text)
+        }
         if let cursor = query.cursor {
             let first = sql.binds.count + 1
-            sql.sql += " AND (occurred_at, seq, chain_id) < ($\(first)::timestamptz, $\(first + 1), $\(first + 2))"
+            let direction = query.oldestFirst ? ">" : "<"
+            sql.sql += " AND (occurred_at, seq, chain_id) \(direction) ($\(first)::timestamptz, $\(first + 1), $\(first + 2))"
             sql.binds.append(cursor.occurredAt)
             sql.binds.append(cursor.seq)
             sql.binds.append(cursor.chainID)
         }
-        sql.sql += " ORDER BY occurred_at DESC, seq DESC, chain_id DESC LIMIT $\(sql.binds.count + 1)"
+        let order = query.oldestFirst ? "ASC" : "DESC"
+        sql.sql += " ORDER BY occurred_at \(order), seq \(order), chain_id \(order) LIMIT $\(sql.binds.count + 1)"
         sql.binds.append(query.limit)
         let statement = sql
         return try await events(statement).map(\.event)
@@ -175,7 +185,7 @@ extension PostgresLeadStore: AuditStore {
         try await withDeadline(deadline) { [client, logger] in
             var result: [ChainID: ChainHead] = [:]
             for try await (chain, seq, hash) in try await client.query(
-                "SELECT chain_id, seq, event_hash FROM audit_checkpoints", logger: logger
+                "SELECT chain_id, seq, event_hash FROM audit_verifier_positions", logger: logger
             ).decode((String, Int64, String).self) {
                 result[ChainID(stored: chain)] = ChainHead(seq: seq, hash: hash, occurredAt: nil)
             }
@@ -187,10 +197,85 @@ extension PostgresLeadStore: AuditStore {
         _ = try await withDeadline(deadline) { [client, logger] in
             try await client.query(
                 """
-                INSERT INTO audit_checkpoints (chain_id, seq, event_hash) VALUES (\(chain), \(head.seq), \(head.hash))
+                INSERT INTO audit_verifier_positions (chain_id, seq, event_hash) VALUES (\(chain), \(head.seq), \(head.hash))
                 ON CONFLICT (chain_id) DO UPDATE SET seq = EXCLUDED.seq, event_hash = EXCLUDED.event_hash, verified_at = now()
                 """, logger: logger)
             return true
+        }
+    }
+}
+
+extension PostgresLeadStore {
+    func treeSize(_ chain: String) async throws(StoreUnavailable) -> Int64 {
+        try await withDeadline(deadline) { [client, logger] in
+            var size: Int64 = 0
+            for try await last in try await client.query(
+                "SELECT idx FROM audit_tree_nodes WHERE chain_id = \(chain) AND level = 0 ORDER BY idx DESC LIMIT 1", logger: logger
+            ).decode(Int64.self) {
+                size = last + 1
+            }
+            return size
+        }
+    }
+
+    func treeNodes(_ chain: String, _ nodes: Set<TreeNode>) async throws(StoreUnavailable) -> [TreeNode: [UInt8]] {
+        guard !nodes.isEmpty else { return [:] }
+        let levels = nodes.map { Int16($0.level) }, indexes = nodes.map(\.index)
+        return try await withDeadline(deadline) { [client, logger] in
+            var found: [TreeNode: [UInt8]] = [:]
+            for try await (level, index, hash) in try await client.query(
+                """
+                SELECT n.level, n.idx, n.hash FROM unnest(\(levels)::smallint[], \(indexes)::bigint[]) AS wanted(level, idx)
+                JOIN audit_tree_nodes n ON n.chain_id = \(chain) AND n.level = wanted.level AND n.idx = wanted.idx
+                """, logger: logger
+            ).decode((Int16, Int64, String).self) {
+                if let bytes = Hex.decode(hash), bytes.count == 32 { found[TreeNode(level: Int(level), index: index)] = bytes }
+            }
+            return found
+        }
+    }
+
+    func addTreeNodes(_ chain: String, _ nodes: [TreeNode: [UInt8]]) async throws(StoreUnavailable) {
+        guard !nodes.isEmpty else { return }
+        let sorted = nodes.sorted { $0.key < $1.key }
+        let levels = sorted.map { Int16($0.key.level) }, indexes = sorted.map(\.key.index), hashes = sorted.map { Hex.encode($0.value) }
+        _ = try await withDeadline(deadline) { [client, logger] in
+            try await client.query(
+                """
+                INSERT INTO audit_tree_nodes (chain_id, level, idx, hash)
+                SELECT \(chain), level, idx, hash FROM unnest(\(levels)::smallint[], \(indexes)::bigint[], \(hashes)::text[]) AS n(level, idx, hash)
+                ON CONFLICT DO NOTHING
+                """, logger: logger)
+            return true
+        }
+    }
+
+    func latestSignedCheckpoint(_ chain: String) async throws(StoreUnavailable) -> SignedCheckpoint? {
+        try await withDeadline(deadline) { [client, logger] in
+            var latest: SignedCheckpoint?
+            for try await (size, root, note) in try await client.query(
+                "SELECT tree_size, root_hash, note FROM audit_checkpoints WHERE chain_id = \(chain) ORDER BY tree_size DESC LIMIT 1",
+                logger: logger
+            ).decode((Int64, String, String).self) {
+                if let bytes = Hex.decode(root) { latest = SignedCheckpoint(chainID: chain, treeSize: size, root: bytes, note: note) }
+            }
+            return latest
+        }
+    }
+
+    func saveSignedCheckpoint(_ checkpoint: SignedCheckpoint) async throws(StoreUnavailable) -> Bool {
+        try await withDeadline(deadline) { [client, logger] in
+            var inserted = false
+            for try await _ in try await client.query(
+                """
+                INSERT INTO audit_checkpoints (chain_id, tree_size, root_hash, note)
+                VALUES (\(checkpoint.chainID), \(checkpoint.treeSize), \(Hex.encode(checkpoint.root)), \(checkpoint.note))
+                ON CONFLICT DO NOTHING RETURNING tree_size
+                """, logger: logger
+            ).decode(Int64.self) {
+                inserted = true
+            }
+            return inserted
         }
     }
 }

@@ -83,11 +83,20 @@ extension SQLiteLeadStore: AuditStore {
             sql += " AND occurred_at >= ?"
             binds.append(.text(since))
         }
+        if let until = query.until {
+            sql += " AND occurred_at <= ?"
+            binds.append(.text(until))
+        }
+        if let actor = query.actorSub {
+            sql += " AND actor_sub = ?"
+            binds.append(.text(actor.text))
+        }
         if let cursor = query.cursor {
-            sql += " AND (occurred_at, seq, chain_id) < (?, ?, ?)"
+            sql += query.oldestFirst ? " AND (occurred_at, seq, chain_id) > (?, ?, ?)" : " AND (occurred_at, seq, chain_id) < (?, ?, ?)"
             binds += [.text(cursor.occurredAt), .integer(Int(cursor.seq)), .text(cursor.chainID)]
         }
-        sql += " ORDER BY occurred_at DESC, seq DESC, chain_id DESC LIMIT ?"
+        sql += query.oldestFirst
+            ? " ORDER BY occurred_at ASC, seq ASC, chain_id ASC LIMIT ?" : " ORDER BY occurred_at DESC, seq DESC, chain_id DESC LIMIT ?"
         binds.append(.integer(query.limit))
         return try await run(sql, binds).compactMap(SQLiteAudit.stored).map(\.event)
     }
@@ -122,7 +131,7 @@ extension SQLiteLeadStore: AuditStore {
 
     func checkpoints() async throws(StoreUnavailable) -> [ChainID: ChainHead] {
         var result: [ChainID: ChainHead] = [:]
-        for row in try await run("SELECT chain_id, seq, event_hash FROM audit_checkpoints", []) {
+        for row in try await run("SELECT chain_id, seq, event_hash FROM audit_verifier_positions", []) {
             guard let chain = row.column("chain_id")?.string, let seq = row.column("seq")?.integer,
                 let hash = row.column("event_hash")?.string
             else { continue }
@@ -134,8 +143,60 @@ extension SQLiteLeadStore: AuditStore {
     func saveCheckpoint(_ chain: String, _ head: ChainHead) async throws(StoreUnavailable) {
         _ = try await run(
             """
-            INSERT INTO audit_checkpoints (chain_id, seq, event_hash, verified_at) VALUES (?, ?, ?, ?)
+            INSERT INTO audit_verifier_positions (chain_id, seq, event_hash, verified_at) VALUES (?, ?, ?, ?)
             ON CONFLICT (chain_id) DO UPDATE SET seq = excluded.seq, event_hash = excluded.event_hash, verified_at = excluded.verified_at
             """, [.text(chain), .integer(Int(head.seq)), .text(head.hash), .text(Timestamps.now())])
+    }
+}
+
+extension SQLiteLeadStore {
+    func treeSize(_ chain: String) async throws(StoreUnavailable) -> Int64 {
+        let row = try await run("SELECT max(idx) AS last FROM audit_tree_nodes WHERE chain_id = ? AND level = 0", [.text(chain)]).first
+        return row?.column("last")?.integer.map { Int64($0) + 1 } ?? 0
+    }
+
+    func treeNodes(_ chain: String, _ nodes: Set<TreeNode>) async throws(StoreUnavailable) -> [TreeNode: [UInt8]] {
+        var found: [TreeNode: [UInt8]] = [:]
+        let wanted = nodes.sorted()
+        for start in stride(from: 0, to: wanted.count, by: 200) {
+            let batch = wanted[start..<min(start + 200, wanted.count)]
+            var binds: [SQLiteData] = [.text(chain)]
+            for node in batch { binds += [.integer(node.level), .integer(Int(node.index))] }
+            let pairs = Array(repeating: "(level = ? AND idx = ?)", count: batch.count).joined(separator: " OR ")
+            for row in try await run("SELECT level, idx, hash FROM audit_tree_nodes WHERE chain_id = ? AND (\(pairs))", binds) {
+                guard let level = row.column("level")?.integer, let index = row.column("idx")?.integer,
+                    let hash = row.column("hash")?.string.flatMap(Hex.decode), hash.count == 32
+                else { continue }
+                found[TreeNode(level: level, index: Int64(index))] = hash
+            }
+        }
+        return found
+    }
+
+    func addTreeNodes(_ chain: String, _ nodes: [TreeNode: [UInt8]]) async throws(StoreUnavailable) {
+        let sorted = nodes.sorted { $0.key < $1.key }
+        for start in stride(from: 0, to: sorted.count, by: 200) {
+            let batch = sorted[start..<min(start + 200, sorted.count)]
+            var binds: [SQLiteData] = []
+            for (node, hash) in batch { binds += [.text(chain), .integer(node.level), .integer(Int(node.index)), .text(Hex.encode(hash))] }
+            let rows = Array(repeating: "(?, ?, ?, ?)", count: batch.count).joined(separator: ", ")
+            _ = try await run("INSERT INTO audit_tree_nodes (chain_id, level, idx, hash) VALUES \(rows) ON CONFLICT DO NOTHING", binds)
+        }
+    }
+
+    func latestSignedCheckpoint(_ chain: String) async throws(StoreUnavailable) -> SignedCheckpoint? {
+        guard let row = try await run(
+            "SELECT tree_size, root_hash, note FROM audit_checkpoints WHERE chain_id = ? ORDER BY tree_size DESC LIMIT 1", [.text(chain)]
+        ).first, let size = row.column("tree_size")?.integer, let root = row.column("root_hash")?.string.flatMap(Hex.decode),
+            let note = row.column("note")?.string
+        else { return nil }
+        return SignedCheckpoint(chainID: chain, treeSize: Int64(size), root: root, note: note)
+    }
+
+    func saveSignedCheckpoint(_ checkpoint: SignedCheckpoint) async throws(StoreUnavailable) -> Bool {
+        let rows = try await run(
+            "INSERT INTO audit_checkpoints (chain_id, tree_size, root_hash, note) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING tree_size",
+            [.text(checkpoint.chainID), .integer(Int(checkpoint.treeSize)), .text(Hex.encode(checkpoint.root)), .text(checkpoint.note)])
+        return !rows.isEmpty
     }
 }
