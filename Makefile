@@ -2,7 +2,7 @@
 SWIFT        ?= swift
 PORT         ?= 7071
 # Debian packages the build, the tests and the benchmark need; installed when missing.
-BUILD_PACKAGES := libhiredis-dev pkg-config python3-venv
+BUILD_PACKAGES := pkg-config python3-venv
 # Python tools for the tests (openapi-spec-validator, schemathesis) live in a venv, never the system Python.
 VENV         := .build/venv
 BENCH_PACKAGES := wrk curl

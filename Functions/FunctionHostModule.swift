@@ -20,38 +20,47 @@ public struct FunctionHostModule: FunctionModule {
     public func configure(_ context: inout ModuleContext) async throws {
         let setup = try await ModuleSetup.make(&context, scriptRoot: context.scriptRoot)
         context.functions.register("Health", http: Health())
+        let gate = setup.schema
         context.functions.register(
-            "HealthReady", http: HealthReady(checks: [DatabaseReadiness(store: setup.store), CacheReadiness(cache: setup.cache)]))
+            "HealthReady",
+            http: HealthReady(checks: [
+                DatabaseReadiness(store: setup.store), CacheReadiness(cache: setup.cache), SchemaReadiness(gate: gate),
+            ]))
         let security = setup.security
-        context.functions.register("ListLeads", http: security.guarded(ListLeads(store: setup.store)))
-        context.functions.register("CreateLead", http: security.guarded(CreateLead(store: setup.store)))
-        context.functions.register("GetLead", http: security.guarded(GetLead(store: setup.store)))
-        context.functions.register("UpdateLead", http: security.guarded(UpdateLead(store: setup.store)))
-        context.functions.register("DeleteLead", http: security.guarded(DeleteLead(store: setup.store)))
-        context.functions.register("ExportLeads", http: security.guarded(ExportLeads(store: setup.store)))
-        context.functions.register(
+        let store = setup.store
+        // Every function that touches the database sits behind the schema gate (SPEC §15).
+        func data(_ name: String, _ function: some HTTPFunction) {
+            context.functions.register(name, http: gate.guarding(function))
+        }
+        data("ListLeads", security.guarded(ListLeads(store: store)))
+        data("CreateLead", security.guarded(CreateLead(store: store)))
+        data("GetLead", security.guarded(GetLead(store: store)))
+        data("UpdateLead", security.guarded(UpdateLead(store: store)))
+        data("DeleteLead", security.guarded(DeleteLead(store: store)))
+        data("ExportLeads", security.guarded(ExportLeads(store: store)))
+        data(
             "PurgeRBACCache",
-            http: PurgeRBACCache(
-                secrets: context.secrets, rbac: setup.rbac, cache: setup.cache, audit: setup.audit, metrics: context.metricsFactory))
-        context.functions.register(
+            PurgeRBACCache(secrets: context.secrets, rbac: setup.rbac, cache: setup.cache, audit: setup.audit, metrics: context.metricsFactory))
+        data(
             "RevokeSessions",
-            http: RevokeSessions(
+            RevokeSessions(
                 secrets: context.secrets, revocations: setup.revocations, cache: setup.cache, audit: setup.audit,
                 metrics: context.metricsFactory))
-        context.functions.register("SendEmail", http: security.guarded(SendEmail(store: setup.store, outbox: setup.outbox)))
-        context.functions.register("EmailOutboxDispatcher", timer: EmailOutboxDispatcher(store: setup.store, outbox: setup.outbox))
-        context.functions.register("ListAuditEvents", http: security.guarded(ListAuditEvents(store: setup.store)))
-        let tree = AuditTree(store: setup.store)
-        context.functions.register("GetAuditCheckpoint", http: security.guarded(GetAuditCheckpoint(tree: tree, keys: setup.checkpointKeys)))
-        context.functions.register("GetAuditProof", http: security.guarded(GetAuditProof(tree: tree)))
-        context.functions.register("GetAuditConsistency", http: security.guarded(GetAuditConsistency(tree: tree)))
+        data("SendEmail", security.guarded(SendEmail(store: store, outbox: setup.outbox)))
+        context.functions.register("EmailOutboxDispatcher", timer: gate.guarding(EmailOutboxDispatcher(store: store, outbox: setup.outbox)))
+        data("ListAuditEvents", security.guarded(ListAuditEvents(store: store)))
+        let tree = AuditTree(store: store)
+        data("GetAuditCheckpoint", security.guarded(GetAuditCheckpoint(tree: tree, keys: setup.checkpointKeys)))
+        data("GetAuditProof", security.guarded(GetAuditProof(tree: tree)))
+        data("GetAuditConsistency", security.guarded(GetAuditConsistency(tree: tree)))
         context.functions.register("GetAuditVerifierKey", http: GetAuditVerifierKey(keys: setup.checkpointKeys))
-        context.functions.register("ExportAuditEvents", http: security.guarded(ExportAuditEvents(store: setup.store)))
+        data("ExportAuditEvents", security.guarded(ExportAuditEvents(store: store)))
         context.functions.register(
             "AuditChainVerifier",
-            timer: AuditChainVerifierFunction(
-                verification: AuditVerification(
-                    store: setup.store, logger: context.logger, metrics: context.metricsFactory, keys: setup.checkpointKeys)))
+            timer: gate.guarding(
+                AuditChainVerifierFunction(
+                    verification: AuditVerification(
+                        store: store, logger: context.logger, metrics: context.metricsFactory, keys: setup.checkpointKeys))))
         for (name, schema) in LeadsOpenAPI.schemas.merging(AuditOpenAPI.schemas, uniquingKeysWith: { $1 })
             .merging(WebhookOpenAPI.schemas, uniquingKeysWith: { $1 }).merging(EmailOpenAPI.schemas, uniquingKeysWith: { $1 }) {
             context.addSchema(name, schema)

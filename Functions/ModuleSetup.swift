@@ -8,6 +8,7 @@ import ServiceLifecycle
 /// host when `ENVIRONMENT=development` and no `HOST_*` setting is given.
 struct ModuleSetup: Sendable {
     let store: any ModuleStore
+    let schema: SchemaGate
     let cache: any KeyValueCache
     let rbac: RBACService
     let security: Security
@@ -20,7 +21,8 @@ struct ModuleSetup: Sendable {
     static func make(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError) -> ModuleSetup {
         let settings = context.settings
         let logger = context.logger
-        let store = try await StoreSetup.make(&context)
+        let schema = SchemaGate(latest: Migrations.postgres.map(\.version).max() ?? 0)
+        let store = try await StoreSetup.make(&context, schema: schema)
         // Timers run once per occurrence across every instance sharing the database (SPEC §13).
         context.scheduleMonitor = DatabaseScheduleMonitor(store: store, owner: ProcessInfo.processInfo.hostName + ":" + String(ProcessInfo.processInfo.processIdentifier))
         let audit = AuditLog(store: store, logger: logger, metrics: context.metricsFactory)
@@ -29,7 +31,7 @@ struct ModuleSetup: Sendable {
         var redis: RedisClient?
         if let url = settings.nonEmpty("REDIS_URL") {
             do {
-                let client = RedisClient(endpoint: try RedisEndpoint(url: url))
+                let client = RedisClient(endpoint: try RedisEndpoint(url: url, caFile: settings.nonEmpty("TLS_CA_FILE")))
                 context.services.append(client)
                 baseCache = RedisCache(client: client)
                 redis = client
@@ -144,7 +146,7 @@ struct ModuleSetup: Sendable {
         let outbox = OutboxSender(store: store, sender: emailSender, retry: retry, logger: logger, metrics: context.metricsFactory)
         let checkpointKeys = try await auditSigningKeys(&context, scriptRoot: scriptRoot)
         return ModuleSetup(
-            store: store, cache: cache, rbac: rbac,
+            store: store, schema: schema, cache: cache, rbac: rbac,
             security: Security(verifier: verifier, authorizer: authorizer, limiter: limiter, metrics: context.metricsFactory),
             audit: audit, outbox: outbox, revocations: revocations, checkpointKeys: checkpointKeys, devHost: devHost)
     }

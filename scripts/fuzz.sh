@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(json csv cursor cron signature token keys)
+[ ${#targets[@]} -gt 0 ] || targets=(json csv cursor cron signature token keys resp)
 out="$repo/.build/fuzz"
 mkdir -p "$out"
 sources=(
@@ -17,6 +17,7 @@ sources=(
   Runtime/Support/CacheKey.swift Runtime/Timer/CronSchedule.swift
   Functions/Leads/CSV.swift Functions/Store/CursorText.swift Functions/Webhooks/SignatureHeader.swift
   Functions/Auth/TokenHeader.swift Functions/Auth/Base64URL.swift Functions/Identity/Identifiers.swift
+  Functions/Cache/RESP.swift
   Tests/Fuzz/FuzzMain.swift
 )
 binary="$out/fnhost-fuzz"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with throwaway service instances on free loopback ports, stopped afterwards.
 #   scripts/with-services.sh swift test
-# Exports FNHOST_TEST_REDIS_URL=redis://127.0.0.1:PORT and
+# Exports FNHOST_TEST_REDIS_URL=redis://127.0.0.1:PORT, a generated CA and server certificate
+# (FNHOST_TEST_PG_CA, FNHOST_TEST_PG_OTHER_CA, FNHOST_TEST_TLS_CERT/KEY for 127.0.0.1 and localhost) and
 # FNHOST_TEST_DATABASE_URL=postgres://fnhost:PASSWORD@127.0.0.1:PORT/fnhost (PostgreSQL 15, run as the
 # postgres user since initdb refuses root) for the tests that need real servers.
 set -euo pipefail
@@ -49,8 +50,13 @@ openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -
 chmod 600 "$pg_data/server.key"
 [ "$(id -u)" -eq 0 ] && chown postgres "$pg_data/server.key" "$pg_data/server.crt"
 chmod 644 "$tls/ca.pem" "$tls/other-ca.pem"
+# The same server certificate for the tests' own TLS redis-server instances (readable by this user).
+cp "$pg_data/server.crt" "$tls/server.crt"
+cp "$pg_data/server.key" "$tls/server.key"
+chmod 600 "$tls/server.key"
 as_postgres pg_ctl -D "$pg_data" -l "$work/pg.log" -w -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c ssl=on" start >/dev/null
 export FNHOST_TEST_PG_CA="$tls/ca.pem" FNHOST_TEST_PG_OTHER_CA="$tls/other-ca.pem"
+export FNHOST_TEST_TLS_CERT="$tls/server.crt" FNHOST_TEST_TLS_KEY="$tls/server.key"
 as_postgres psql -h "$pg_data" -p "$pg_port" -U postgres -q -c "CREATE ROLE fnhost LOGIN PASSWORD '$pg_password'" \
   -c "CREATE DATABASE fnhost OWNER fnhost" >/dev/null
 export FNHOST_TEST_DATABASE_URL="postgres://fnhost:$pg_password@127.0.0.1:$pg_port/fnhost?sslmode=disable"

@@ -1,29 +1,10 @@
-import CHiredis
 import Foundation
 import Logging
+import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
-
-/// A Redis reply.
-enum RedisValue: Sendable, Equatable {
-    case string([UInt8])
-    case integer(Int64)
-    case array([RedisValue])
-    case null
-    case status(String)
-    case error(String)
-
-    var bytes: [UInt8]? {
-        if case .string(let bytes) = self { return bytes }
-        return nil
-    }
-
-    var integer: Int64? {
-        if case .integer(let value) = self { return value }
-        return nil
-    }
-}
 
 enum RedisError: Error, Sendable, CustomStringConvertible {
     /// Could not connect, timed out, or the connection broke; the caller treats Redis as down.
@@ -39,164 +20,93 @@ enum RedisError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// `redis://[:password@]host[:port][/db]`.
+/// `redis://` or `rediss://` (TLS) `[USER:PASSWORD@]HOST[:PORT][/DB]` (SPEC §3). TLS always
+/// verifies the certificate chain (against `caFile`, `TLS_CA_FILE`, else the system trust store)
+/// and the host name (or the IP address when the host is one).
 struct RedisEndpoint: Sendable, Equatable {
     var host: String
     var port: Int
     var database: Int
+    /// The ACL user name (`AUTH username password`).
+    var username: String?
     var password: String?
+    var tls: Bool
+    var caFile: String?
 
-    init(url text: String) throws(RedisError) {
-        guard let url = URL(string: text), url.scheme == "redis", let host = url.host, !host.isEmpty else {
-            throw .unavailable("REDIS_URL must look like redis://HOST:PORT[/DB]")
+    init(url text: String, caFile: String? = nil) throws(RedisError) {
+        let shape = "REDIS_URL must look like redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss://… for TLS"
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            scheme == "redis" || scheme == "rediss", let host = components.host, !host.isEmpty
+        else { throw .unavailable(shape) }
+        self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        guard (components.port ?? 6379) >= 1, (components.port ?? 6379) <= 65535 else { throw .unavailable("REDIS_URL port must be 1…65535") }
+        port = components.port ?? 6379
+        let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        guard path.isEmpty || (path.utf8.count <= 6 && Int(path).map { $0 >= 0 } == true) else {
+            throw .unavailable("REDIS_URL database must be a number")
         }
-        self.host = host
-        port = url.port ?? 6379
-        let path = url.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        guard path.isEmpty || Int(path) != nil else { throw .unavailable("REDIS_URL database must be a number") }
         database = Int(path) ?? 0
-        password = url.password
+        // `redis://:PASSWORD@host` authenticates the default user; `USER:PASSWORD@` an ACL user.
+        password = components.password.flatMap { $0.isEmpty ? nil : $0 }
+        username = password == nil ? nil : components.user.flatMap { $0.isEmpty ? nil : $0 }
+        tls = scheme == "rediss"
+        self.caFile = caFile
+    }
+
+    /// Host name for SNI and verification; nil for an IP address (verified against the IP SANs).
+    var serverHostname: String? {
+        (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
     }
 }
 
-/// One hiredis connection. Blocking, so it is only ever used on the client's own thread pool,
-/// by one thread at a time (checked out of the idle list), never on an event loop.
-final class RedisConnection: @unchecked Sendable {
-    private let context: UnsafeMutablePointer<redisContext>
-
-    init(endpoint: RedisEndpoint, connectTimeout: Duration, commandTimeout: Duration) throws(RedisError) {
-        guard let context = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), Self.timeval(connectTimeout)) else {
-            throw .unavailable("cannot allocate a connection")
-        }
-        guard context.pointee.err == 0 else {
-            let reason = Self.errorText(context)
-            redisFree(context)
-            throw .unavailable(reason)
-        }
-        redisSetTimeout(context, Self.timeval(commandTimeout))
-        redisEnableKeepAlive(context)
-        self.context = context
-        if let password = endpoint.password {
-            let reply = try command([Array("AUTH".utf8), Array(password.utf8)])
-            if case .error = reply { throw .unavailable("authentication failed") }
-        }
-        if endpoint.database != 0 {
-            let reply = try command([Array("SELECT".utf8), Array(String(endpoint.database).utf8)])
-            if case .error(let message) = reply { throw .unavailable(message) }
-        }
-    }
-
-    deinit {
-        redisFree(context)
-    }
-
-    /// Sends one command and waits for its reply. A transport error leaves the connection unusable.
-    func command(_ arguments: [[UInt8]]) throws(RedisError) -> RedisValue {
-        try send(arguments)
-        return try readReply()
-    }
-
-    func send(_ arguments: [[UInt8]]) throws(RedisError) {
-        let pointers = arguments.map { argument -> UnsafeMutablePointer<CChar> in
-            let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: max(argument.count, 1))
-            argument.withUnsafeBytes { raw in
-                if let base = raw.baseAddress { UnsafeMutableRawPointer(pointer).copyMemory(from: base, byteCount: raw.count) }
-            }
-            return pointer
-        }
-        defer { pointers.forEach { $0.deallocate() } }
-        var argv = pointers.map { UnsafePointer<CChar>?($0) }
-        var lengths = arguments.map(\.count)
-        let status = redisAppendCommandArgv(context, Int32(arguments.count), &argv, &lengths)
-        guard status == REDIS_OK else { throw .unavailable(Self.errorText(context)) }
-    }
-
-    func readReply() throws(RedisError) -> RedisValue {
-        var raw: UnsafeMutableRawPointer?
-        guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
-            throw .unavailable(Self.errorText(context))
-        }
-        let reply = raw.assumingMemoryBound(to: redisReply.self)
-        defer { freeReplyObject(raw) }
-        return Self.convert(reply)
-    }
-
-    /// Stops a blocked read from another thread (used to stop a subscriber).
-    func interrupt() {
-        shutdown(context.pointee.fd, Int32(SHUT_RDWR))
-    }
-
-    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
-        let value = reply.pointee
-        switch value.type {
-        case REDIS_REPLY_STRING:
-            return .string(bytes(value.str, count: value.len))
-        case REDIS_REPLY_STATUS:
-            return .status(String(decoding: bytes(value.str, count: value.len), as: UTF8.self))
-        case REDIS_REPLY_ERROR:
-            return .error(String(decoding: bytes(value.str, count: value.len), as: UTF8.self))
-        case REDIS_REPLY_INTEGER:
-            return .integer(Int64(value.integer))
-        case REDIS_REPLY_ARRAY:
-            var elements: [RedisValue] = []
-            elements.reserveCapacity(Int(value.elements))
-            for index in 0..<Int(value.elements) {
-                if let element = value.element?[index] { elements.append(convert(element)) } else { elements.append(.null) }
-            }
-            return .array(elements)
-        default:
-            return .null
-        }
-    }
-
-    private static func bytes(_ pointer: UnsafeMutablePointer<CChar>?, count: Int) -> [UInt8] {
-        guard let pointer, count > 0 else { return [] }
-        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
-    }
-
-    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
-        withUnsafeBytes(of: context.pointee.errstr) { raw in
-            let bytes = raw.prefix { $0 != 0 }
-            return bytes.isEmpty ? "connection error" : String(decoding: bytes, as: UTF8.self)
-        }
-    }
-
-    private static func timeval(_ duration: Duration) -> Foundation.timeval {
-        let micro = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
-        return Foundation.timeval(tv_sec: Int(micro / 1_000_000), tv_usec: Int(micro % 1_000_000))
-    }
-}
-
-/// A pooled Redis client: hiredis connections on a dedicated thread pool (never an event loop),
-/// connect and command timeouts, reconnect on demand, and a short circuit breaker so a dead
+/// A Redis client on SwiftNIO, non-blocking: one multiplexed connection per event loop (every
+/// command is one write of its RESP bytes; replies are matched in order, so concurrent callers
+/// pipeline on one connection), TLS through swift-nio-ssl, `AUTH [user] password` and `SELECT`
+/// on connect, a deadline on every call (a call past it closes its connection, since the replies
+/// behind it would be out of step), reconnect on demand, and a short circuit breaker so a dead
 /// Redis costs one failed attempt per second rather than one per request.
 final class RedisClient: Service, Sendable {
     let endpoint: RedisEndpoint
-    private let threads: NIOThreadPool
-    private let idle = Mutex<[RedisConnection]>([])
+    private let loops: [any EventLoop]
+    private let slots: [ConnectionSlot]
+    private let nextSlot = Atomic<Int>(0)
+    private let tlsContext: Result<NIOSSLContext, RedisError>?
     private let downUntil = Mutex<ContinuousClock.Instant?>(nil)
     private let connectTimeout: Duration
     private let commandTimeout: Duration
     private let breakerInterval: Duration
-    private let maxIdle: Int
+    private let closed = Atomic<Bool>(false)
 
     init(
-        endpoint: RedisEndpoint, threads: Int = 4, connectTimeout: Duration = .milliseconds(500),
-        commandTimeout: Duration = .milliseconds(500), breakerInterval: Duration = .seconds(1)
+        endpoint: RedisEndpoint, connectTimeout: Duration = .milliseconds(500), commandTimeout: Duration = .milliseconds(500),
+        breakerInterval: Duration = .seconds(1), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.endpoint = endpoint
-        self.threads = NIOThreadPool(numberOfThreads: threads)
-        self.threads.start()
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
         self.breakerInterval = breakerInterval
-        maxIdle = threads
+        let loops = Array(group.makeIterator().prefix(8))
+        self.loops = loops.isEmpty ? [group.next()] : loops
+        slots = self.loops.map { _ in ConnectionSlot() }
+        if endpoint.tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .fullVerification
+            configuration.minimumTLSVersion = .tlsv12
+            if let caFile = endpoint.caFile { configuration.trustRoots = .file(caFile) }
+            do {
+                tlsContext = .success(try NIOSSLContext(configuration: configuration))
+            } catch {
+                tlsContext = .failure(.unavailable("TLS configuration: \(error)"))
+            }
+        } else {
+            tlsContext = nil
+        }
     }
 
     func run() async throws {
         try? await gracefulShutdown()
-        idle.withLock { $0.removeAll() }
-        try await threads.shutdownGracefully()
+        closed.store(true, ordering: .relaxed)
+        for slot in slots { slot.close() }
     }
 
     /// Runs one command; throws `.unavailable` quickly while Redis is known to be down.
@@ -205,56 +115,23 @@ final class RedisClient: Service, Sendable {
     }
 
     func command(_ arguments: [[UInt8]]) async throws(RedisError) -> RedisValue {
-        let reply = try await withConnection { connection throws(RedisError) in try connection.command(arguments) }
+        let replies = try await pipeline([arguments])
+        guard let reply = replies.first else { throw .unavailable("no reply") }
         if case .error(let message) = reply { throw .reply(message) }
         return reply
     }
 
-    /// Sends several commands in one round trip (pipelining); replies in order, errors included.
+    /// Sends several commands in one write (pipelining); replies in order, errors included.
     func pipeline(_ commands: [[[UInt8]]]) async throws(RedisError) -> [RedisValue] {
-        try await withConnection { connection throws(RedisError) in
-            for arguments in commands { try connection.send(arguments) }
-            var replies: [RedisValue] = []
-            for _ in commands { replies.append(try connection.readReply()) }
-            return replies
-        }
-    }
-
-    private func withConnection<T: Sendable>(
-        _ body: @escaping @Sendable (RedisConnection) throws(RedisError) -> T
-    ) async throws(RedisError) -> T {
         if let until = downUntil.withLock({ $0 }), ContinuousClock.now < until {
             throw .unavailable("recently failed; retrying shortly")
         }
-        let result: Result<T, RedisError>
         do {
-            result = try await threads.runIfActive { [self] () -> Result<T, RedisError> in
-                let connection: RedisConnection
-                if let pooled = idle.withLock({ $0.popLast() }) {
-                    connection = pooled
-                } else {
-                    switch Result(catching: { () throws(RedisError) -> RedisConnection in
-                        try RedisConnection(endpoint: endpoint, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
-                    }) {
-                    case .success(let fresh): connection = fresh
-                    case .failure(let error): return .failure(error)
-                    }
-                }
-                let outcome = Result(catching: { () throws(RedisError) -> T in try body(connection) })
-                // A connection that failed is dropped (freed); the next call reconnects.
-                if case .success = outcome {
-                    idle.withLock { list in if list.count < maxIdle { list.append(connection) } }
-                }
-                return outcome
-            }
-        } catch {
-            throw .unavailable("client is shut down")
-        }
-        switch result {
-        case .success(let value):
+            let connection = try await connection()
+            let replies = try await connection.send(commands, timeout: commandTimeout)
             downUntil.withLock { $0 = nil }
-            return value
-        case .failure(let error):
+            return replies
+        } catch {
             if case .unavailable = error {
                 downUntil.withLock { $0 = ContinuousClock.now + breakerInterval }
             }
@@ -262,20 +139,306 @@ final class RedisClient: Service, Sendable {
         }
     }
 
+    /// The connection of the caller's event loop when it runs on one, else the next in turn.
+    private func connection() async throws(RedisError) -> RedisConnection {
+        guard !closed.load(ordering: .relaxed) else { throw .unavailable("client is shut down") }
+        var index = 0
+        if let current = MultiThreadedEventLoopGroup.currentEventLoop, let found = loops.firstIndex(where: { $0 === current }) {
+            index = found
+        } else {
+            index = Int(UInt(bitPattern: nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue) % UInt(slots.count))
+        }
+        let loop = loops[index]
+        return try await slots[index].connection { [self] () async throws(RedisError) -> RedisConnection in
+            try await connect(on: loop, push: nil)
+        }
+    }
+
+    /// A new connection on `loop`: TCP (and TLS), then AUTH/SELECT/PING in one round trip.
+    /// `push` receives replies nobody waits for (pub/sub messages).
+    func connect(on loop: any EventLoop, push: (@Sendable (RedisValue) -> Void)?) async throws(RedisError) -> RedisConnection {
+        let tls: NIOSSLContext?
+        switch tlsContext {
+        case nil: tls = nil
+        case .success(let context)?: tls = context
+        case .failure(let error)?: throw error
+        }
+        let endpoint = endpoint
+        let milliseconds = Int64(connectTimeout.components.seconds * 1000 + connectTimeout.components.attoseconds / 1_000_000_000_000_000)
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(.milliseconds(max(1, milliseconds)))
+            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            try NIOSSLClientHandler(context: tls, serverHostname: endpoint.serverHostname))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(RedisReplyHandler(push: push))
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+        } catch {
+            throw .unavailable("cannot connect to \(endpoint.host):\(endpoint.port): \(error)")
+        }
+        let connection = RedisConnection(channel: channel)
+        var hello: [[[UInt8]]] = []
+        if let password = endpoint.password {
+            hello.append([Array("AUTH".utf8)] + (endpoint.username.map { [Array($0.utf8)] } ?? []) + [Array(password.utf8)])
+        }
+        if endpoint.database != 0 { hello.append([Array("SELECT".utf8), Array(String(endpoint.database).utf8)]) }
+        hello.append([Array("PING".utf8)])
+        let replies: [RedisValue]
+        do {
+            // The TLS handshake (and its verification) happens before these bytes leave.
+            replies = try await connection.send(hello, timeout: max(commandTimeout, connectTimeout) * 2)
+        } catch {
+            connection.close()
+            throw error
+        }
+        for (index, reply) in replies.enumerated() {
+            guard case .error(let message) = reply else { continue }
+            connection.close()
+            // Never the password; Redis' own message names no secret.
+            let isAuth = endpoint.password != nil && index == 0
+            throw .unavailable(isAuth ? "authentication failed (\(message.prefix(80)))" : "connection setup failed: \(message.prefix(80))")
+        }
+        return connection
+    }
+
     /// Subscribes to `channel` on a dedicated connection and calls `handler` for every message
-    /// until graceful shutdown; reconnects after a failure. `onSubscribed` runs each time the
-    /// subscription is (re)established, so a listener can catch up on what it may have missed.
+    /// until graceful shutdown; reconnects after a failure with backoff. `onSubscribed` runs each
+    /// time the subscription is (re)established, so a listener can catch up on what it missed.
     func subscribe(
         channel: String, logger: Logger, onSubscribed: @escaping @Sendable () -> Void = {},
         handler: @escaping @Sendable (String) -> Void
     ) -> some Service {
-        RedisSubscriber(endpoint: endpoint, channel: channel, logger: logger, onSubscribed: onSubscribed, handler: handler)
+        RedisSubscriber(client: self, channel: channel, logger: logger, onSubscribed: onSubscribed, handler: handler)
+    }
+
+    var anyLoop: any EventLoop { loops[0] }
+}
+
+/// One connection: commands go out as one write, replies come back in order.
+final class RedisConnection: Sendable {
+    let channel: any Channel
+
+    init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    var isActive: Bool { channel.isActive }
+
+    func close() {
+        channel.close(promise: nil)
+    }
+
+    func send(_ commands: [[[UInt8]]], timeout: Duration) async throws(RedisError) -> [RedisValue] {
+        let loop = channel.eventLoop
+        var bytes: [UInt8] = []
+        for command in commands { RESP.encode(command, into: &bytes) }
+        let promises = commands.map { _ in loop.makePromise(of: RedisValue.self) }
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        // Every promise is completed whatever happens: by its reply, by the handler when the
+        // connection fails, by the write failing (a connection already torn down never reaches the
+        // handler), or at the deadline (completing an already completed promise does nothing).
+        let timer = loop.scheduleTask(in: .nanoseconds(max(1, nanoseconds))) { [channel] in
+            for promise in promises { promise.fail(RedisError.unavailable("timed out")) }
+            channel.triggerUserOutboundEvent(RedisTimedOut(), promise: nil)
+        }
+        let written = loop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in
+            // A tick later, so the handler's own reason (a TLS failure, say) is the one reported.
+            loop.execute {
+                for promise in promises { promise.fail(RedisError.unavailable("not sent: \(RedisReplyHandler.describe(error))")) }
+            }
+        }
+        channel.writeAndFlush(RedisOutbound(payload: ByteBuffer(bytes: bytes), promises: promises), promise: written)
+        var replies: [RedisValue] = []
+        replies.reserveCapacity(promises.count)
+        do {
+            for promise in promises { replies.append(try await promise.futureResult.get()) }
+        } catch {
+            timer.cancel()
+            throw (error as? RedisError) ?? .unavailable("\(error)")
+        }
+        timer.cancel()
+        return replies
     }
 }
 
-/// Blocking SUBSCRIBE loop on its own thread; stopped by shutting the socket down.
+/// Holds one connection (or the attempt to make it) for concurrent callers.
+final class ConnectionSlot: Sendable {
+    private enum State {
+        case empty
+        case connecting(EventLoopFuture<RedisConnection>)
+        case ready(RedisConnection)
+    }
+
+    private enum Step {
+        case use(RedisConnection)
+        case wait(EventLoopFuture<RedisConnection>)
+        case start(EventLoopPromise<RedisConnection>)
+    }
+
+    private let state = Mutex<State>(.empty)
+
+    func connection(
+        _ connect: @Sendable () async throws(RedisError) -> RedisConnection
+    ) async throws(RedisError) -> RedisConnection {
+        let step = state.withLock { state -> Step in
+            switch state {
+            case .ready(let connection) where connection.isActive: return .use(connection)
+            case .connecting(let future): return .wait(future)
+            case .ready, .empty:
+                let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: RedisConnection.self)
+                state = .connecting(promise.futureResult)
+                return .start(promise)
+            }
+        }
+        switch step {
+        case .use(let connection):
+            return connection
+        case .wait(let future):
+            do {
+                return try await future.get()
+            } catch {
+                throw (error as? RedisError) ?? .unavailable("\(error)")
+            }
+        case .start(let promise):
+            do {
+                let connection = try await connect()
+                state.withLock { $0 = .ready(connection) }
+                promise.succeed(connection)
+                return connection
+            } catch {
+                state.withLock { $0 = .empty }
+                promise.fail(error)
+                throw error
+            }
+        }
+    }
+
+    func close() {
+        let current = state.withLock { state -> RedisConnection? in
+            defer { state = .empty }
+            if case .ready(let connection) = state { return connection }
+            return nil
+        }
+        current?.close()
+    }
+}
+
+struct RedisOutbound: Sendable {
+    let payload: ByteBuffer
+    let promises: [EventLoopPromise<RedisValue>]
+}
+
+/// Sent by a command's deadline: fail every waiting command and close the connection.
+struct RedisTimedOut: Sendable {}
+
+/// Parses replies off the wire (RESP2, bounded).
+struct RESPDecoder: ByteToMessageDecoder {
+    typealias InboundOut = RedisValue
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let parsed = try buffer.withUnsafeReadableBytes { bytes throws(RESP.ProtocolError) in try RESP.parse(bytes) }
+        guard let (value, consumed) = parsed else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        context.fireChannelRead(wrapInboundOut(value))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+/// Matches replies to the commands written, in order; a reply nobody waits for goes to `push`
+/// (pub/sub) or, without one, means the stream is out of step: the connection is closed.
+final class RedisReplyHandler: ChannelDuplexHandler {
+    typealias InboundIn = RedisValue
+    typealias OutboundIn = RedisOutbound
+    typealias OutboundOut = ByteBuffer
+
+    private var waiting = CircularBuffer<EventLoopPromise<RedisValue>>()
+    private let push: (@Sendable (RedisValue) -> Void)?
+    /// The first error seen: what callers are told when the connection then closes.
+    private var failure: String?
+
+    init(push: (@Sendable (RedisValue) -> Void)?) {
+        self.push = push
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let outbound = unwrapOutboundIn(data)
+        guard context.channel.isActive else {
+            for waiter in outbound.promises { waiter.fail(RedisError.unavailable("connection closed")) }
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        waiting.append(contentsOf: outbound.promises)
+        context.write(wrapOutboundOut(outbound.payload), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let value = unwrapInboundIn(data)
+        if let waiter = waiting.popFirst() {
+            waiter.succeed(value)
+        } else if let push {
+            push(value)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if event is RedisTimedOut {
+            failAll(.unavailable("timed out"))
+            context.close(promise: nil)
+            promise?.succeed(())
+        } else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let reason = Self.describe(error)
+        if failure == nil { failure = reason }
+        failAll(.unavailable(reason))
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // A tick later: TLS reports its failure (errorCaught) after closing the channel, and that
+        // reason is the one worth telling the callers.
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let this = handler.value
+            this.failAll(.unavailable(this.failure.map { "connection closed: \($0)" } ?? "connection closed"))
+        }
+        context.fireChannelInactive()
+    }
+
+    private func failAll(_ error: RedisError) {
+        while let waiter = waiting.popFirst() { waiter.fail(error) }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? NIOSSLError { return "TLS: \(error)" }
+        if let error = error as? NIOSSLExtraError { return "TLS: \(error)" }
+        return "\(error)"
+    }
+}
+
+/// SUBSCRIBE on a connection of its own; messages arrive as pushes. Reconnects with backoff
+/// (100 ms doubling to 5 s) and is stopped by closing the connection at graceful shutdown.
 private struct RedisSubscriber: Service {
-    let endpoint: RedisEndpoint
+    let client: RedisClient
     let channel: String
     let logger: Logger
     let onSubscribed: @Sendable () -> Void
@@ -284,38 +447,37 @@ private struct RedisSubscriber: Service {
     func run() async throws {
         let current = Mutex<RedisConnection?>(nil)
         let stopping = Atomic<Bool>(false)
-        let thread = NIOThreadPool(numberOfThreads: 1)
-        thread.start()
         await withGracefulShutdownHandler {
-            while !stopping.load(ordering: .relaxed) {
-                let outcome: Result<Void, RedisError>? = try? await thread.runIfActive { [endpoint, channel, onSubscribed, handler] in
-                    Result { () throws(RedisError) -> Void in
-                        let connection = try RedisConnection(
-                            endpoint: endpoint, connectTimeout: .seconds(1), commandTimeout: .seconds(0))
-                        current.withLock { $0 = connection }
-                        defer { current.withLock { $0 = nil } }
-                        if stopping.load(ordering: .relaxed) { return }
-                        _ = try connection.command([Array("SUBSCRIBE".utf8), Array(channel.utf8)])
-                        onSubscribed()
-                        while !stopping.load(ordering: .relaxed) {
-                            let message = try connection.readReply()
-                            if case .array(let parts) = message, parts.count == 3, parts[0].bytes == Array("message".utf8),
-                                let payload = parts[2].bytes
-                            {
-                                handler(String(decoding: payload, as: UTF8.self))
-                            }
+            var backoff: Duration = .milliseconds(100)
+            while !stopping.load(ordering: .relaxed), !Task.isCancelled {
+                do {
+                    let connection = try await client.connect(on: client.anyLoop) { [handler] value in
+                        if case .array(let parts) = value, parts.count == 3, parts[0].bytes == Array("message".utf8),
+                            let payload = parts[2].bytes
+                        {
+                            handler(String(decoding: payload, as: UTF8.self))
                         }
                     }
+                    current.withLock { $0 = connection }
+                    if stopping.load(ordering: .relaxed) { connection.close() }
+                    _ = try await connection.send([[Array("SUBSCRIBE".utf8), Array(channel.utf8)]], timeout: .seconds(2))
+                    onSubscribed()
+                    backoff = .milliseconds(100)
+                    try? await connection.channel.closeFuture.get()
+                    current.withLock { $0 = nil }
+                    if !stopping.load(ordering: .relaxed) { logger.warning("redis subscription lost; reconnecting") }
+                } catch {
+                    if !stopping.load(ordering: .relaxed) {
+                        logger.warning("redis subscription failed; retrying", metadata: ["reason": .string("\(error)")])
+                    }
                 }
-                if case .failure(let error)? = outcome, !stopping.load(ordering: .relaxed) {
-                    logger.warning("redis subscription lost; reconnecting", metadata: ["reason": .string(error.description)])
-                    try? await Task.sleep(for: .seconds(1))
-                }
+                if stopping.load(ordering: .relaxed) { break }
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
             }
         } onGracefulShutdown: {
             stopping.store(true, ordering: .relaxed)
-            current.withLock { $0?.interrupt() }
+            current.withLock { $0?.close() }
         }
-        try? await thread.shutdownGracefully()
     }
 }

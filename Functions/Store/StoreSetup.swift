@@ -11,7 +11,7 @@ import Synchronization
 /// background while the database is unreachable; `manual` leaves them to `fnhost migrate`) or
 /// `sqlite:PATH`, and by default an embedded SQLite file under `.fnhost/data/`.
 enum StoreSetup {
-    static func make(_ context: inout ModuleContext) async throws(ModuleConfigurationError) -> any ModuleStore {
+    static func make(_ context: inout ModuleContext, schema: SchemaGate) async throws(ModuleConfigurationError) -> any ModuleStore {
         let url: String?
         do {
             url = try await context.secrets.secret(named: "DATABASE_URL")
@@ -33,12 +33,21 @@ enum StoreSetup {
             let client = PostgresClient(
                 configuration: configuration, eventLoopGroup: SpreadEventLoopGroup(base: .singleton), backgroundLogger: logger)
             context.services.append(client)
+            let known = Migrations.postgres.map(\.version)
+            @Sendable func refresh() async {
+                if let applied = try? await withDeadline(.seconds(10), { try await PostgresMigrator.applied(client, logger: logger) }) {
+                    schema.update(applied: applied, known: known)
+                }
+            }
+            context.services.append(
+                SchemaWatcher(gate: schema, read: { try await PostgresMigrator.applied(client, logger: logger) }, known: known, logger: logger))
             if migrations == "manual" {
                 context.beforeServing {
-                    if let behind = try? await withDeadline(.seconds(10), { try await PostgresMigrator.pending(client, logger: logger) }), !behind.isEmpty {
+                    await refresh()
+                    if case .behind(let pending) = schema.status {
                         logger.error(
                             "the database schema is behind this binary (DATABASE_MIGRATIONS=manual): run `fnhost migrate`",
-                            metadata: ["pending": .string("\(behind)")])
+                            metadata: ["pending": .string("\(pending)")])
                     }
                 }
             }
@@ -46,15 +55,21 @@ enum StoreSetup {
                 // Bounded: an unreachable database must not keep the emulator from serving (data
                 // requests answer 503, readiness says why) or from stopping; a failed attempt is
                 // retried in the background until the database answers.
-                let retry = MigrationRetry(client: client, logger: logger)
+                let retry = MigrationRetry(client: client, logger: logger, schema: schema)
                 context.services.append(retry)
                 context.beforeServing {
                     do {
                         let ran = try await withDeadline(.seconds(10)) { try await PostgresMigrator.migrate(client, logger: logger) }
                         if !ran.isEmpty { logger.info("migrations applied", metadata: ["versions": .string("\(ran)")]) }
+                        await refresh()
                     } catch {
                         logger.error("database unreachable at start-up: migrations not applied yet, retrying in the background")
                         retry.pending.store(true, ordering: .relaxed)
+                    }
+                    if case .ahead(let version) = schema.status {
+                        logger.error(
+                            "the database schema is newer than this binary: writes are refused until this instance is upgraded",
+                            metadata: ["schema_version": .stringConvertible(version), "binary_version": .stringConvertible(schema.latest)])
                     }
                 }
             }
@@ -69,11 +84,16 @@ enum StoreSetup {
         } else {
             path = URL(fileURLWithPath: context.scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
         }
+        let store: SQLiteLeadStore
         do {
-            return try await SQLiteLeadStore.open(path: path, logger: logger)
+            store = try await SQLiteLeadStore.open(path: path, logger: logger)
         } catch {
             throw ModuleConfigurationError("cannot open the SQLite database at \(path)")
         }
+        if let applied = try? await store.appliedVersions() {
+            schema.update(applied: applied, known: Migrations.sqlite.map(\.version))
+        }
+        return store
     }
 
     /// `fnhost migrate`: applies every pending migration to `DATABASE_URL` and returns the versions applied.
@@ -124,10 +144,12 @@ final class MigrationRetry: Service, Sendable {
     let pending = Atomic<Bool>(false)
     private let client: PostgresClient
     private let logger: Logger
+    private let schema: SchemaGate
 
-    init(client: PostgresClient, logger: Logger) {
+    init(client: PostgresClient, logger: Logger, schema: SchemaGate) {
         self.client = client
         self.logger = logger
+        self.schema = schema
     }
 
     func run() async throws {
@@ -139,6 +161,9 @@ final class MigrationRetry: Service, Sendable {
             if let ran = try? await withDeadline(.seconds(10), { try await PostgresMigrator.migrate(client, logger: logger) }) {
                 pending.store(false, ordering: .relaxed)
                 logger.info("migrations applied after the database came back", metadata: ["versions": .string("\(ran)")])
+                if let applied = try? await PostgresMigrator.applied(client, logger: logger) {
+                    schema.update(applied: applied, known: Migrations.postgres.map(\.version))
+                }
             }
         }
     }

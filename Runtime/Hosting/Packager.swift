@@ -25,7 +25,9 @@ public enum Packager {
                     "workingDirectory": .string(""),
                     "arguments": .array([.string("serve")]),
                 ]),
-                "enableForwardingHttpRequest": .bool(true),
+                // The current name of the option (the host's YARP proxy, which streams responses);
+                // `enableForwardingHttpRequest` is its predecessor.
+                "enableProxyingHttpRequest": .bool(true),
             ]),
             "extensions": .object(["http": .object(["routePrefix": .string("")])]),
             "extensionBundle": .object([

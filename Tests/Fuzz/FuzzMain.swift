@@ -6,7 +6,7 @@
 import Foundation
 
 enum FuzzTarget: String, CaseIterable {
-    case json, csv, cursor, cron, signature, token, keys
+    case json, csv, cursor, cron, signature, token, keys, resp
 }
 
 nonisolated(unsafe) private var selected: FuzzTarget?
@@ -73,6 +73,22 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(key.utf8.allSatisfy { $0 < 0x80 }, "keys are ASCII")
         let decoded = key.split(separator: ":", omittingEmptySubsequences: false).dropFirst().map { CacheKey.decode($0) }
         precondition(decoded == parts.map { Optional($0) }, "encode is not injective")
+    case .resp:
+        // A reply parses to the same value from exactly its bytes; every strict prefix is incomplete.
+        var limits = RESP.Limits()
+        limits.maxBulk = 4096
+        guard let parsed = try? bytes.withUnsafeBytes({ raw throws(RESP.ProtocolError) in try RESP.parse(raw, limits: limits) }) else { break }
+        precondition(parsed.consumed > 0 && parsed.consumed <= bytes.count)
+        let exact = Array(bytes.prefix(parsed.consumed))
+        let again = try? exact.withUnsafeBytes { raw throws(RESP.ProtocolError) in try RESP.parse(raw, limits: limits) }
+        precondition(again?.value == parsed.value && again?.consumed == parsed.consumed, "reply depends on what follows it")
+        let cut = Array(exact.dropLast())
+        do {
+            let partial = try cut.withUnsafeBytes { raw throws(RESP.ProtocolError) in try RESP.parse(raw, limits: limits) }
+            precondition(partial == nil, "a strict prefix parsed as a reply")
+        } catch {
+            preconditionFailure("a strict prefix of a reply is a protocol error: \(error)")
+        }
     }
     return 0
 }

@@ -39,14 +39,7 @@ enum PostgresMigrator {
 extension PostgresMigrator {
     /// The versions this binary has that the database has not applied (for `DATABASE_MIGRATIONS=manual`).
     static func pending(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
-        var applied: Set<Int> = []
-        do {
-            for try await version in try await client.query("SELECT version FROM schema_migrations", logger: logger).decode(Int32.self) {
-                applied.insert(Int(version))
-            }
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42P01" {
-            // No schema_migrations table: nothing applied yet.
-        }
+        let applied = try await applied(client, logger: logger)
         return Migrations.postgres.map(\.version).filter { !applied.contains($0) }
     }
 }

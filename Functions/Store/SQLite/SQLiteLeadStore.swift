@@ -100,6 +100,11 @@ actor SQLiteLeadStore: LeadStore {
         }
     }
 
+    /// The versions recorded in `schema_migrations`.
+    func appliedVersions() async throws(StoreUnavailable) -> Set<Int> {
+        Set(try await run("SELECT version FROM schema_migrations", []).compactMap { $0.column("version")?.integer })
+    }
+
     /// Applies `Migrations.sqlite` in one immediate transaction; returns the versions it ran.
     func migrate() async throws -> [Int] {
         try await exclusive { connection in try await Self.migrate(connection) }

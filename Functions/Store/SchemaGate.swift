@@ -1,0 +1,131 @@
+import FunctionRuntime
+import HTTPTypes
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// Where the database's schema stands against this binary's migrations (SPEC §15), and what
+/// that means for requests: behind (with `DATABASE_MIGRATIONS=manual`, before `fnhost migrate`)
+/// → every data request and `/health/ready` (reason `schema`) answer 503 naming `fnhost migrate`;
+/// ahead (a newer binary migrated, this one was rolled back) → writes are refused with a 503 so
+/// an old binary never writes rows a newer schema does not expect; reads still serve.
+final class SchemaGate: Sendable {
+    enum Status: Sendable, Equatable {
+        /// Not known yet (the database has not answered).
+        case unknown
+        case current
+        case behind(pending: [Int])
+        case ahead(version: Int)
+    }
+
+    let latest: Int
+    private let state = Mutex<Status>(.unknown)
+
+    init(latest: Int) {
+        self.latest = latest
+    }
+
+    var status: Status { state.withLock { $0 } }
+
+    /// Compares the applied versions with this binary's.
+    func update(applied: Set<Int>, known: [Int]) {
+        let pending = known.filter { !applied.contains($0) }
+        let newest = applied.max() ?? 0
+        let status: Status = newest > latest ? .ahead(version: newest) : pending.isEmpty ? .current : .behind(pending: pending)
+        state.withLock { $0 = status }
+    }
+
+    func check(write: Bool) throws(FunctionError) {
+        switch status {
+        case .behind(let pending):
+            throw FunctionError.serviceUnavailable(
+                "the database schema is behind this binary (pending migrations \(pending.map(String.init).joined(separator: ", "))); an operator must run `fnhost migrate`")
+        case .ahead(let version) where write:
+            throw FunctionError.serviceUnavailable(
+                "the database schema (version \(version)) is newer than this binary (\(latest)); writes are refused until this instance is upgraded")
+        case .unknown, .current, .ahead:
+            return
+        }
+    }
+
+    /// `function` behind the gate: reads (GET, HEAD) pass an ahead schema, writes do not.
+    func guarding(_ function: some HTTPFunction) -> some HTTPFunction {
+        SchemaGated(gate: self, inner: function)
+    }
+
+    func guarding(_ function: some TimerFunction) -> some TimerFunction {
+        SchemaGatedTimer(gate: self, inner: function)
+    }
+}
+
+private struct SchemaGated<Inner: HTTPFunction>: HTTPFunction {
+    let gate: SchemaGate
+    let inner: Inner
+
+    func handle(_ request: FunctionRequest) async throws -> FunctionResponse {
+        try gate.check(write: request.method != .get && request.method != .head)
+        return try await inner.handle(request)
+    }
+}
+
+/// Timers write (the outbox, the verifier's outcome): skipped while the schema is behind or ahead.
+private struct SchemaGatedTimer<Inner: TimerFunction>: TimerFunction {
+    let gate: SchemaGate
+    let inner: Inner
+
+    func run(_ timer: TimerInfo, context: TimerContext) async throws {
+        try gate.check(write: true)
+        try await inner.run(timer, context: context)
+    }
+}
+
+/// `/health/ready`'s `schema` check: not ready while the schema is behind the binary.
+struct SchemaReadiness: ReadinessCheck {
+    let gate: SchemaGate
+    var name: String { "schema" }
+
+    func isReady() async -> Bool {
+        if case .behind = gate.status { return false }
+        return true
+    }
+}
+
+/// Re-reads `schema_migrations` every 15 s, so `fnhost migrate` (or a newer instance migrating)
+/// takes effect without a restart.
+struct SchemaWatcher: Service {
+    let gate: SchemaGate
+    let read: @Sendable () async throws -> Set<Int>
+    let known: [Int]
+    let logger: Logger
+    var interval: Duration = .seconds(15)
+
+    func run() async throws {
+        var reported = gate.status
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            guard !Task.isShuttingDownGracefully, let applied = try? await withDeadline(.seconds(5), read) else { continue }
+            gate.update(applied: applied, known: known)
+            let now = gate.status
+            if now != reported {
+                logger.notice("database schema status changed", metadata: ["status": .string("\(now)")])
+                reported = now
+            }
+        }
+    }
+}
+
+extension PostgresMigrator {
+    /// The versions recorded in `schema_migrations` (none when the table does not exist yet).
+    static func applied(_ client: PostgresClient, logger: Logger) async throws -> Set<Int> {
+        var applied: Set<Int> = []
+        do {
+            for try await version in try await client.query("SELECT version FROM schema_migrations", logger: logger).decode(Int32.self) {
+                applied.insert(Int(version))
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42P01" {
+            return []
+        }
+        return applied
+    }
+}
