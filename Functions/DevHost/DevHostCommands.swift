@@ -73,8 +73,16 @@ public enum StoreCommands {
     }
 
     /// Applies pending migrations to `DATABASE_URL` (environment or `local.settings.json`; default: the embedded SQLite file).
+    /// With `DATABASE_MIGRATION_URL` (the schema owner) the migrations run as that role and the
+    /// `DATABASE_URL` role gets exactly the module's grants (docs/data.md).
     public static func migrate(scriptRoot: String, logger: Logger) async throws -> [Int] {
-        try await StoreSetup.migrate(databaseURL: try databaseURL(scriptRoot: scriptRoot), logger: logger)
+        let runtime = try databaseURL(scriptRoot: scriptRoot)
+        let local = try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
+        let settings = Settings.layered(local.values, ProcessInfo.processInfo.environment)
+        guard let owner = settings.nonEmpty("DATABASE_MIGRATION_URL"), owner != runtime else {
+            return try await StoreSetup.migrate(databaseURL: runtime, logger: logger)
+        }
+        return try await StoreSetup.migrate(databaseURL: owner, runtimeRole: postgresUser(runtime), logger: logger)
     }
 
     /// `fnhost verify-audit --checkpoint FILE [--verifier-key KEY]`: the checkpoint's signature

@@ -197,6 +197,104 @@ enum Migrations {
                 "CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()",
                 "CREATE TRIGGER audit_signed_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
             ]),
+        Migration(
+            version: 7, name: "row-level security on every tenant table; tenant-scoped hot reads",
+            statements: [
+                // SPEC §15: only rows of the transaction's app.tenant_id, or every row on the explicit
+                // cross-tenant path (app.cross_tenant = on); FORCE so the owner is held too.
+                "ALTER TABLE leads ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE leads FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON leads USING (tenant_id = current_setting('app.tenant_id', true)) WITH CHECK (tenant_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON leads USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+                "ALTER TABLE lead_requests ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE lead_requests FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON lead_requests USING (tenant_id = current_setting('app.tenant_id', true)) WITH CHECK (tenant_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON lead_requests USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+                "ALTER TABLE email_outbox ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE email_outbox FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON email_outbox USING (tenant_id = current_setting('app.tenant_id', true)) WITH CHECK (tenant_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON email_outbox USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+                "ALTER TABLE audit_events ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE audit_events FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON audit_events USING (tenant_id = current_setting('app.tenant_id', true)) WITH CHECK (tenant_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON audit_events USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+                "ALTER TABLE audit_chain_heads ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE audit_chain_heads FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON audit_chain_heads USING (chain_id = current_setting('app.tenant_id', true)) WITH CHECK (chain_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON audit_chain_heads USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+                "ALTER TABLE audit_verifier_positions ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE audit_verifier_positions FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON audit_verifier_positions USING (chain_id = current_setting('app.tenant_id', true)) WITH CHECK (chain_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON audit_verifier_positions USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+                "ALTER TABLE audit_tree_nodes ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE audit_tree_nodes FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON audit_tree_nodes USING (chain_id = current_setting('app.tenant_id', true)) WITH CHECK (chain_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON audit_tree_nodes USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+                "ALTER TABLE audit_checkpoints ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE audit_checkpoints FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON audit_checkpoints USING (chain_id = current_setting('app.tenant_id', true)) WITH CHECK (chain_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON audit_checkpoints USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+                """
+                CREATE FUNCTION fnhost_leads_json(p_tenant text, p_limit bigint, p_after_created timestamptz, p_after_id uuid)
+                RETURNS TABLE (o_lead text, o_created text, o_id text) LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    PERFORM set_config('app.tenant_id', p_tenant, true);
+                    IF p_after_created IS NULL THEN
+                        RETURN QUERY SELECT row_to_json(l)::text, l.created_at, l.id FROM (
+                        SELECT leads.id::text AS id, leads.name, leads.email, leads.phone, leads.company, leads.status, leads.notes,
+                               leads.created_by,
+                               to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+                               to_char(leads.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at
+                        FROM public.leads
+                        WHERE leads.tenant_id = p_tenant ORDER BY leads.created_at DESC, leads.id DESC LIMIT p_limit) l;
+                    ELSE
+                        RETURN QUERY SELECT row_to_json(l)::text, l.created_at, l.id FROM (
+                        SELECT leads.id::text AS id, leads.name, leads.email, leads.phone, leads.company, leads.status, leads.notes,
+                               leads.created_by,
+                               to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+                               to_char(leads.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at
+                        FROM public.leads
+                        WHERE leads.tenant_id = p_tenant AND (leads.created_at, leads.id) < (p_after_created, p_after_id)
+                        ORDER BY leads.created_at DESC, leads.id DESC LIMIT p_limit) l;
+                    END IF;
+                END
+                $fn$
+                """,
+                """
+                CREATE FUNCTION fnhost_leads_page(p_tenant text, p_limit bigint, p_after_created timestamptz, p_after_id uuid)
+                RETURNS TABLE (o_id text, o_name text, o_email text, o_phone text, o_company text, o_status text, o_notes text,
+                               o_created_by text, o_created_at text, o_updated_at text) LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    PERFORM set_config('app.tenant_id', p_tenant, true);
+                    IF p_after_created IS NULL THEN
+                        RETURN QUERY SELECT leads.id::text, leads.name, leads.email, leads.phone, leads.company, leads.status, leads.notes, leads.created_by,
+                               to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                               to_char(leads.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                        FROM public.leads WHERE leads.tenant_id = p_tenant ORDER BY leads.created_at DESC, leads.id DESC LIMIT p_limit;
+                    ELSE
+                        RETURN QUERY SELECT leads.id::text, leads.name, leads.email, leads.phone, leads.company, leads.status, leads.notes, leads.created_by,
+                               to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                               to_char(leads.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                        FROM public.leads WHERE leads.tenant_id = p_tenant AND (leads.created_at, leads.id) < (p_after_created, p_after_id)
+                        ORDER BY leads.created_at DESC, leads.id DESC LIMIT p_limit;
+                    END IF;
+                END
+                $fn$
+                """,
+                """
+                CREATE FUNCTION fnhost_lead(p_tenant text, p_id uuid)
+                RETURNS TABLE (o_id text, o_name text, o_email text, o_phone text, o_company text, o_status text, o_notes text,
+                               o_created_by text, o_created_at text, o_updated_at text) LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    PERFORM set_config('app.tenant_id', p_tenant, true);
+                    RETURN QUERY SELECT leads.id::text, leads.name, leads.email, leads.phone, leads.company, leads.status, leads.notes, leads.created_by,
+                               to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                               to_char(leads.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                    FROM public.leads WHERE leads.tenant_id = p_tenant AND leads.id = p_id;
+                END
+                $fn$
+                """,
+            ]),
     ]
 
     static let sqlite: [Migration] = [
@@ -375,5 +473,6 @@ enum Migrations {
                 "CREATE TRIGGER audit_signed_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only: UPDATE refused'); END",
                 "CREATE TRIGGER audit_signed_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only: DELETE refused'); END",
             ]),
+        Migration(version: 7, name: "row-level security (PostgreSQL only; nothing to do on SQLite)", statements: []),
     ]
 }

@@ -1,3 +1,4 @@
+import Foundation
 import FunctionRuntime
 import HTTPTypes
 import Logging
@@ -128,4 +129,52 @@ extension PostgresMigrator {
         }
         return applied
     }
+}
+
+extension PostgresMigrator {
+    /// What the runtime role may do (SPEC §15), and nothing more: no DDL anywhere (it owns nothing),
+    /// `audit_events` and the tree and checkpoints append-only by privilege. Re-applied after every
+    /// migration run, so a new table never leaves the runtime role without access.
+    static let runtimeGrants: [(tables: [String], privileges: String)] = [
+        (["leads"], "SELECT, INSERT, UPDATE, DELETE"),
+        (["email_outbox", "timer_status", "audit_chain_heads", "audit_verifier_positions"], "SELECT, INSERT, UPDATE"),
+        (["lead_requests", "timer_runs", "audit_events", "audit_tree_nodes", "audit_checkpoints"], "SELECT, INSERT"),
+        (["module_permissions", "schema_migrations"], "SELECT"),
+    ]
+    static let runtimeFunctions = [
+        "fnhost_leads_json(text, bigint, timestamptz, uuid)", "fnhost_leads_page(text, bigint, timestamptz, uuid)", "fnhost_lead(text, uuid)",
+    ]
+
+    /// `role` as a quoted SQL identifier.
+    static func identifier(_ role: String) -> String {
+        "\"" + role.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// Revokes everything from `role` on the module's tables, then grants exactly `runtimeGrants`.
+    /// Nothing happens when `role` is the migrating role itself (one role for both).
+    static func grantRuntime(_ client: PostgresClient, role: String, logger: Logger) async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            var current = ""
+            for try await name in try await connection.query("SELECT current_user::text", logger: logger).decode(String.self) { current = name }
+            guard !current.utf8.elementsEqual(role.utf8) else { return }
+            let who = identifier(role)
+            let everything = runtimeGrants.flatMap(\.tables).joined(separator: ", ")
+            _ = try await connection.query(PostgresQuery(unsafeSQL: "GRANT USAGE ON SCHEMA public TO \(who)"), logger: logger)
+            _ = try await connection.query(PostgresQuery(unsafeSQL: "REVOKE ALL ON \(everything) FROM \(who)"), logger: logger)
+            for grant in runtimeGrants {
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: "GRANT \(grant.privileges) ON \(grant.tables.joined(separator: ", ")) TO \(who)"), logger: logger)
+            }
+            _ = try await connection.query(
+                PostgresQuery(unsafeSQL: "GRANT EXECUTE ON FUNCTION \(runtimeFunctions.joined(separator: ", ")) TO \(who)"), logger: logger)
+        }
+    }
+}
+
+/// The runtime role of a `postgres://USER@…` URL (nil for anything else).
+func postgresUser(_ url: String) -> String? {
+    guard let components = URLComponents(string: url), components.scheme == "postgres" || components.scheme == "postgresql",
+        let user = components.user, !user.isEmpty
+    else { return nil }
+    return user.removingPercentEncoding ?? user
 }

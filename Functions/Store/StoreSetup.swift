@@ -33,6 +33,33 @@ enum StoreSetup {
             let client = PostgresClient(
                 configuration: configuration, eventLoopGroup: SpreadEventLoopGroup(base: .singleton), backgroundLogger: logger)
             context.services.append(client)
+            // Migrations run as the schema owner (`DATABASE_MIGRATION_URL`, default `DATABASE_URL`);
+            // a separate runtime role then gets exactly the module's grants (SPEC §15).
+            let migrationURL: String?
+            do {
+                migrationURL = try await context.secrets.secret(named: "DATABASE_MIGRATION_URL").flatMap { $0.isEmpty ? nil : $0 }
+            } catch {
+                throw ModuleConfigurationError(error.description)
+            }
+            let migrateOnce: @Sendable () async throws -> [Int]
+            if let migrationURL, migrationURL != url {
+                let owner: PostgresClient.Configuration
+                do {
+                    owner = try PostgresURL.configuration(migrationURL, caFile: context.settings.nonEmpty("TLS_CA_FILE"))
+                } catch {
+                    throw ModuleConfigurationError("DATABASE_MIGRATION_URL: \(error.description)")
+                }
+                let role = postgresUser(url)
+                migrateOnce = {
+                    try await StoreSetup.withClient(owner, logger: logger) { owner in
+                        let ran = try await PostgresMigrator.migrate(owner, logger: logger)
+                        if let role { try await PostgresMigrator.grantRuntime(owner, role: role, logger: logger) }
+                        return ran
+                    }
+                }
+            } else {
+                migrateOnce = { try await PostgresMigrator.migrate(client, logger: logger) }
+            }
             let known = Migrations.postgres.map(\.version)
             @Sendable func refresh() async {
                 if let applied = try? await withDeadline(.seconds(10), { try await PostgresMigrator.applied(client, logger: logger) }) {
@@ -55,11 +82,11 @@ enum StoreSetup {
                 // Bounded: an unreachable database must not keep the emulator from serving (data
                 // requests answer 503, readiness says why) or from stopping; a failed attempt is
                 // retried in the background until the database answers.
-                let retry = MigrationRetry(client: client, logger: logger, schema: schema)
+                let retry = MigrationRetry(migrate: migrateOnce, client: client, logger: logger, schema: schema)
                 context.services.append(retry)
                 context.beforeServing {
                     do {
-                        let ran = try await withDeadline(.seconds(10)) { try await PostgresMigrator.migrate(client, logger: logger) }
+                        let ran = try await withDeadline(.seconds(10)) { try await migrateOnce() }
                         if !ran.isEmpty { logger.info("migrations applied", metadata: ["versions": .string("\(ran)")]) }
                         await refresh()
                     } catch {
@@ -96,22 +123,33 @@ enum StoreSetup {
         return store
     }
 
-    /// `fnhost migrate`: applies every pending migration to `DATABASE_URL` and returns the versions applied.
-    static func migrate(databaseURL: String, logger: Logger) async throws -> [Int] {
+    /// `fnhost migrate`: applies every pending migration to `databaseURL` (the owner's) and returns
+    /// the versions applied; with `runtimeRole`, grants that role exactly what the module needs.
+    static func migrate(databaseURL: String, runtimeRole: String? = nil, logger: Logger) async throws -> [Int] {
         if databaseURL.hasPrefix("sqlite:") {
             let store = try await SQLiteLeadStore.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
             return try await store.migrate()
         }
-        let client = PostgresClient(
-            configuration: try PostgresURL.configuration(databaseURL, caFile: ProcessInfo.processInfo.environment["TLS_CA_FILE"]),
-            backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: [Int]?.self) { group in
+        let configuration = try PostgresURL.configuration(databaseURL, caFile: ProcessInfo.processInfo.environment["TLS_CA_FILE"])
+        return try await withClient(configuration, logger: logger) { client in
+            let ran = try await PostgresMigrator.migrate(client, logger: logger)
+            if let runtimeRole { try await PostgresMigrator.grantRuntime(client, role: runtimeRole, logger: logger) }
+            return ran
+        }
+    }
+
+    /// A short-lived pool for one task (migrations as the owner, a command-line run).
+    static func withClient<T: Sendable>(
+        _ configuration: PostgresClient.Configuration, logger: Logger, _ body: @escaping @Sendable (PostgresClient) async throws -> T
+    ) async throws -> T {
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()
                 return nil
             }
             defer { group.cancelAll() }
-            return try await PostgresMigrator.migrate(client, logger: logger)
+            return try await body(client)
         }
     }
 
@@ -142,11 +180,13 @@ enum StoreSetup {
 /// at start-up failed.
 final class MigrationRetry: Service, Sendable {
     let pending = Atomic<Bool>(false)
+    private let migrate: @Sendable () async throws -> [Int]
     private let client: PostgresClient
     private let logger: Logger
     private let schema: SchemaGate
 
-    init(client: PostgresClient, logger: Logger, schema: SchemaGate) {
+    init(migrate: @escaping @Sendable () async throws -> [Int], client: PostgresClient, logger: Logger, schema: SchemaGate) {
+        self.migrate = migrate
         self.client = client
         self.logger = logger
         self.schema = schema
@@ -158,7 +198,7 @@ final class MigrationRetry: Service, Sendable {
             guard pending.load(ordering: .relaxed), !Task.isShuttingDownGracefully else { continue }
             let client = client
             let logger = logger
-            if let ran = try? await withDeadline(.seconds(10), { try await PostgresMigrator.migrate(client, logger: logger) }) {
+            if let ran = try? await withDeadline(.seconds(10), migrate) {
                 pending.store(false, ordering: .relaxed)
                 logger.info("migrations applied after the database came back", metadata: ["versions": .string("\(ran)")])
                 if let applied = try? await PostgresMigrator.applied(client, logger: logger) {

@@ -45,7 +45,7 @@ struct DatabaseScheduleMonitor: ScheduleMonitor {
 
 extension PostgresLeadStore: TimerStore {
     func claimOccurrence(function: String, scheduledAt: String, owner: String) async throws(StoreUnavailable) -> Bool {
-        try await transaction { [logger] connection in
+        try await transaction(.noTenant) { [logger] connection in
             var claimed = false
             for try await _ in try await connection.query(
                 """
@@ -76,7 +76,7 @@ extension PostgresLeadStore: TimerStore {
     }
 
     func saveTimerStatus(function: String, last: String, next: String, lastUpdated: String) async throws(StoreUnavailable) {
-        _ = try await transaction { [logger] connection in
+        _ = try await transaction(.noTenant) { [logger] connection in
             try await connection.query(
                 """
                 INSERT INTO timer_status (function, last_run, next_run, last_updated)

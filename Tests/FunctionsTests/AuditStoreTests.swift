@@ -208,15 +208,27 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             let tenant = "ro-\(UUID().uuidString.prefix(6))"
             try await store.append(record(tenant))
             try await ScratchDatabase.superuser(url) { client in  // the application role (owner of the tables)
-                for statement in [
-                    "UPDATE audit_events SET severity = 'critical' WHERE chain_id = '\(tenant)'",
-                    "DELETE FROM audit_events WHERE chain_id = '\(tenant)'",
-                    "TRUNCATE audit_events",
-                    "DELETE FROM audit_chain_heads WHERE chain_id = '\(tenant)'",
-                    "UPDATE audit_chain_heads SET seq = 0 WHERE chain_id = '\(tenant)'",
-                ] {
-                    await #expect(throws: PSQLError.self, "\(statement)") {
-                        try await client.query(PostgresQuery(unsafeSQL: statement), logger: ScratchDatabase.logger)
+                try await client.withConnection { connection in
+                    // In the tenant's row-level-security scope, so the rows are there to be refused.
+                    _ = try await connection.query("SELECT set_config('app.tenant_id', \(tenant), false)", logger: ScratchDatabase.logger)
+                    defer { Task { _ = try? await connection.query("RESET app.tenant_id", logger: ScratchDatabase.logger) } }
+                    var visible = 0
+                    for try await count in try await connection.query(
+                        "SELECT count(*)::int FROM audit_events WHERE chain_id = \(tenant)", logger: ScratchDatabase.logger
+                    ).decode(Int.self) {
+                        visible = count
+                    }
+                    #expect(visible == 1)
+                    for statement in [
+                        "UPDATE audit_events SET severity = 'critical' WHERE chain_id = '\(tenant)'",
+                        "DELETE FROM audit_events WHERE chain_id = '\(tenant)'",
+                        "TRUNCATE audit_events",
+                        "DELETE FROM audit_chain_heads WHERE chain_id = '\(tenant)'",
+                        "UPDATE audit_chain_heads SET seq = 0 WHERE chain_id = '\(tenant)'",
+                    ] {
+                        await #expect(throws: PSQLError.self, "\(statement)") {
+                            try await connection.query(PostgresQuery(unsafeSQL: statement), logger: ScratchDatabase.logger)
+                        }
                     }
                 }
             }

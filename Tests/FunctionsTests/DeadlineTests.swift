@@ -61,6 +61,8 @@ import Testing
                 let locked = AsyncStream<Void>.makeStream()
                 let holder = Task {
                     try await postgres.client.withTransaction(logger: ScratchDatabase.logger) { connection in
+                        // Row-level security: the head row is visible in its tenant's scope only.
+                        try await connection.query("SELECT set_config('app.tenant_id', \(tenant), true)", logger: ScratchDatabase.logger)
                         try await connection.query(
                             "SELECT seq FROM audit_chain_heads WHERE chain_id = \(tenant) FOR UPDATE", logger: ScratchDatabase.logger)
                         locked.continuation.yield()

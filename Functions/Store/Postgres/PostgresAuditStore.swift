@@ -65,7 +65,7 @@ enum PostgresAudit {
 
 extension PostgresLeadStore: AuditStore {
     func append(_ record: AuditRecord) async throws(StoreUnavailable) -> AuditEvent {
-        try await transaction { [logger] connection in
+        try await transaction(record.tenantID.map { .tenant($0.text) } ?? .crossTenant(.platformChain)) { [logger] connection in
             try await PostgresAudit.append(record, on: connection, logger: logger)
         }
     }
@@ -108,34 +108,41 @@ extension PostgresLeadStore: AuditStore {
         sql.sql += " ORDER BY occurred_at \(order), seq \(order), chain_id \(order) LIMIT $\(sql.binds.count + 1)"
         sql.binds.append(query.limit)
         let statement = sql
-        return try await events(statement).map(\.event)
+        let scope: DatabaseScope
+        switch query.scope {
+        case .chain(.tenant(let tenant)): scope = .tenant(tenant.text)
+        case .chain(.platform): scope = .crossTenant(.platformChain)
+        case .all: scope = .crossTenant(.superAdminAudit)
+        }
+        return try await events(scope, statement).map(\.event)
     }
 
-    private func events(_ query: PostgresQuery) async throws(StoreUnavailable) -> [StoredAuditEvent] {
-        try await withDeadline(deadline) { [client, logger] in
+    private func events(_ scope: DatabaseScope, _ query: PostgresQuery) async throws(StoreUnavailable) -> [StoredAuditEvent] {
+        try await read(scope) { [logger] connection in
             var events: [StoredAuditEvent] = []
-            for try await row in try await client.query(query, logger: logger).decode(PostgresAudit.EventRow.self) {
+            for try await row in try await connection.query(query, logger: logger).decode(PostgresAudit.EventRow.self) {
                 events.append(PostgresAudit.stored(row))
             }
             return events
         }
     }
 
-    private func strings(_ query: PostgresQuery) async throws(StoreUnavailable) -> [String] {
-        try await withDeadline(deadline) { [client, logger] in
+    private func strings(_ scope: DatabaseScope, _ query: PostgresQuery) async throws(StoreUnavailable) -> [String] {
+        try await read(scope) { [logger] connection in
             var values: [String] = []
-            for try await value in try await client.query(query, logger: logger).decode(String.self) { values.append(value) }
+            for try await value in try await connection.query(query, logger: logger).decode(String.self) { values.append(value) }
             return values
         }
     }
 
     func chainIDs() async throws(StoreUnavailable) -> [String] {
-        try await strings("SELECT chain_id FROM audit_chain_heads ORDER BY chain_id")
+        try await strings(.crossTenant(.verifier), "SELECT chain_id FROM audit_chain_heads ORDER BY chain_id")
     }
 
     func chainIDsWithEvents() async throws(StoreUnavailable) -> [String] {
         // A skip scan over the primary key: one index probe per chain instead of reading every event.
         try await strings(
+            .crossTenant(.verifier),
             """
             WITH RECURSIVE chains(id) AS (
                 SELECT min(chain_id) FROM audit_events
@@ -147,9 +154,9 @@ extension PostgresLeadStore: AuditStore {
     }
 
     func chainHead(_ chain: String) async throws(StoreUnavailable) -> ChainHead? {
-        try await withDeadline(deadline) { [client, logger] in
+        try await read(.chain(chain)) { [logger] connection in
             var head: ChainHead?
-            for try await (seq, hash, occurredAt) in try await client.query(
+            for try await (seq, hash, occurredAt) in try await connection.query(
                 """
                 SELECT seq, head_hash, to_char(last_occurred_at AT TIME ZONE 'UTC', \(unescaped: PostgresAudit.timestamp))
                 FROM audit_chain_heads WHERE chain_id = \(chain)
@@ -162,9 +169,9 @@ extension PostgresLeadStore: AuditStore {
     }
 
     func lastSeq(_ chain: String) async throws(StoreUnavailable) -> Int64? {
-        try await withDeadline(deadline) { [client, logger] in
+        try await read(.chain(chain)) { [logger] connection in
             var last: Int64?
-            for try await seq in try await client.query(
+            for try await seq in try await connection.query(
                 "SELECT seq FROM audit_events WHERE chain_id = \(chain) ORDER BY seq DESC LIMIT 1", logger: logger
             ).decode(Int64.self) {
                 last = seq
@@ -175,6 +182,7 @@ extension PostgresLeadStore: AuditStore {
 
     func chainEvents(_ chain: String, after: Int64, through: Int64, limit: Int) async throws(StoreUnavailable) -> [StoredAuditEvent] {
         try await events(
+            .chain(chain),
             """
             SELECT \(unescaped: PostgresAudit.eventColumns) FROM audit_events
             WHERE chain_id = \(chain) AND seq > \(after) AND seq <= \(through) ORDER BY seq LIMIT \(limit)
@@ -182,9 +190,9 @@ extension PostgresLeadStore: AuditStore {
     }
 
     func checkpoints() async throws(StoreUnavailable) -> [ChainID: ChainHead] {
-        try await withDeadline(deadline) { [client, logger] in
+        try await read(.crossTenant(.verifier)) { [logger] connection in
             var result: [ChainID: ChainHead] = [:]
-            for try await (chain, seq, hash) in try await client.query(
+            for try await (chain, seq, hash) in try await connection.query(
                 "SELECT chain_id, seq, event_hash FROM audit_verifier_positions", logger: logger
             ).decode((String, Int64, String).self) {
                 result[ChainID(stored: chain)] = ChainHead(seq: seq, hash: hash, occurredAt: nil)
@@ -194,8 +202,8 @@ extension PostgresLeadStore: AuditStore {
     }
 
     func saveCheckpoint(_ chain: String, _ head: ChainHead) async throws(StoreUnavailable) {
-        _ = try await withDeadline(deadline) { [client, logger] in
-            try await client.query(
+        _ = try await transaction(.chain(chain)) { [logger] connection in
+            try await connection.query(
                 """
                 INSERT INTO audit_verifier_positions (chain_id, seq, event_hash) VALUES (\(chain), \(head.seq), \(head.hash))
                 ON CONFLICT (chain_id) DO UPDATE SET seq = EXCLUDED.seq, event_hash = EXCLUDED.event_hash, verified_at = now()
@@ -207,9 +215,9 @@ extension PostgresLeadStore: AuditStore {
 
 extension PostgresLeadStore {
     func treeSize(_ chain: String) async throws(StoreUnavailable) -> Int64 {
-        try await withDeadline(deadline) { [client, logger] in
+        try await read(.chain(chain)) { [logger] connection in
             var size: Int64 = 0
-            for try await last in try await client.query(
+            for try await last in try await connection.query(
                 "SELECT idx FROM audit_tree_nodes WHERE chain_id = \(chain) AND level = 0 ORDER BY idx DESC LIMIT 1", logger: logger
             ).decode(Int64.self) {
                 size = last + 1
@@ -221,9 +229,9 @@ extension PostgresLeadStore {
     func treeNodes(_ chain: String, _ nodes: Set<TreeNode>) async throws(StoreUnavailable) -> [TreeNode: [UInt8]] {
         guard !nodes.isEmpty else { return [:] }
         let levels = nodes.map { Int16($0.level) }, indexes = nodes.map(\.index)
-        return try await withDeadline(deadline) { [client, logger] in
+        return try await read(.chain(chain)) { [logger] connection in
             var found: [TreeNode: [UInt8]] = [:]
-            for try await (level, index, hash) in try await client.query(
+            for try await (level, index, hash) in try await connection.query(
                 """
                 SELECT n.level, n.idx, n.hash FROM unnest(\(levels)::smallint[], \(indexes)::bigint[]) AS wanted(level, idx)
                 JOIN audit_tree_nodes n ON n.chain_id = \(chain) AND n.level = wanted.level AND n.idx = wanted.idx
@@ -239,8 +247,8 @@ extension PostgresLeadStore {
         guard !nodes.isEmpty else { return }
         let sorted = nodes.sorted { $0.key < $1.key }
         let levels = sorted.map { Int16($0.key.level) }, indexes = sorted.map(\.key.index), hashes = sorted.map { Hex.encode($0.value) }
-        _ = try await withDeadline(deadline) { [client, logger] in
-            try await client.query(
+        _ = try await transaction(.chain(chain)) { [logger] connection in
+            try await connection.query(
                 """
                 INSERT INTO audit_tree_nodes (chain_id, level, idx, hash)
                 SELECT \(chain), level, idx, hash FROM unnest(\(levels)::smallint[], \(indexes)::bigint[], \(hashes)::text[]) AS n(level, idx, hash)
@@ -251,9 +259,9 @@ extension PostgresLeadStore {
     }
 
     func latestSignedCheckpoint(_ chain: String) async throws(StoreUnavailable) -> SignedCheckpoint? {
-        try await withDeadline(deadline) { [client, logger] in
+        try await read(.chain(chain)) { [logger] connection in
             var latest: SignedCheckpoint?
-            for try await (size, root, note) in try await client.query(
+            for try await (size, root, note) in try await connection.query(
                 "SELECT tree_size, root_hash, note FROM audit_checkpoints WHERE chain_id = \(chain) ORDER BY tree_size DESC LIMIT 1",
                 logger: logger
             ).decode((Int64, String, String).self) {
@@ -264,9 +272,9 @@ extension PostgresLeadStore {
     }
 
     func saveSignedCheckpoint(_ checkpoint: SignedCheckpoint) async throws(StoreUnavailable) -> Bool {
-        try await withDeadline(deadline) { [client, logger] in
+        try await transaction(.chain(checkpoint.chainID)) { [logger] connection in
             var inserted = false
-            for try await _ in try await client.query(
+            for try await _ in try await connection.query(
                 """
                 INSERT INTO audit_checkpoints (chain_id, tree_size, root_hash, note)
                 VALUES (\(checkpoint.chainID), \(checkpoint.treeSize), \(Hex.encode(checkpoint.root)), \(checkpoint.note))

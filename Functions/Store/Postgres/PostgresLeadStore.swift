@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import NIOSSL
@@ -58,31 +59,48 @@ struct PostgresLeadStore: LeadStore {
     let client: PostgresClient
     let logger: Logger
     let deadline: Duration
+    private let crossTenantUses: [DatabaseScope.Reason: CoreMetrics.Counter]
 
-    init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(3)) {
+    init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(3), metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
         self.client = client
         self.logger = logger
         self.deadline = deadline
+        crossTenantUses = DatabaseScope.counters(metrics)
     }
 
     typealias Row = (String, String, String, String?, String?, String, String?, String, String, String)
 
     /// A write transaction that cannot outlive its answer: PostgreSQL itself ends any statement or
     /// lock wait past the remaining deadline (`SET LOCAL statement_timeout`, `lock_timeout`), and
-    /// the transaction commits only if the caller is still waiting (`TransactionDeadline`).
+    /// the transaction commits only if the caller is still waiting (`TransactionDeadline`). The same
+    /// first statement sets the row-level-security scope (`app.tenant_id` or `app.cross_tenant`,
+    /// transaction-local, so a pooled connection never carries it to the next caller): this is the
+    /// one entry point for tenant work.
     func transaction<T: Sendable>(
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        _ scope: DatabaseScope, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreUnavailable) -> T {
-        try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
+        if case .crossTenant(let reason) = scope { crossTenantUses[reason]?.increment() }
+        return try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
             try await client.withTransaction(logger: logger) { connection in
                 let limit = String(gate.remainingMilliseconds)
                 _ = try await connection.query(
-                    "SELECT set_config('statement_timeout', \(limit), true), set_config('lock_timeout', \(limit), true)", logger: logger)
+                    """
+                    SELECT set_config('statement_timeout', \(limit), true), set_config('lock_timeout', \(limit), true),
+                           set_config('app.tenant_id', \(scope.tenantSetting), true), set_config('app.cross_tenant', \(scope.crossTenantSetting), true)
+                    """, logger: logger)
                 let result = try await body(connection)
                 try gate.beginCommit()
                 return result
             }
         }
+    }
+
+    /// A read in its own short transaction with the row-level-security scope set (for reads off the
+    /// hot path; the hot ones set it inside their SQL functions, in one round trip).
+    func read<T: Sendable>(
+        _ scope: DatabaseScope, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        try await transaction(scope, body)
     }
 
     private static func lead(_ row: Row) -> Lead {
@@ -97,9 +115,10 @@ struct PostgresLeadStore: LeadStore {
         return leads
     }
 
-    // The hot reads are prepared statements: parsed and planned once per connection.
+    // The hot reads are prepared statements (parsed and planned once per connection) of SQL
+    // functions (migration 7) that set the row-level-security tenant and query in one round trip.
     struct FirstPage: LeadPageStatement {
-        static let sql = "SELECT \(PostgresLeadStore.columns) FROM leads WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+        static let sql = "SELECT * FROM fnhost_leads_page($1, $2, NULL, NULL)"
         typealias Row = PostgresLeadStore.Row
         let tenant: String
         var cursor: LeadCursor? { nil }
@@ -109,11 +128,7 @@ struct PostgresLeadStore: LeadStore {
     }
 
     struct NextPage: LeadPageStatement {
-        static let sql = """
-            SELECT \(PostgresLeadStore.columns) FROM leads
-            WHERE tenant_id = $1 AND (created_at, id) < ($2::timestamptz, $3::uuid)
-            ORDER BY created_at DESC, id DESC LIMIT $4
-            """
+        static let sql = "SELECT * FROM fnhost_leads_page($1, $4, $2::timestamptz, $3::uuid)"
         typealias Row = PostgresLeadStore.Row
         let tenant: String
         let cursor: LeadCursor?
@@ -122,24 +137,12 @@ struct PostgresLeadStore: LeadStore {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    /// The listing as JSON built by PostgreSQL: `row_to_json` of the API columns (timestamps already
-    /// in their text form), plus the position for the cursor. Ordered on the table's columns
-    /// (qualified: the output names shadow them) so the tenant index still serves it.
+    /// The listing as JSON built by PostgreSQL (`row_to_json` of the API columns, timestamps already
+    /// in their text form) plus the position for the cursor, by `fnhost_leads_json`.
     typealias JSONRow = (String, String, String)
 
-    /// A listing page as JSON: `condition` narrows `leads` (tenant, cursor), `limit` is its parameter.
-    static func jsonPage(_ condition: String, limit: String) -> String {
-        """
-        SELECT row_to_json(l)::text, l.created_at, l.id FROM (
-            SELECT leads.id::text AS id, name, email, phone, company, status, notes, created_by,
-                   to_char(leads.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
-                   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at
-            FROM leads WHERE \(condition) ORDER BY leads.created_at DESC, leads.id DESC LIMIT \(limit)) l
-        """
-    }
-
     struct FirstPageJSON: LeadPageStatement {
-        static let sql = PostgresLeadStore.jsonPage("tenant_id = $1", limit: "$2")
+        static let sql = "SELECT * FROM fnhost_leads_json($1, $2, NULL, NULL)"
         typealias Row = PostgresLeadStore.JSONRow
         let tenant: String
         var cursor: LeadCursor? { nil }
@@ -149,7 +152,7 @@ struct PostgresLeadStore: LeadStore {
     }
 
     struct NextPageJSON: LeadPageStatement {
-        static let sql = PostgresLeadStore.jsonPage("tenant_id = $1 AND (leads.created_at, leads.id) < ($2::timestamptz, $3::uuid)", limit: "$4")
+        static let sql = "SELECT * FROM fnhost_leads_json($1, $4, $2::timestamptz, $3::uuid)"
         typealias Row = PostgresLeadStore.JSONRow
         let tenant: String
         let cursor: LeadCursor?
@@ -177,7 +180,7 @@ struct PostgresLeadStore: LeadStore {
     }
 
     struct ByID: PostgresPreparedStatement {
-        static let sql = "SELECT \(PostgresLeadStore.columns) FROM leads WHERE tenant_id = $1 AND id = $2::uuid"
+        static let sql = "SELECT * FROM fnhost_lead($1, $2::uuid)"
         typealias Row = PostgresLeadStore.Row
         let tenant: String
         let id: String
@@ -219,7 +222,7 @@ struct PostgresLeadStore: LeadStore {
         tenant: TenantID, lead: Lead, audit: AuditRecord, idempotency: CreateIdempotency?
     ) async throws(StoreUnavailable) -> CreateOutcome {
         let tenant = tenant.text
-        return try await transaction { [logger] connection -> CreateOutcome in
+        return try await transaction(.tenant(tenant)) { [logger] connection -> CreateOutcome in
             if let idempotency {
                 // Claims the key; a concurrent request with the same key waits here until the first commits.
                 var claimed = false
@@ -267,7 +270,7 @@ struct PostgresLeadStore: LeadStore {
         let (setCompany, company) = (flag(fields.company), optionalValue(fields.company))
         let (setStatus, status) = (flag(fields.status), value(fields.status))
         let (setNotes, notes) = (flag(fields.notes), optionalValue(fields.notes))
-        return try await transaction { [logger] connection -> Lead? in
+        return try await transaction(.tenant(tenant)) { [logger] connection -> Lead? in
             let updated = try await Self.collect(
                 try await connection.query(
                     """
@@ -290,7 +293,7 @@ struct PostgresLeadStore: LeadStore {
 
     func delete(tenant: TenantID, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
         let tenant = tenant.text
-        return try await transaction { [logger] connection -> Bool in
+        return try await transaction(.tenant(tenant)) { [logger] connection -> Bool in
             let rows = try await connection.query(
                 "DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid RETURNING id::text", logger: logger)
             var deleted = false

@@ -18,8 +18,8 @@ extension PostgresLeadStore: OutboxStore {
     }
 
     /// One outbox statement, as a write transaction (a 503 never hides a committed change).
-    private func outbox(_ query: PostgresQuery) async throws(StoreUnavailable) -> [OutboxEmail] {
-        try await transaction { [logger] connection in
+    private func outbox(_ scope: DatabaseScope, _ query: PostgresQuery) async throws(StoreUnavailable) -> [OutboxEmail] {
+        try await transaction(scope) { [logger] connection in
             var rows: [OutboxEmail] = []
             for try await row in try await connection.query(query, logger: logger).decode(OutboxRow.self) {
                 rows.append(Self.outboxEmail(row))
@@ -30,6 +30,7 @@ extension PostgresLeadStore: OutboxStore {
 
     func enqueue(_ email: OutboxEmail, owner: String, leaseUntil: String) async throws(StoreUnavailable) -> OutboxInsert {
         let inserted = try await outbox(
+            .tenant(email.tenantID.text),
             """
             INSERT INTO email_outbox (tenant_id, id, idempotency_key, request_hash, template, recipient, vars, next_attempt_at,
                                       lease_owner, lease_until, created_at)
@@ -40,6 +41,7 @@ extension PostgresLeadStore: OutboxStore {
             """)
         if let row = inserted.first { return .inserted(row) }
         let existing = try await outbox(
+            .tenant(email.tenantID.text),
             """
             SELECT \(unescaped: Self.outboxColumns) FROM email_outbox
             WHERE tenant_id = \(email.tenantID.text) AND idempotency_key = \(email.idempotencyKey)
@@ -49,7 +51,9 @@ extension PostgresLeadStore: OutboxStore {
     }
 
     func claimDue(owner: String, now: String, leaseUntil: String, limit: Int) async throws(StoreUnavailable) -> [OutboxEmail] {
+        // The dispatcher serves every tenant: the explicit cross-tenant path.
         try await outbox(
+            .crossTenant(.outboxDispatcher),
             """
             UPDATE email_outbox SET lease_owner = \(owner), lease_until = \(leaseUntil)::timestamptz
             WHERE (tenant_id, id) IN (
@@ -63,7 +67,7 @@ extension PostgresLeadStore: OutboxStore {
     }
 
     func markSent(_ email: OutboxEmail, owner: String, messageID: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
-        try await transaction { [logger] connection -> Bool in
+        try await transaction(.tenant(email.tenantID.text)) { [logger] connection -> Bool in
             var updated = false
             for try await _ in try await connection.query(
                 """
@@ -82,6 +86,7 @@ extension PostgresLeadStore: OutboxStore {
 
     func markRetry(_ email: OutboxEmail, owner: String, attempts: Int, nextAttemptAt: String, error: String) async throws(StoreUnavailable) {
         _ = try await outbox(
+            .tenant(email.tenantID.text),
             """
             UPDATE email_outbox SET attempts = \(attempts), next_attempt_at = \(nextAttemptAt)::timestamptz, last_error = \(error),
                    lease_owner = NULL, lease_until = NULL
@@ -92,6 +97,7 @@ extension PostgresLeadStore: OutboxStore {
 
     func markDead(_ email: OutboxEmail, owner: String, attempts: Int, error: String) async throws(StoreUnavailable) {
         _ = try await outbox(
+            .tenant(email.tenantID.text),
             """
             UPDATE email_outbox SET status = 'dead', attempts = \(attempts), last_error = \(error), lease_owner = NULL, lease_until = NULL
             WHERE tenant_id = \(email.tenantID.text) AND id = \(email.id)::uuid AND status = 'pending' AND lease_owner = \(owner)
@@ -101,6 +107,6 @@ extension PostgresLeadStore: OutboxStore {
 
     func outboxEmail(tenant: TenantID, id: String) async throws(StoreUnavailable) -> OutboxEmail? {
         let tenant = tenant.text
-        return try await outbox("SELECT \(unescaped: Self.outboxColumns) FROM email_outbox WHERE tenant_id = \(tenant) AND id = \(id)::uuid").first
+        return try await outbox(.tenant(tenant), "SELECT \(unescaped: Self.outboxColumns) FROM email_outbox WHERE tenant_id = \(tenant) AND id = \(id)::uuid").first
     }
 }

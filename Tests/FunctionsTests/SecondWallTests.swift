@@ -1,0 +1,168 @@
+import Foundation
+import FunctionRuntime
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import PostgresNIO
+import Testing
+
+@testable import Functions
+
+extension PostgresLeadStore {
+    /// Test only: a tenant query that forgot its `WHERE tenant_id` (the bug the second wall is for).
+    func leadNamesWithoutATenantFilter(scope: DatabaseScope) async throws(StoreUnavailable) -> [String] {
+        try await read(scope) { [logger] connection in
+            var names: [String] = []
+            for try await name in try await connection.query("SELECT name FROM leads ORDER BY name", logger: logger).decode(String.self) {
+                names.append(name)
+            }
+            return names
+        }
+    }
+}
+
+/// SPEC §15 on a database of its own: migrations as the owner, the module as a runtime role that
+/// owns nothing, row-level security forced on every tenant table.
+@Suite(.serialized) struct SecondWallTests {
+    /// A LOGIN role for the runtime, created by the superuser; its URL on the scratch database.
+    static func runtimeRole(_ database: ScratchDatabase) async throws -> (name: String, url: String) {
+        let name = "fnhost_rt_" + UUID().uuidString.prefix(8).lowercased()
+        let password = "rt-" + UUID().uuidString
+        try await ScratchDatabase.superuser(database.adminURL) { client in
+            _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE ROLE \(name) LOGIN PASSWORD '\(password)'"), logger: ScratchDatabase.logger)
+        }
+        var components = try #require(URLComponents(string: database.url))
+        components.user = name
+        components.password = password
+        return (name, try #require(components.string))
+    }
+
+    static func dropRole(_ name: String, _ database: ScratchDatabase) async {
+        try? await ScratchDatabase.superuser(database.adminURL) { client in
+            _ = try await client.query(PostgresQuery(unsafeSQL: "DROP OWNED BY \(name)"), logger: ScratchDatabase.logger)
+        }
+    }
+
+    /// Runs `body` on one connection of `url`, with the row-level-security settings given.
+    static func asRole(
+        _ url: String, tenant: String? = nil, crossTenant: Bool = false, _ body: @escaping @Sendable (PostgresConnection) async throws -> Void
+    ) async throws {
+        try await StoreSetup.withClient(try PostgresURL.configuration(url), logger: ScratchDatabase.logger) { client in
+            try await client.withConnection { connection in
+                _ = try await connection.query(
+                    "SELECT set_config('app.tenant_id', \(tenant ?? ""), false), set_config('app.cross_tenant', \(crossTenant ? "on" : "off"), false)",
+                    logger: ScratchDatabase.logger)
+                try await body(connection)
+            }
+        }
+    }
+
+    static func sqlState(_ statement: String, on connection: PostgresConnection) async -> String? {
+        do {
+            _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: ScratchDatabase.logger)
+            return nil
+        } catch let error as PSQLError {
+            return error.serverInfo?[.sqlState] ?? "?"
+        } catch {
+            return "?"
+        }
+    }
+
+    @Test func theRuntimeRoleServesBothTenantsAndCanNeitherRewriteTheLogNorChangeTheSchema() async throws {
+        try await ScratchDatabase.with { database in
+            let runtime = try await Self.runtimeRole(database)
+            defer { Task { await Self.dropRole(runtime.name, database) } }
+            // The module migrates at start-up as the owner and grants the runtime role; it then serves as that role.
+            try await LeadsHarness.run(databaseURL: runtime.url, extra: ["DATABASE_MIGRATION_URL": database.url]) { host, key, client in
+                for tenant in ["wall-a", "wall-b"] {
+                    await LeadsHarness.grant(host, tenant: tenant, user: "u-1", ["LEADS_READ", "LEADS_WRITE", "LEADS_DELETE", "AUDIT_READ"])
+                }
+                let a = try LeadsHarness.token(key, tenant: "wall-a", user: "u-1")
+                let b = try LeadsHarness.token(key, tenant: "wall-b", user: "u-1")
+                var ids: [String: String] = [:]
+                for (tenant, token) in [("wall-a", a), ("wall-b", b)] {
+                    let created = try await client.send(.post, "/api/leads", token: token, json: #"{"name":"lead of \#(tenant)","email":"x@y.example"}"#)
+                    #expect(created.status == .created, "\(created.body)")
+                    ids[tenant] = created.json["id"] as? String
+                }
+                // Both directions: neither tenant sees, changes or deletes the other's lead.
+                for (reader, token, other) in [("wall-a", a, "wall-b"), ("wall-b", b, "wall-a")] {
+                    let page = try await client.send(.get, "/api/leads", token: token)
+                    let names = (page.json["items"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+                    #expect(names == ["lead of \(reader)"], "\(page.body)")
+                    let foreign = try #require(ids[other])
+                    #expect(try await client.send(.get, "/api/leads/\(foreign)", token: token).status == .notFound)
+                    #expect(try await client.send(.patch, "/api/leads/\(foreign)", token: token, json: #"{"name":"taken"}"#).status == .notFound)
+                    let events = try await client.send(.get, "/api/audit", token: token)
+                    #expect((events.json["items"] as? [[String: Any]] ?? []).allSatisfy { $0["tenant_id"] as? String == reader })
+                }
+                #expect(try await client.send(.get, "/health/ready", token: a).status == .ok)
+            }
+
+            // As the runtime role, directly: append-only by privilege, no DDL, nothing without a tenant.
+            try await Self.asRole(runtime.url, tenant: "wall-a") { connection in
+                for statement in [
+                    "UPDATE audit_events SET severity = 'critical'", "DELETE FROM audit_events", "TRUNCATE audit_events",
+                    "DELETE FROM audit_tree_nodes", "UPDATE audit_checkpoints SET note = ''", "CREATE TABLE sneaky (x int)",
+                    "ALTER TABLE leads ADD COLUMN sneaky int", "DROP TRIGGER audit_events_append_only ON audit_events",
+                    "ALTER TABLE leads DISABLE ROW LEVEL SECURITY", "DELETE FROM schema_migrations",
+                ] {
+                    #expect(await Self.sqlState(statement, on: connection) == "42501", "\(statement) must fail by privilege")
+                }
+                // Writing into another tenant from this tenant's scope fails the policy's check.
+                let insert = """
+                    INSERT INTO leads (tenant_id, id, name, email, status, created_by, created_at, updated_at)
+                    VALUES ('wall-b', gen_random_uuid(), 'planted', 'p@x.example', 'new', 'u', now(), now())
+                    """
+                #expect(await Self.sqlState(insert, on: connection) == "42501")
+            }
+            try await Self.asRole(runtime.url) { connection in
+                for table in ["leads", "audit_events", "lead_requests", "email_outbox", "audit_chain_heads", "audit_tree_nodes"] {
+                    var count = -1
+                    for try await value in try await connection.query(
+                        PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(table)"), logger: ScratchDatabase.logger
+                    ).decode(Int.self) {
+                        count = value
+                    }
+                    #expect(count == 0, "\(table): no tenant set, nothing visible")
+                }
+            }
+        }
+    }
+
+    /// The wall holds where the query forgot it: only the scope's rows come back.
+    @Test func aQueryWithoutItsTenantFilterSeesOnlyTheScopedTenant() async throws {
+        try await ScratchDatabase.with { database in
+            try await withAuditStore(database.url) { store in
+                let postgres = try #require(store as? PostgresLeadStore)
+                for tenant in ["wall-1", "wall-2"] {
+                    var lead = newLead(tenant)
+                    lead.name = "of \(tenant)"
+                    _ = try await store.create(tenant: tenant.tenant, lead: lead, audit: record(tenant), idempotency: nil)
+                }
+                #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .tenant("wall-1")) == ["of wall-1"])
+                #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .tenant("wall-2")) == ["of wall-2"])
+                #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .tenant("wall-\u{301}1")).isEmpty)
+                #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .noTenant).isEmpty)
+                #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .crossTenant(.verifier)) == ["of wall-1", "of wall-2"])
+            }
+        }
+    }
+
+    /// `fnhost migrate` with an owner URL grants the runtime role; re-running it is harmless.
+    @Test func migrateAsTheOwnerGrantsTheRuntimeRoleEveryTime() async throws {
+        try await ScratchDatabase.with { database in
+            let runtime = try await Self.runtimeRole(database)
+            defer { Task { await Self.dropRole(runtime.name, database) } }
+            #expect(try await StoreSetup.migrate(databaseURL: database.url, runtimeRole: runtime.name, logger: ScratchDatabase.logger).count == Migrations.postgres.count)
+            #expect(try await StoreSetup.migrate(databaseURL: database.url, runtimeRole: runtime.name, logger: ScratchDatabase.logger).isEmpty)
+            try await Self.asRole(runtime.url, tenant: "t-grant") { connection in
+                #expect(await Self.sqlState("SELECT * FROM fnhost_leads_json('t-grant', 1, NULL, NULL)", on: connection) == nil)
+                #expect(await Self.sqlState("SELECT count(*) FROM module_permissions", on: connection) == nil)
+                #expect(await Self.sqlState("INSERT INTO timer_runs (function, scheduled_at, claimed_by) VALUES ('F', now(), 'x')", on: connection) == nil)
+                #expect(await Self.sqlState("DELETE FROM timer_runs", on: connection) == "42501")
+                #expect(await Self.sqlState("INSERT INTO module_permissions (permission, read_only, step_up) VALUES ('X', true, false)", on: connection) == "42501")
+            }
+        }
+    }
+}
