@@ -56,7 +56,9 @@ public enum HostCLI {
     /// Call once, first thing.
     public static func bootstrapLogging(environment: [String: String] = ProcessInfo.processInfo.environment) -> Logger {
         let level = environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
-        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level, redactor: redactor) }
+        LoggingSystem.bootstrap { label in
+            JSONLogHandler(label: label, level: level, metadataProvider: TraceContext.metadataProvider, redactor: redactor)
+        }
         return Logger(label: "fnhost")
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Logging
 import NIOCore
 
@@ -6,6 +7,7 @@ import NIOCore
 /// the `Executing`/`Executed` log lines, metrics, and turning every failure into
 /// the contract's error shape. Both hosting modes go through it.
 public struct FunctionInvoker: Sendable {
+    static let traceparent = HTTPField.Name(TraceContext.header)!
     public let catalog: FunctionCatalog
     public let metrics: FunctionMetrics
     let logger: Logger
@@ -22,8 +24,11 @@ public struct FunctionInvoker: Sendable {
             return .error(.internalError, requestID: request.requestID)
         }
         var request = request
+        let trace = TraceContext.start(from: request.headers[Self.traceparent])
         request.logger[metadataKey: "function"] = .string(function.name)
         request.logger[metadataKey: "request_id"] = .string(request.requestID)
+        request.logger[metadataKey: "trace_id"] = .string(trace.traceIDText)
+        request.logger[metadataKey: "span_id"] = .string(trace.spanIDText)
         let logger = request.logger
         logger.debug(
             "Executing 'Functions.\(function.name)' (Reason='This function was programmatically called via the host APIs.', Id=\(request.requestID))")
@@ -31,7 +36,8 @@ public struct FunctionInvoker: Sendable {
         let started = ContinuousClock.now
         var response: FunctionResponse
         do {
-            response = try await handler.handle(request)
+            let invocation = request
+            response = try await TraceContext.$current.withValue(trace) { try await handler.handle(invocation) }
         } catch let error as FunctionError {
             response = .error(error, requestID: request.requestID)
         } catch {
@@ -68,8 +74,12 @@ public struct FunctionInvoker: Sendable {
         metrics.started(function.index)
         let started = ContinuousClock.now
         var succeeded = true
+        let trace = TraceContext.start(from: nil)
+        logger[metadataKey: "trace_id"] = .string(trace.traceIDText)
+        logger[metadataKey: "span_id"] = .string(trace.spanIDText)
         do {
-            try await handler.run(timer, context: TimerContext(functionName: function.name, invocationID: invocationID, logger: logger))
+            let context = TimerContext(functionName: function.name, invocationID: invocationID, logger: logger)
+            try await TraceContext.$current.withValue(trace) { try await handler.run(timer, context: context) }
         } catch {
             succeeded = false
             logger.error(

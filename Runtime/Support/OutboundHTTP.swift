@@ -34,6 +34,10 @@ public struct OutboundHTTP: Sendable {
 
     public func send(_ request: HTTPClientRequest, timeout: Duration, maxBody: Int = 1 << 20) async throws(Failure) -> Reply {
         let client = client
+        var traced = request
+        // The call is a span of the invocation's trace (SPEC §14).
+        if let trace = TraceContext.current { traced.headers.replaceOrAdd(name: TraceContext.header, value: trace.child().traceparent) }
+        let request = traced
         do {
             return try await withThrowingTaskGroup(of: Reply?.self) { group in
                 group.addTask {

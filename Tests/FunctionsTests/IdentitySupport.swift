@@ -119,6 +119,12 @@ actor HostState {
     var rbacStatus: [String: Int] = [:]
     /// Queries the RBAC endpoint received, raw (to check the encoding of ids).
     var rbacQueries: [String] = []
+    /// `traceparent` of every call, by path (`jwks`, `rbac`, `email`); "" when absent.
+    var traceparents: [(path: String, value: String)] = []
+
+    func traced(_ path: String, _ value: String?) {
+        traceparents.append((path, value ?? ""))
+    }
     /// RBAC requests that arrived (counted before `rbacDelay`).
     var rbacArrivals = 0
     func rbacArrived() { rbacArrivals += 1 }
@@ -179,13 +185,15 @@ struct StandInHost {
     func application() -> some ApplicationProtocol {
         let router = Router()
         let state = state
-        router.get("/.well-known/jwks.json") { _, _ in
+        router.get("/.well-known/jwks.json") { request, _ in
+            await state.traced("jwks", request.headers[HTTPField.Name("traceparent")!])
             let body = await state.jwks()
             return Response(
                 status: .ok, headers: [.contentType: "application/json", .cacheControl: await state.cacheControl],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
         }
         router.get("/api/rbac/effective") { request, _ in
+            await state.traced("rbac", request.headers[HTTPField.Name("traceparent")!])
             await state.rbacArrived()
             await state.waitIfHeld()
             let delay = await state.rbacDelay
@@ -199,6 +207,7 @@ struct StandInHost {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
         }
         router.post("/api/email/send") { request, _ in
+            await state.traced("email", request.headers[HTTPField.Name("traceparent")!])
             let delay = await state.emailDelay
             if delay > .zero { try await Task.sleep(for: delay) }
             let body = try await request.body.collect(upTo: 1 << 20)

@@ -96,8 +96,14 @@ final class CapturedLines: Sendable {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
+        var metadataProvider: Logger.MetadataProvider?
+
         func log(event: LogEvent) {
-            sink.append("\(event.level) \(event.message)")
+            var merged = metadata
+            if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+            if let extra = event.metadata { merged.merge(extra) { $1 } }
+            let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            sink.append("\(event.level) \(event.message) \(fields)")
         }
     }
 }
