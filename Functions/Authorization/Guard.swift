@@ -80,6 +80,8 @@ private struct GuardedFunction<Handler: AuthorizedFunction>: HTTPFunction {
         let identity = try await security.authenticate(request)
         var request = request
         request.logger[metadataKey: "tenant_id"] = .string(identity.tenantID.text)
+        // The invocation's span carries the tenant (an id, never a token or a secret).
+        InvocationAttributes.current?.set("fnhost.tenant_id", .string(identity.tenantID.text))
         let budget = try await security.spend(identity)
         let principal = try await security.authorizer.authorize(identity, policy: Handler.policy, logger: request.logger)
         var response = try await handler.handle(request, principal: principal)

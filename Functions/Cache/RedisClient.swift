@@ -1,4 +1,5 @@
 import Foundation
+import FunctionRuntime
 import Logging
 import NIOCore
 import NIOPosix
@@ -126,15 +127,20 @@ final class RedisClient: Service, Sendable {
         if let until = downUntil.withLock({ $0 }), ContinuousClock.now < until {
             throw .unavailable("recently failed; retrying shortly")
         }
+        let span = Tracing.start(
+            "redis " + (commands.first?.first.map { String(decoding: $0, as: UTF8.self) } ?? ""),
+            attributes: [("db.system", .string("redis")), ("db.redis.commands", .int(Int64(commands.count)))])
         do {
             let connection = try await connection()
             let replies = try await connection.send(commands, timeout: commandTimeout)
             downUntil.withLock { $0 = nil }
+            span?.end()
             return replies
         } catch {
             if case .unavailable = error {
                 downUntil.withLock { $0 = ContinuousClock.now + breakerInterval }
             }
+            span?.end(failed: true)
             throw error
         }
     }

@@ -119,7 +119,14 @@ public struct FunctionHost: Sendable {
         }
 
         let metrics = FunctionMetrics(catalog: catalog, registry: registry)
-        let invoker = FunctionInvoker(catalog: catalog, metrics: metrics, logger: logger)
+        let exporter: SpanExporter?
+        do {
+            exporter = try SpanExporter.make(settings: settings, logger: logger)
+        } catch {
+            throw StartupError(description: error.description)
+        }
+        if let exporter { context.services.append(exporter) }
+        let invoker = FunctionInvoker(catalog: catalog, metrics: metrics, logger: logger, exporter: exporter)
         let scheduler = TimerScheduler(
             invoker: invoker, monitor: context.scheduleMonitor ?? InMemoryScheduleMonitor(), timeZone: timeZone,
             logger: logger)

@@ -11,11 +11,14 @@ public struct FunctionInvoker: Sendable {
     public let catalog: FunctionCatalog
     public let metrics: FunctionMetrics
     let logger: Logger
+    /// Set when spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    let exporter: SpanExporter?
 
-    public init(catalog: FunctionCatalog, metrics: FunctionMetrics, logger: Logger) {
+    public init(catalog: FunctionCatalog, metrics: FunctionMetrics, logger: Logger, exporter: SpanExporter? = nil) {
         self.catalog = catalog
         self.metrics = metrics
         self.logger = logger
+        self.exporter = exporter
     }
 
     /// Runs an HTTP function; never throws: any error becomes an error response.
@@ -35,9 +38,18 @@ public struct FunctionInvoker: Sendable {
         metrics.started(function.index)
         let started = ContinuousClock.now
         var response: FunctionResponse
+        let startNanos = exporter == nil ? 0 : Tracing.nowNanos()
+        let attributes = exporter == nil ? nil : InvocationAttributes()
         do {
             let invocation = request
-            response = try await TraceContext.$current.withValue(trace) { try await handler.handle(invocation) }
+            response = try await TraceContext.$current.withValue(trace) {
+                if let exporter {
+                    return try await SpanExporter.$current.withValue(exporter) {
+                        try await InvocationAttributes.$current.withValue(attributes) { try await handler.handle(invocation) }
+                    }
+                }
+                return try await handler.handle(invocation)
+            }
         } catch let error as FunctionError {
             response = .error(error, requestID: request.requestID)
         } catch {
@@ -50,6 +62,18 @@ public struct FunctionInvoker: Sendable {
         let status = response.status.code
         let outcome: FunctionMetrics.Outcome = status >= 500 ? .serverError : status >= 400 ? .clientError : .success
         metrics.finished(function.index, outcome: outcome, nanoseconds: elapsed.nanoseconds)
+        if let exporter {
+            var fields: [(String, SpanValue)] = [
+                ("faas.name", .string(function.name)), ("faas.trigger", .string("http")), ("http.request.method", .string(request.method.rawValue)),
+                ("url.path", .string(request.path)), ("http.response.status_code", .int(Int64(status))), ("fnhost.request_id", .string(request.requestID)),
+            ]
+            if let route = function.spec.httpTrigger?.route.template { fields.append(("http.route", .string(route))) }
+            fields += attributes?.all ?? []
+            exporter.record(
+                FinishedSpan(
+                    context: trace, name: function.name, kind: .server, startNanos: startNanos, endNanos: Tracing.nowNanos(), attributes: fields,
+                    failed: status >= 500))
+        }
         logger.info(
             "Executed 'Functions.\(function.name)' (\(status >= 500 ? "Failed" : "Succeeded"), Id=\(request.requestID))",
             metadata: [
@@ -79,7 +103,9 @@ public struct FunctionInvoker: Sendable {
         logger[metadataKey: "span_id"] = .string(trace.spanIDText)
         do {
             let context = TimerContext(functionName: function.name, invocationID: invocationID, logger: logger)
-            try await TraceContext.$current.withValue(trace) { try await handler.run(timer, context: context) }
+            try await TraceContext.$current.withValue(trace) {
+                try await SpanExporter.$current.withValue(exporter) { try await handler.run(timer, context: context) }
+            }
         } catch {
             succeeded = false
             logger.error(

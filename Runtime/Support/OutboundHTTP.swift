@@ -35,9 +35,26 @@ public struct OutboundHTTP: Sendable {
     public func send(_ request: HTTPClientRequest, timeout: Duration, maxBody: Int = 1 << 20) async throws(Failure) -> Reply {
         let client = client
         var traced = request
-        // The call is a span of the invocation's trace (SPEC §14).
-        if let trace = TraceContext.current { traced.headers.replaceOrAdd(name: TraceContext.header, value: trace.child().traceparent) }
+        // The call is a span of the invocation's trace (SPEC §14), exported when spans are.
+        var span = Tracing.start(
+            "HTTP \(request.method.rawValue)", attributes: [("http.request.method", .string(request.method.rawValue)), ("server.address", .string(URL(string: request.url)?.host ?? ""))])
+        if let context = span?.context ?? TraceContext.current?.child() {
+            traced.headers.replaceOrAdd(name: TraceContext.header, value: context.traceparent)
+        }
         let request = traced
+        let reply: Reply
+        do {
+            reply = try await exchange(request, client: client, timeout: timeout, maxBody: maxBody)
+        } catch {
+            span?.end(failed: true)
+            throw error
+        }
+        span?.set("http.response.status_code", .int(Int64(reply.status)))
+        span?.end(failed: reply.status >= 500)
+        return reply
+    }
+
+    private func exchange(_ request: HTTPClientRequest, client: HTTPClient, timeout: Duration, maxBody: Int) async throws(Failure) -> Reply {
         do {
             return try await withThrowingTaskGroup(of: Reply?.self) { group in
                 group.addTask {

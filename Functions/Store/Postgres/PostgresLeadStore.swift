@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import FunctionRuntime
 import Logging
 import NIOSSL
 import PostgresNIO
@@ -80,7 +81,21 @@ struct PostgresLeadStore: LeadStore {
         _ scope: DatabaseScope, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreUnavailable) -> T {
         if case .crossTenant(let reason) = scope { crossTenantUses[reason]?.increment() }
-        return try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
+        let span = Tracing.start("postgres transaction", attributes: [("db.system", .string("postgresql"))])
+        do {
+            let value = try await scopedTransaction(scope, body)
+            span?.end()
+            return value
+        } catch {
+            span?.end(failed: true)
+            throw error
+        }
+    }
+
+    private func scopedTransaction<T: Sendable>(
+        _ scope: DatabaseScope, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
             try await client.withTransaction(logger: logger) { connection in
                 let limit = String(gate.remainingMilliseconds)
                 _ = try await connection.query(
@@ -163,6 +178,8 @@ struct PostgresLeadStore: LeadStore {
 
     func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
         let tenant = tenant.text
+        let span = Tracing.start("postgres fnhost_leads_json", attributes: [("db.system", .string("postgresql"))])
+        defer { span?.end() }
         return try await withDeadline(deadline) { [client, logger] in
             var page: [LeadJSON] = []
             page.reserveCapacity(limit)
