@@ -28,6 +28,7 @@ test: deps venv
 	$(SWIFT) build --build-tests
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" FNHOST_BIN=$(CURDIR)/.build/debug/fnhost scripts/with-services.sh $(SWIFT) test
 	scripts/fuzz.sh 4
+	scripts/promtool.sh
 
 venv:
 	@[ -x $(VENV)/bin/schemathesis ] && $(VENV)/bin/python -c "import openapi_spec_validator" 2>/dev/null || \

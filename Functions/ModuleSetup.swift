@@ -108,7 +108,7 @@ struct ModuleSetup: Sendable {
         let rbac = RBACService(
             source: rbacSource, cache: cache, audit: audit, logger: logger,
             defaultTTL: Double(try seconds(settings, "RBAC_CACHE_TTL_SECONDS", default: 180)),
-            staleMax: Double(try seconds(settings, "RBAC_STALE_MAX_SECONDS", default: 600)))
+            staleMax: Double(try seconds(settings, "RBAC_STALE_MAX_SECONDS", default: 600)), metrics: context.metricsFactory)
         if let redis {
             context.services.append(
                 redis.subscribe(channel: RBACService.purgeChannel, logger: logger) { message in rbac.applyPurgeMessage(message) })

@@ -243,37 +243,47 @@ final class RedisConnection: Sendable {
         channel.close(promise: nil)
     }
 
+    /// One hop onto the connection's event loop per call: the promises, the deadline timer, the
+    /// write and the continuation's resumption are all set up inside a single `execute`, so a call
+    /// costs one cross-thread wake-up there and one back (a timer or a `get()` from outside would
+    /// each add one).
     func send(_ commands: [[[UInt8]]], timeout: Duration) async throws(RedisError) -> [RedisValue] {
+        guard !commands.isEmpty else { return [] }
         let loop = channel.eventLoop
+        let channel = channel
         var bytes: [UInt8] = []
         for command in commands { RESP.encode(command, into: &bytes) }
-        let promises = commands.map { _ in loop.makePromise(of: RedisValue.self) }
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        // Every promise is completed whatever happens: by its reply, by the handler when the
-        // connection fails, by the write failing (a connection already torn down never reaches the
-        // handler), or at the deadline (completing an already completed promise does nothing).
-        let timer = loop.scheduleTask(in: .nanoseconds(max(1, nanoseconds))) { [channel] in
-            for promise in promises { promise.fail(RedisError.unavailable("timed out")) }
-            channel.triggerUserOutboundEvent(RedisTimedOut(), promise: nil)
-        }
-        let written = loop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { error in
-            // A tick later, so the handler's own reason (a TLS failure, say) is the one reported.
-            loop.execute {
-                for promise in promises { promise.fail(RedisError.unavailable("not sent: \(RedisReplyHandler.describe(error))")) }
-            }
-        }
-        channel.writeAndFlush(RedisOutbound(payload: ByteBuffer(bytes: bytes), promises: promises), promise: written)
-        var replies: [RedisValue] = []
-        replies.reserveCapacity(promises.count)
+        let payload = ByteBuffer(bytes: bytes)
+        let count = commands.count
+        let nanoseconds = max(1, timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
         do {
-            for promise in promises { replies.append(try await promise.futureResult.get()) }
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[RedisValue], any Error>) in
+                loop.execute {
+                    // Every promise is completed whatever happens: by its reply, by the handler when the
+                    // connection fails, by the write failing (a connection already torn down never
+                    // reaches the handler), or at the deadline (completing twice does nothing).
+                    let promises = (0..<count).map { _ in loop.makePromise(of: RedisValue.self) }
+                    let timer = loop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+                        for promise in promises { promise.fail(RedisError.unavailable("timed out")) }
+                        channel.triggerUserOutboundEvent(RedisTimedOut(), promise: nil)
+                    }
+                    let written = loop.makePromise(of: Void.self)
+                    written.futureResult.whenFailure { error in
+                        // A tick later, so the handler's own reason (a TLS failure, say) is the one reported.
+                        loop.execute {
+                            for promise in promises { promise.fail(RedisError.unavailable("not sent: \(RedisReplyHandler.describe(error))")) }
+                        }
+                    }
+                    EventLoopFuture.whenAllSucceed(promises.map(\.futureResult), on: loop).whenComplete { result in
+                        timer.cancel()
+                        continuation.resume(with: result)
+                    }
+                    channel.writeAndFlush(RedisOutbound(payload: payload, promises: promises), promise: written)
+                }
+            }
         } catch {
-            timer.cancel()
             throw (error as? RedisError) ?? .unavailable("\(error)")
         }
-        timer.cancel()
-        return replies
     }
 }
 

@@ -100,7 +100,7 @@ enum StoreSetup {
                     }
                 }
             }
-            return PostgresLeadStore(client: client, logger: logger)
+            return PostgresLeadStore(client: client, logger: logger, metrics: context.metricsFactory)
         }
         let path: String
         if let url {
