@@ -62,12 +62,17 @@ public struct TraceContext: Sendable, Equatable {
         return (trace, span, flags[0] & 1 == 1)
     }
 
+    /// `count` random bytes (8 or 16), never all zero: one generator call per 8 bytes.
     static func randomID(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
-        while true {
-            let id = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            if id.contains(where: { $0 != 0 }) { return id }
+        var id: [UInt8] = []
+        id.reserveCapacity(count)
+        while id.count < count {
+            var word = generator.next() as UInt64
+            withUnsafeBytes(of: &word) { id.append(contentsOf: $0.prefix(count - id.count)) }
         }
+        if !id.contains(where: { $0 != 0 }) { id[count - 1] = 1 }
+        return id
     }
 
     /// `trace_id` and `span_id` on every log line written while an invocation runs.
