@@ -47,7 +47,7 @@ public struct FunctionHostModule: FunctionModule {
                 secrets: context.secrets, revocations: setup.revocations, cache: setup.cache, audit: setup.audit,
                 metrics: context.metricsFactory))
         data("SendEmail", security.guarded(SendEmail(store: store, outbox: setup.outbox)))
-        context.functions.register("EmailOutboxDispatcher", timer: gate.guarding(EmailOutboxDispatcher(store: store, outbox: setup.outbox)))
+        context.functions.register("EmailOutboxDispatcher", timer: gate.guarding(EmailOutboxDispatcher(store: store, outbox: setup.outbox, metrics: context.metricsFactory)))
         data("ListAuditEvents", security.guarded(ListAuditEvents(store: store)))
         let tree = AuditTree(store: store)
         data("GetAuditCheckpoint", security.guarded(GetAuditCheckpoint(tree: tree, keys: setup.checkpointKeys)))

@@ -46,6 +46,8 @@ protocol OutboxStore: Sendable {
     /// Gives up on the row (status `dead`).
     func markDead(_ email: OutboxEmail, owner: String, attempts: Int, error: String) async throws(StoreUnavailable)
     func outboxEmail(tenant: TenantID, id: String) async throws(StoreUnavailable) -> OutboxEmail?
+    /// Pending rows across tenants and the oldest one's `created_at` (for the backlog gauges).
+    func outboxBacklog() async throws(StoreUnavailable) -> (pending: Int, oldest: String?)
 }
 
 /// Full-jitter exponential backoff with a horizon: retries stop (the row is dead) before the

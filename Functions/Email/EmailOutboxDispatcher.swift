@@ -1,3 +1,4 @@
+import CoreMetrics
 import FunctionRuntime
 import Logging
 
@@ -11,9 +12,30 @@ struct EmailOutboxDispatcher: TimerFunction {
     var batchSize = 20
     /// One run stops claiming after this long, so it never overlaps the next occurrence by much.
     var budget: Duration = .seconds(20)
+    /// `fnhost_email_outbox_pending` and `fnhost_email_outbox_oldest_age_seconds`, after each run.
+    let pending: Gauge
+    let oldestAge: Gauge
+
+    init(
+        store: any ModuleStore, outbox: OutboxSender, batchSize: Int = 20, budget: Duration = .seconds(20),
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
+        self.store = store
+        self.outbox = outbox
+        self.batchSize = batchSize
+        self.budget = budget
+        pending = Gauge(label: "fnhost_email_outbox_pending", factory: metrics)
+        oldestAge = Gauge(label: "fnhost_email_outbox_oldest_age_seconds", factory: metrics)
+    }
 
     func run(_ timer: TimerInfo, context: TimerContext) async throws {
         _ = try await dispatch(owner: "dispatcher:" + context.invocationID, logger: context.logger)
+        if let backlog = try? await store.outboxBacklog() {
+            pending.record(backlog.pending)
+            let now = Timestamps.nowMicroseconds()
+            let age = backlog.oldest.flatMap(Timestamps.microseconds).map { max(0, now - $0) / 1_000_000 } ?? 0
+            oldestAge.record(Int(age))
+        }
     }
 
     /// Returns how many rows were sent, retried later, and given up.

@@ -57,6 +57,8 @@ public final class FunctionMetrics: Sendable {
                 label: "fnhost_http_unrouted_total", dimensions: [("status", String(status))], factory: factory)
         }
         self.unrouted = unrouted
+        // `fnhost_build_info{version} 1`: which binary each instance runs (rollbacks, mixed fleets).
+        Gauge(label: "fnhost_build_info", dimensions: [("version", RuntimeEndpoints.version)], factory: factory).record(1)
     }
 
     func started(_ function: Int) {

@@ -109,4 +109,19 @@ extension PostgresLeadStore: OutboxStore {
         let tenant = tenant.text
         return try await outbox(.tenant(tenant), "SELECT \(unescaped: Self.outboxColumns) FROM email_outbox WHERE tenant_id = \(tenant) AND id = \(id)::uuid").first
     }
+
+    func outboxBacklog() async throws(StoreUnavailable) -> (pending: Int, oldest: String?) {
+        try await read(.crossTenant(.outboxDispatcher)) { [logger] connection in
+            var result: (pending: Int, oldest: String?) = (0, nil)
+            for try await (count, oldest) in try await connection.query(
+                """
+                SELECT count(*)::int, to_char(min(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                FROM email_outbox WHERE status = 'pending'
+                """, logger: logger
+            ).decode((Int, String?).self) {
+                result = (count, oldest)
+            }
+            return result
+        }
+    }
 }

@@ -4,6 +4,11 @@ import SQLiteNIO
 /// The email outbox on SQLite: claims run in a `BEGIN IMMEDIATE` transaction (the single write
 /// lock orders dispatchers, also across processes on one file) and set the same lease.
 extension SQLiteLeadStore: OutboxStore {
+    func outboxBacklog() async throws(StoreUnavailable) -> (pending: Int, oldest: String?) {
+        let row = try await run("SELECT count(*) AS pending, min(created_at) AS oldest FROM email_outbox WHERE status = 'pending'", []).first
+        return (row?.column("pending")?.integer ?? 0, row?.column("oldest")?.string)
+    }
+
     static let outboxColumns = "tenant_id, id, idempotency_key, request_hash, template, recipient, vars, status, attempts, message_id, created_at"
 
     static func outboxEmail(_ row: SQLiteRow) -> OutboxEmail? {
