@@ -120,7 +120,9 @@ struct ModuleSetup: Sendable {
                 store: SharedRevocationStore(client: redis, sealer: cache, logger: logger), metrics: context.metricsFactory)
             context.services.append(RevocationSync(revocations: revocations, client: redis, sealer: cache, logger: logger))
         } else {
-            revocations = Revocations(store: LocalRevocationStore(), metrics: context.metricsFactory)
+            // Without Redis: in the database every instance shares, polled twice a second.
+            revocations = Revocations(store: DatabaseRevocationStore(table: store), metrics: context.metricsFactory)
+            context.services.append(DatabaseRevocationSync(revocations: revocations, logger: logger, table: store))
         }
         let verifier = TokenVerifier(
             jwks: JWKSCache(source: jwksSource, sharedCache: cache, logger: logger), issuer: issuer, audience: audience,

@@ -192,12 +192,6 @@ protocol RevocationStore: Sendable {
     func all(now: Int64) async throws(CacheUnavailable) -> [Revocation]
 }
 
-/// A single instance without Redis: the in-process view is the store.
-struct LocalRevocationStore: RevocationStore {
-    func store(_ revocation: Revocation) async throws(CacheUnavailable) {}
-    func all(now: Int64) async throws(CacheUnavailable) -> [Revocation] { [] }
-}
-
 /// Revocations in Redis: one hash `revocations` (a field per revocation, each value sealed with
 /// `CACHE_SIGNING_KEY` and bound to its field), expiring with its longest-lived entry, and a
 /// pub/sub message (the sealed record, base64) so the other instances apply it at once.
@@ -357,6 +351,66 @@ struct RevocationSync: Service {
             try await revocations.resynchronize(now: Int64(Date().timeIntervalSince1970))
         } catch {
             logger.warning("revocations could not be re-synchronized", metadata: ["reason": .string(error.description)])
+        }
+    }
+}
+
+/// Revocations kept in the database (`session_revocations`), for instances sharing one without Redis.
+protocol RevocationTable: Sendable {
+    /// Stores the record under its field (a second store of the same field changes nothing).
+    func storeRevocation(field: String, tenant: TenantID, record: [UInt8], expiresAt: Int64) async throws(StoreUnavailable)
+    /// Every record still in force (read only: polled twice a second).
+    func revocationRecords(now: Int64) async throws(StoreUnavailable) -> [[UInt8]]
+    /// Removes what can no longer cover a valid token.
+    func pruneRevocations(now: Int64) async throws(StoreUnavailable)
+}
+
+/// SPEC §9b without Redis: revocations in the database every instance shares; the other instances
+/// see them at their next poll (`DatabaseRevocationSync`, every 500 ms, so within the 1 s).
+struct DatabaseRevocationStore: RevocationStore {
+    let table: any RevocationTable
+
+    func store(_ revocation: Revocation) async throws(CacheUnavailable) {
+        do {
+            try await table.storeRevocation(
+                field: revocation.field, tenant: revocation.tenant, record: revocation.encoded, expiresAt: revocation.expiresAt)
+        } catch {
+            throw CacheUnavailable(description: error.description)
+        }
+    }
+
+    func all(now: Int64) async throws(CacheUnavailable) -> [Revocation] {
+        do {
+            return try await table.revocationRecords(now: now).compactMap(Revocation.init(decoding:))
+        } catch {
+            throw CacheUnavailable(description: error.description)
+        }
+    }
+}
+
+/// Polls the database for revocations made by other instances.
+struct DatabaseRevocationSync: Service {
+    let revocations: Revocations
+    let logger: Logger
+    var interval: Duration = .milliseconds(500)
+
+    let table: any RevocationTable
+
+    func run() async throws {
+        var failing = false
+        var polls = 0
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                let now = Int64(Date().timeIntervalSince1970)
+                try await revocations.resynchronize(now: now)
+                polls += 1
+                if polls % 120 == 1 { try await table.pruneRevocations(now: now) }
+                failing = false
+            } catch {
+                if !failing { logger.warning("revocations could not be read from the database", metadata: ["reason": .string("\(error)")]) }
+                failing = true
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

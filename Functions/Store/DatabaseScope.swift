@@ -3,9 +3,9 @@ import CoreMetrics
 /// Which rows a PostgreSQL transaction may see and write under row-level security (SPEC §15):
 /// one tenant's (`app.tenant_id`), none beyond tables without tenants, or — on the explicit
 /// cross-tenant path only — every tenant's (`app.cross_tenant = on`). Tenant requests only ever
-/// build `.tenant` from their principal; `.crossTenant` is built in four places (the verifier's
+/// build `.tenant` from their principal; `.crossTenant` is built in five places (the verifier's
 /// chain scan, the outbox dispatcher's claim, the platform chain, a super admin's reads of other
-/// chains), each with its reason, and every use is counted by reason
+/// chains, the revocation sync without Redis), each with its reason, and every use is counted by reason
 /// (`fnhost_db_cross_tenant_total{reason}`).
 enum DatabaseScope: Sendable, Equatable {
     case tenant(String)
@@ -18,6 +18,8 @@ enum DatabaseScope: Sendable, Equatable {
         case outboxDispatcher = "outbox_dispatcher"
         case platformChain = "platform_chain"
         case superAdminAudit = "super_admin_audit"
+        /// Every instance reads every tenant's revocations (without Redis).
+        case revocationSync = "revocation_sync"
     }
 
     /// The audit chain's scope: a tenant chain is that tenant's rows, `platform` is cross-tenant.

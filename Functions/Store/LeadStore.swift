@@ -19,7 +19,7 @@ struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
 /// Tenant data for leads. Every method takes the tenant from the caller's token and filters on it;
 /// another tenant's id is simply not found.
 /// The module's database: leads and the audit log, on one connection pool.
-typealias ModuleStore = LeadStore & AuditStore & OutboxStore & TimerStore
+typealias ModuleStore = LeadStore & AuditStore & OutboxStore & TimerStore & RevocationTable
 
 /// One lead of a listing as ready-made JSON (the API shape), with its position for the next cursor.
 struct LeadJSON: Sendable {

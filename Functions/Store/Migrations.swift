@@ -295,6 +295,23 @@ enum Migrations {
                 $fn$
                 """,
             ]),
+        Migration(
+            version: 8, name: "session revocations in the database (instances without Redis)",
+            statements: [
+                """
+                CREATE TABLE session_revocations (
+                    field      text   PRIMARY KEY,
+                    tenant_id  text   NOT NULL,
+                    record     text   NOT NULL,
+                    expires_at bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX session_revocations_expiry ON session_revocations (expires_at)",
+                "ALTER TABLE session_revocations ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE session_revocations FORCE ROW LEVEL SECURITY",
+                "CREATE POLICY tenant_rows ON session_revocations USING (tenant_id = current_setting('app.tenant_id', true)) WITH CHECK (tenant_id = current_setting('app.tenant_id', true))",
+                "CREATE POLICY cross_tenant ON session_revocations USING (current_setting('app.cross_tenant', true) = 'on') WITH CHECK (current_setting('app.cross_tenant', true) = 'on')",
+            ]),
     ]
 
     static let sqlite: [Migration] = [
@@ -474,5 +491,18 @@ enum Migrations {
                 "CREATE TRIGGER audit_signed_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only: DELETE refused'); END",
             ]),
         Migration(version: 7, name: "row-level security (PostgreSQL only; nothing to do on SQLite)", statements: []),
+        Migration(
+            version: 8, name: "session revocations in the database (instances without Redis)",
+            statements: [
+                """
+                CREATE TABLE session_revocations (
+                    field      TEXT    PRIMARY KEY,
+                    tenant_id  TEXT    NOT NULL,
+                    record     TEXT    NOT NULL,
+                    expires_at INTEGER NOT NULL
+                ) WITHOUT ROWID
+                """,
+                "CREATE INDEX session_revocations_expiry ON session_revocations (expires_at)",
+            ]),
     ]
 }

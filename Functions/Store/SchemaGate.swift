@@ -139,6 +139,7 @@ extension PostgresMigrator {
         (["leads"], "SELECT, INSERT, UPDATE, DELETE"),
         (["email_outbox", "timer_status", "audit_chain_heads", "audit_verifier_positions"], "SELECT, INSERT, UPDATE"),
         (["lead_requests", "timer_runs", "audit_events", "audit_tree_nodes", "audit_checkpoints"], "SELECT, INSERT"),
+        (["session_revocations"], "SELECT, INSERT, DELETE"),
         (["module_permissions", "schema_migrations"], "SELECT"),
     ]
     static let runtimeFunctions = [

@@ -123,7 +123,7 @@ struct RevocationListTests {
 
     /// Runs `test` with two module hosts on one database and one Redis, and one stand-in identity host.
     static func twoInstances(
-        extra: [String: String] = [:],
+        extra: [String: String] = [:], redis: Bool = true,
         _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol, any TestClientProtocol) async throws -> Void
     ) async throws {
         let database = try Backend.postgres.databaseURL()
@@ -138,7 +138,7 @@ struct RevocationListTests {
         try await host.application().test(.live) { hostClient in
             let settings = IdentityHarness.hostSettings(
                 hostClient.port ?? 0,
-                extra: ["DATABASE_URL": database, "REDIS_URL": try TestRedis.url(), "WEBHOOK_HMAC_SECRET": secret].merging(extra) { $1 })
+                extra: ["DATABASE_URL": database, "REDIS_URL": redis ? try TestRedis.url() : "", "WEBHOOK_HMAC_SECRET": secret].merging(extra) { $1 })
             func instance() async throws -> FunctionHost {
                 try await FunctionHost.build(
                     options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
@@ -271,6 +271,22 @@ struct RevocationListTests {
             let answer = try await Self.revoke(client, #"{"tenant_id":"t-down","user_id":"u-1"}"#)
             #expect(answer.status == .serviceUnavailable && answer.code == "SERVICE_UNAVAILABLE", "\(answer.body)")
             #expect(!answer.body.contains(Self.secret))
+        }
+    }
+
+    /// Without Redis, instances sharing a database share revocations through it (polled twice a second).
+    @Test func withoutRedisInstancesShareRevocationsThroughTheDatabase() async throws {
+        try await Self.twoInstances(redis: false) { host, key, a, b in
+            let tenant = "rv-db-\(UUID().uuidString.prefix(8))"
+            await LeadsHarness.grant(host, tenant: tenant, user: "u-1", ["LEADS_READ"])
+            await LeadsHarness.grant(host, tenant: tenant, user: "u-2", ["LEADS_READ"])
+            let token = try Self.token(key, tenant: tenant, user: "u-1")
+            let other = try Self.token(key, tenant: tenant, user: "u-2")
+            for client in [a, b] { #expect(try await client.send(.get, "/api/leads?limit=1", token: token).status == .ok) }
+            #expect(try await Self.revoke(a, #"{"tenant_id":"\#(tenant)","user_id":"u-1"}"#).status == .noContent)
+            #expect(try await a.send(.get, "/api/leads?limit=1", token: token).status == .unauthorized)
+            #expect(try await Self.eventually(b, token, is: .unauthorized), "the other instance within 1 s")
+            #expect(try await b.send(.get, "/api/leads?limit=1", token: other).status == .ok)
         }
     }
 

@@ -125,3 +125,36 @@ extension PostgresLeadStore: OutboxStore {
         }
     }
 }
+
+extension PostgresLeadStore: RevocationTable {
+    func storeRevocation(field: String, tenant: TenantID, record: [UInt8], expiresAt: Int64) async throws(StoreUnavailable) {
+        let text = String(decoding: record, as: UTF8.self)
+        _ = try await transaction(.tenant(tenant.text)) { [logger] connection in
+            try await connection.query(
+                """
+                INSERT INTO session_revocations (field, tenant_id, record, expires_at)
+                VALUES (\(field), \(tenant.text), \(text), \(expiresAt)) ON CONFLICT (field) DO NOTHING
+                """, logger: logger)
+            return true
+        }
+    }
+
+    func revocationRecords(now: Int64) async throws(StoreUnavailable) -> [[UInt8]] {
+        try await read(.crossTenant(.revocationSync)) { [logger] connection in
+            var records: [[UInt8]] = []
+            for try await record in try await connection.query(
+                "SELECT record FROM session_revocations WHERE expires_at > \(now)", logger: logger
+            ).decode(String.self) {
+                records.append(Array(record.utf8))
+            }
+            return records
+        }
+    }
+
+    func pruneRevocations(now: Int64) async throws(StoreUnavailable) {
+        _ = try await transaction(.crossTenant(.revocationSync)) { [logger] connection in
+            try await connection.query("DELETE FROM session_revocations WHERE expires_at <= \(now)", logger: logger)
+            return true
+        }
+    }
+}

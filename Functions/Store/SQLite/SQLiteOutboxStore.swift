@@ -102,3 +102,21 @@ extension SQLiteLeadStore: OutboxStore {
             .compactMap(Self.outboxEmail).first
     }
 }
+
+extension SQLiteLeadStore: RevocationTable {
+    func storeRevocation(field: String, tenant: TenantID, record: [UInt8], expiresAt: Int64) async throws(StoreUnavailable) {
+        _ = try await run(
+            "INSERT INTO session_revocations (field, tenant_id, record, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (field) DO NOTHING",
+            [.text(field), .text(tenant.text), .text(String(decoding: record, as: UTF8.self)), .integer(Int(expiresAt))])
+    }
+
+    func revocationRecords(now: Int64) async throws(StoreUnavailable) -> [[UInt8]] {
+        try await run("SELECT record FROM session_revocations WHERE expires_at > ?", [.integer(Int(now))]).compactMap {
+            $0.column("record")?.string.map { Array($0.utf8) }
+        }
+    }
+
+    func pruneRevocations(now: Int64) async throws(StoreUnavailable) {
+        _ = try await run("DELETE FROM session_revocations WHERE expires_at <= ?", [.integer(Int(now))])
+    }
+}
