@@ -14,7 +14,7 @@ public struct FunctionHostModule: FunctionModule {
 
     /// SPEC §3's secrets; outside development the host does not start without them.
     public var requiredSecrets: [String] {
-        ["HOST_JWKS_URI", "HOST_RBAC_API_KEY", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "METRICS_TOKEN"]
+        ["HOST_JWKS_URI", "HOST_RBAC_API_KEY", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "METRICS_TOKEN", "AUDIT_SIGNING_KEY"]
     }
 
     public func configure(_ context: inout ModuleContext) async throws {

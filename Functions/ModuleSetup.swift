@@ -155,8 +155,8 @@ struct ModuleSetup: Sendable {
 
     /// `AUDIT_LOG_ORIGIN` and where `AUDIT_SIGNING_KEY` comes from: the secrets provider, or in
     /// development without one a key generated into the development host's folder. Outside
-    /// development a missing or malformed key is reported at start-up and the checkpoint endpoints
-    /// answer 503 until it is set (the rest of the module serves).
+    /// development it is a required secret (the host refuses to start without it); a malformed one
+    /// stops start-up here.
     static func auditSigningKeys(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError)
         -> CheckpointKeys
     {

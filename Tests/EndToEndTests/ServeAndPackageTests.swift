@@ -147,7 +147,7 @@ import Testing
             "HOST_JWKS_URI": "https://host.example/jwks-secret-path-1",
             "HOST_RBAC_API_KEY": "rbac-key-secret-2", "HOST_EMAIL_API_KEY": "email-key-secret-3",
             "WEBHOOK_HMAC_SECRET": "whsec_c2VjcmV0LXdlYmhvb2stNA==", "DATABASE_URL": "postgres://app:db-pass-5@db/app",
-            "METRICS_TOKEN": "metrics-token-secret-6",
+            "METRICS_TOKEN": "metrics-token-secret-6", "AUDIT_SIGNING_KEY": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
         ]
         for (name, value) in values { try Data(value.utf8).write(to: secrets.appendingPathComponent(name)) }
         let root = try FnhostProcess.scriptRoot(

@@ -277,16 +277,21 @@ struct CheckpointTests {
         }
     }
 
-    /// Outside development without AUDIT_SIGNING_KEY the module serves, and only the checkpoint endpoints are 503.
-    @Test func withoutASigningKeyCheckpointsAre503AndTheRestServes() async throws {
-        try await LeadsHarness.run(.sqlite) { host, key, client in
-            await LeadsHarness.grant(host, tenant: "t-nokey", user: "u-1", ["AUDIT_READ"])
-            let token = try LeadsHarness.token(key, tenant: "t-nokey", user: "u-1")
-            let checkpoint = try await client.send(.get, "/api/audit/checkpoint", token: token)
-            #expect(checkpoint.status == .serviceUnavailable && checkpoint.message.contains("AUDIT_SIGNING_KEY"))
-            #expect(try await client.execute(uri: "/api/audit/verifier-key", method: .get) { $0.status } == .serviceUnavailable)
-            #expect(try await client.send(.get, "/api/audit/proof?seq=1", token: token).status == .ok, "proofs need no key")
-            #expect(try await client.send(.get, "/api/audit", token: token).status == .ok)
+    /// Outside development AUDIT_SIGNING_KEY is a required secret: missing or malformed, start-up
+    /// stops with a line naming it (and never its value).
+    @Test(arguments: [nil, "not-base64-of-32-bytes"])
+    func aMissingOrMalformedSigningKeyStopsStartUp(value: String?) async throws {
+        var settings = IdentityHarness.hostSettings(1, extra: ["DATABASE_URL": try Backend.sqlite.databaseURL()])
+        settings["AUDIT_SIGNING_KEY"] = value
+        do {
+            _ = try await FunctionHost.build(
+                options: .init(scriptRoot: try IdentityHarness.scriptRoot(), port: 0), module: FunctionHostModule(), environment: settings,
+                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+            Issue.record("started without a usable AUDIT_SIGNING_KEY")
+        } catch {
+            let text = String(describing: error)
+            #expect(text.contains("AUDIT_SIGNING_KEY"), "\(text)")
+            if let value { #expect(!text.contains(value)) }
         }
     }
 

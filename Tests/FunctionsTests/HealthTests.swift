@@ -15,7 +15,7 @@ import Testing
         .merging([
             "HOST_JWKS_URI": "https://host.example/.well-known/jwks.json", "JWT_ISSUER": "https://host.example",
             "JWT_AUDIENCE": "fnhost", "HOST_RBAC_API_URL": "https://host.example/api", "HOST_EMAIL_API": "https://host.example/api",
-            "DATABASE_URL": "sqlite::memory:",
+            "DATABASE_URL": "sqlite::memory:", "AUDIT_SIGNING_KEY": "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=",
         ]) { $1 }
 
     @Test(arguments: ["development", "staging", "production"])
@@ -99,10 +99,12 @@ import Testing
         "HOST_EMAIL_API", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "REDIS_URL",
         "STAGING_PLATFORM_ADMIN_EMAILS", "SUPER_ADMIN_GROUP", "RBAC_CACHE_TTL_SECONDS", "RBAC_STALE_MAX_SECONDS",
         "AUDIT_VERIFY_SCHEDULE", "METRICS_TOKEN", "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "INSTANCE_COUNT_HINT",
-        "SECRETS_PROVIDER",
+        "SECRETS_PROVIDER", "DATABASE_MIGRATION_URL", "DATABASE_MIGRATIONS", "TLS_CA_FILE", "CACHE_SIGNING_KEY", "AUDIT_SIGNING_KEY",
+        "AUDIT_LOG_ORIGIN", "OTEL_EXPORTER_OTLP_ENDPOINT",
     ]
     static let secrets = [
         "HOST_JWKS_URI", "HOST_RBAC_API_KEY", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "METRICS_TOKEN",
+        "DATABASE_MIGRATION_URL", "CACHE_SIGNING_KEY", "AUDIT_SIGNING_KEY",
     ]
 
     @Test func documentsEverySettingWithoutSecrets() throws {

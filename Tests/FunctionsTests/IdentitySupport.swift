@@ -303,6 +303,7 @@ enum IdentityHarness {
             "HOST_EMAIL_API": "http://127.0.0.1:\(hostPort)/api", "HOST_EMAIL_API_KEY": "email-key-value",
             "WEBHOOK_HMAC_SECRET": "whsec_dGVzdA==", "DATABASE_URL": "sqlite::memory:", "METRICS_TOKEN": "metrics-token-value",
             "CACHE_SIGNING_KEY": "test-cache-signing-key-0123456789abcdef",
+            "AUDIT_SIGNING_KEY": "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=",
         ].merging(extra) { $1 }
     }
 
