@@ -20,6 +20,17 @@ private func count(_ request: FunctionRequest, _ name: String, in range: ClosedR
     return value
 }
 
+/// `"name": [hex, …]`.
+private func writeHashes(_ name: String, _ hashes: [Merkle.Hash], to writer: inout JSONWriter) {
+    writer.key(name)
+    writer.beginArray()
+    for hash in hashes {
+        writer.comma()
+        writer.string(Hex.encode(hash))
+    }
+    writer.endArray()
+}
+
 private func storeError(_ error: any Error) -> FunctionError {
     (error as? StoreUnavailable)?.functionError ?? .serviceUnavailable("the audit log is unavailable; try again shortly")
 }
@@ -39,7 +50,7 @@ struct GetAuditCheckpoint: AuthorizedFunction {
         } catch let inconsistent as AuditTree.Inconsistent {
             request.logger.critical("audit checkpoint refused", metadata: ["chain_id": .string(chain), "reason": .string(inconsistent.description)])
             throw FunctionError(
-                status: .internalServerError, code: "AUDIT_INCONSISTENT",
+                status: .internalServerError, code: "INTERNAL",
                 message: "the audit log no longer matches a checkpoint it signed; no new checkpoint is signed")
         } catch {
             throw storeError(error)
@@ -86,13 +97,7 @@ struct GetAuditProof: AuthorizedFunction {
             writer.field("leaf_index", Int(leaf))
             writer.field("tree_size", Int(size))
             writer.field("leaf_hash", Hex.encode(proof.leaf))
-            writer.key("inclusion")
-            writer.beginArray()
-            for hash in proof.path {
-                writer.comma()
-                writer.string(Hex.encode(hash))
-            }
-            writer.endArray()
+            writeHashes("inclusion", proof.path, to: &writer)
             writer.endObject()
         }
     }
@@ -128,13 +133,7 @@ struct GetAuditConsistency: AuthorizedFunction {
             writer.field("chain_id", chain)
             writer.field("from", Int(from))
             writer.field("to", Int(to))
-            writer.key("proof")
-            writer.beginArray()
-            for hash in proof {
-                writer.comma()
-                writer.string(Hex.encode(hash))
-            }
-            writer.endArray()
+            writeHashes("proof", proof, to: &writer)
             writer.endObject()
         }
     }

@@ -36,16 +36,22 @@ enum LeadsHarness {
         try await run(databaseURL: database, extra: extra, test)
     }
 
+    /// A fresh script root holding the repository's function.json.
+    static func scriptRoot() throws -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-root-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
+        return root
+    }
+
     /// The module host on `databaseURL` as it is (no migration), with a stand-in identity host.
     static func run(
         databaseURL: String, extra: [String: String] = [:],
         _ test: @escaping @Sendable (StandInHost, TestKey, any TestClientProtocol) async throws -> Void
     ) async throws {
         let key = try TestKey.make(kid: "k1")
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-leads-root-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(
-            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
+        let root = try scriptRoot()
         let host = StandInHost()
         await host.state.set(keys: [key])
         try await host.application().test(.live) { hostClient in

@@ -129,10 +129,7 @@ struct RevocationListTests {
         let database = try Backend.postgres.databaseURL()
         _ = try await StoreSetup.migrate(databaseURL: database, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
         let key = try TestKey.make(kid: "k1")
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-revoke-root-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(
-            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
+        let root = try LeadsHarness.scriptRoot()
         let host = StandInHost()
         await host.state.set(keys: [key])
         try await host.application().test(.live) { hostClient in

@@ -51,10 +51,7 @@ struct TraceparentTests {
         await LeadsHarness.grant(host, tenant: "t-trace", user: "u-1", ["LEADS_READ"])
         try await host.application().test(.live) { hostClient in
             let settings = IdentityHarness.hostSettings(hostClient.port ?? 0, extra: ["DATABASE_URL": try Backend.sqlite.databaseURL()])
-            let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-trace-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-            try FileManager.default.copyItem(
-                at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
+            let root = try LeadsHarness.scriptRoot()
             let functionHost = try await FunctionHost.build(
                 options: .init(scriptRoot: root.path, port: 0), module: FunctionHostModule(), environment: settings,
                 logger: Logger(label: "t") { _ in logs.handler })
