@@ -7,7 +7,7 @@
 # postgres user since initdb refuses root) for the tests that need real servers.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-"$repo/scripts/ensure-packages.sh" redis-server
+"$repo/scripts/ensure-packages.sh" redis-server postgresql openssl python3
 work=$(mktemp -d)
 redis_pid=""
 pg_data=""

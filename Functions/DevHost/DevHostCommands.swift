@@ -52,10 +52,25 @@ public enum DevHostCommands {
 
 /// `fnhost migrate` and `fnhost verify-audit`.
 public enum StoreCommands {
-    static func databaseURL(scriptRoot: String) throws -> String {
-        let local = try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
-        let settings = Settings.layered(local.values, ProcessInfo.processInfo.environment)
-        return settings.nonEmpty("DATABASE_URL")
+    /// What a subcommand prints when it cannot run: our own one-line errors (which name settings,
+    /// never their values, and pass the redactor), otherwise only the error's type — a driver's
+    /// message could carry a connection string.
+    public static func reason(_ error: any Error) -> String {
+        if let startup = error as? FunctionHost.StartupError { return HostCLI.redactor.redact(startup.description) }
+        if let refused = error as? DevHostCommands.Refused { return refused.description }
+        return String(describing: type(of: error))
+    }
+
+    /// Settings and secrets as the server loads them (`SECRETS_PROVIDER`, Key Vault references).
+    static func configuration(scriptRoot: String, logger: Logger) async throws -> HostConfiguration {
+        try await HostConfiguration.load(
+            scriptRoot: scriptRoot, mode: .emulator, settingDefaults: FunctionHostModule().settingDefaults, logger: logger,
+            redactor: HostCLI.redactor)
+    }
+
+    /// `DATABASE_URL` from the secrets provider, then the app settings; default: the embedded SQLite file.
+    static func databaseURL(_ configuration: HostConfiguration, scriptRoot: String) async throws -> String {
+        try await configuration.secrets.secret(named: "DATABASE_URL").flatMap { $0.isEmpty ? nil : $0 }
             ?? "sqlite:" + URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
     }
 
@@ -64,7 +79,7 @@ public enum StoreCommands {
     public static func verifyAudit(
         scriptRoot: String, tenant: String?, full: Bool, logger: Logger
     ) async throws -> (chains: Int, events: Int, breaks: [String]) {
-        let url = try databaseURL(scriptRoot: scriptRoot)
+        let url = try await databaseURL(try await configuration(scriptRoot: scriptRoot, logger: logger), scriptRoot: scriptRoot)
         return try await StoreSetup.withStore(databaseURL: url, logger: logger) { store in
             let verification = AuditVerification(store: store, logger: logger, metrics: NOOPMetricsHandler.instance)
             let report = try await verification.run(tenant: tenant, full: full)
@@ -76,10 +91,10 @@ public enum StoreCommands {
     /// With `DATABASE_MIGRATION_URL` (the schema owner) the migrations run as that role and the
     /// `DATABASE_URL` role gets exactly the module's grants (docs/data.md).
     public static func migrate(scriptRoot: String, logger: Logger) async throws -> [Int] {
-        let runtime = try databaseURL(scriptRoot: scriptRoot)
-        let local = try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
-        let settings = Settings.layered(local.values, ProcessInfo.processInfo.environment)
-        guard let owner = settings.nonEmpty("DATABASE_MIGRATION_URL"), owner != runtime else {
+        let configuration = try await configuration(scriptRoot: scriptRoot, logger: logger)
+        let runtime = try await databaseURL(configuration, scriptRoot: scriptRoot)
+        let owner = try await configuration.secrets.secret(named: "DATABASE_MIGRATION_URL").flatMap { $0.isEmpty ? nil : $0 }
+        guard let owner, owner != runtime else {
             return try await StoreSetup.migrate(databaseURL: runtime, logger: logger)
         }
         return try await StoreSetup.migrate(databaseURL: owner, runtimeRole: postgresUser(runtime), logger: logger)
@@ -92,15 +107,14 @@ public enum StoreCommands {
         scriptRoot: String, checkpointFile: String, verifierKey: String?, logger: Logger
     ) async throws -> (consistent: Bool, message: String) {
         let note = try String(contentsOf: URL(fileURLWithPath: checkpointFile), encoding: .utf8)
+        let configuration = try await configuration(scriptRoot: scriptRoot, logger: logger)
         let key: String
         if let verifierKey {
             key = verifierKey
         } else {
-            let local = try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
-            let settings = Settings.layered(local.values, ProcessInfo.processInfo.environment)
-            let origin = settings.nonEmpty("AUDIT_LOG_ORIGIN") ?? CheckpointSigner.defaultOrigin
+            let origin = configuration.settings.nonEmpty("AUDIT_LOG_ORIGIN") ?? CheckpointSigner.defaultOrigin
             let file = URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/dev-host/audit-signing-key")
-            guard let seed = settings.nonEmpty("AUDIT_SIGNING_KEY").flatMap(CheckpointSigner.seed(base64:))
+            guard let seed = try await configuration.secrets.secret(named: "AUDIT_SIGNING_KEY").flatMap(CheckpointSigner.seed(base64:))
                 ?? (try? String(contentsOf: file, encoding: .utf8)).flatMap(CheckpointSigner.seed(base64:))
             else { throw DevHostCommands.Refused(description: "no --verifier-key and no AUDIT_SIGNING_KEY to derive it from") }
             key = try CheckpointSigner(name: origin, seed: seed).verifierKey
@@ -114,7 +128,7 @@ public enum StoreCommands {
         guard let name = try? VerifierKey(key).name, let chain = checkpoint.chainID(under: name) else {
             return (false, "checkpoint refused: its origin is not a chain of this log")
         }
-        let url = try databaseURL(scriptRoot: scriptRoot)
+        let url = try await databaseURL(configuration, scriptRoot: scriptRoot)
         let root = try await StoreSetup.withStore(databaseURL: url, logger: logger) { store in
             try await AuditTree(store: store).rootFromEvents(chain, size: checkpoint.size)
         }

@@ -137,7 +137,7 @@ struct Migrate: AsyncParsableCommand {
             let applied = try await StoreCommands.migrate(scriptRoot: scriptRoot, logger: logger)
             logger.info("migrations complete", metadata: ["applied": .string(applied.map(String.init).joined(separator: ","))])
         } catch {
-            HostCLI.fail("migration failed: \(String(describing: type(of: error)))", logger: logger)
+            HostCLI.fail("migration failed: \(StoreCommands.reason(error))", logger: logger)
         }
     }
 }
@@ -163,9 +163,7 @@ struct VerifyAudit: AsyncParsableCommand {
                 outcome = try await StoreCommands.verifyCheckpoint(
                     scriptRoot: scriptRoot, checkpointFile: checkpoint, verifierKey: verifierKey, logger: logger)
             } catch {
-                // Never the error itself: it could carry a connection string.
-                let reason = (error as? DevHostCommands.Refused)?.description ?? String(describing: type(of: error))
-                print("checkpoint verification could not run: \(reason)")
+                print("checkpoint verification could not run: \(StoreCommands.reason(error))")
                 throw ExitCode(2)
             }
             print(outcome.message)
@@ -176,7 +174,7 @@ struct VerifyAudit: AsyncParsableCommand {
         do {
             outcome = try await StoreCommands.verifyAudit(scriptRoot: scriptRoot, tenant: tenant, full: full, logger: logger)
         } catch {
-            print("audit verification could not run: \(String(describing: type(of: error)))")
+            print("audit verification could not run: \(StoreCommands.reason(error))")
             throw ExitCode(2)
         }
         guard outcome.breaks.isEmpty else {

@@ -46,31 +46,14 @@ public struct FunctionHost: Sendable {
         logger: Logger, redactor: SecretRedactor = SecretRedactor()
     ) async throws -> FunctionHost {
         let root = URL(fileURLWithPath: options.scriptRoot)
-        let local: LocalSettingsFile
-        do {
-            local = options.mode == .emulator
-                ? try LocalSettingsFile.load(path: root.appendingPathComponent("local.settings.json").path)
-                : LocalSettingsFile()
-        } catch {
-            throw StartupError(description: error.description)
-        }
-        var settings = Settings.layered(module.settingDefaults, local.values, environment)
-        do {
-            settings = try await SecretsSetup.resolveKeyVaultReferences(in: settings, redactor: redactor)
-        } catch {
-            throw StartupError(description: error.description)
-        }
+        let configuration = try await HostConfiguration.load(
+            scriptRoot: options.scriptRoot, mode: options.mode, settingDefaults: module.settingDefaults,
+            environment: environment, logger: logger, redactor: redactor)
+        let settings = configuration.settings, local = configuration.local, deployment = configuration.deployment
         var logger = logger
-        if let level = settings.nonEmpty("LOG_LEVEL") {
-            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
-                throw StartupError(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
-            }
-            logger.logLevel = parsed
-        }
-        let deployment: DeploymentEnvironment
+        if let level = configuration.logLevel { logger.logLevel = level }
         let timeZone: TimeZone
         do {
-            deployment = try settings.deploymentEnvironment(default: options.mode == .customHandler ? .production : .development)
             timeZone = try settings.scheduleTimeZone()
         } catch {
             throw StartupError(description: error.description)
@@ -87,10 +70,9 @@ public struct FunctionHost: Sendable {
             throw StartupError(description: error.description)
         }
 
-        let secrets: Secrets
+        let secrets = configuration.secrets
         let metricsToken: String?
         do {
-            secrets = try SecretsSetup.secrets(settings: settings, redactor: redactor, logger: logger)
             for name in module.requiredSecrets + ["METRICS_TOKEN"] {
                 let value = try await secrets.secret(named: name)
                 if value == nil, deployment != .development, module.requiredSecrets.contains(name) {

@@ -370,6 +370,35 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
         }
     }
 
+    /// `fnhost migrate` and `verify-audit` load settings and secrets as the server does: a
+    /// `DATABASE_URL` held only by the secrets provider is the database they work on (before, they
+    /// read the environment alone and migrated a local SQLite file, exit 0).
+    @Test func subcommandsReadTheSecretsProvider() async throws {
+        try await ScratchDatabase.with { database in
+            let vault = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-secrets-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: vault, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: vault) }
+            try Data(database.url.utf8).write(to: vault.appendingPathComponent("DATABASE_URL"))
+            let environment = ["SECRETS_PROVIDER": "files:\(vault.path)", "DATABASE_URL": "", "DATABASE_MIGRATION_URL": ""]
+            let migrate = try CommandLine.fnhost(["migrate"], environment: environment)
+            #expect(migrate.status == 0, "\(migrate.output)")
+            #expect(!migrate.output.contains(database.url))
+            let configuration = try PostgresURL.configuration(database.url, caFile: nil)
+            let pending = try await StoreSetup.withClient(configuration, logger: ScratchDatabase.logger) {
+                try await PostgresMigrator.pending($0, logger: ScratchDatabase.logger)
+            }
+            #expect(pending.isEmpty, "the provider's database is the one migrated")
+            try await withAuditStore(database.url) { store in try await store.append(record(Self.tenant)) }
+            let verify = try CommandLine.fnhost(["verify-audit", "--full"], environment: environment)
+            #expect(verify.status == 0, "\(verify.output)")
+            #expect(verify.output.contains("1 chains, 1 events"), "\(verify.output)")
+            // A provider that cannot be used stops the command naming the setting, not a type name.
+            let broken = try CommandLine.fnhost(["migrate"], environment: ["SECRETS_PROVIDER": "files:/proc/fnhost-no-such-dir"])
+            #expect(broken.status != 0)
+            #expect(broken.output.contains("SECRETS_PROVIDER"), "\(broken.output)")
+        }
+    }
+
     @Test func aDatabaseThatCannotBeOpenedExitsTwo() throws {
         let run = try CommandLine.fnhost(["verify-audit"], environment: ["DATABASE_URL": "sqlite:/proc/fnhost-no-such-dir/x.sqlite"])
         #expect(run.status == 2, "\(run.output)")
