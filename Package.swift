@@ -73,10 +73,17 @@ let package = Package(
             ],
             path: "Functions/Main"
         ),
+        // One test-support target for every test target: ports, throwaway servers, script roots,
+        // the built binary, waiting on conditions (Tests/TestSupport).
+        .target(
+            name: "TestSupport",
+            dependencies: ["FunctionRuntime", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "FunctionRuntime",
+                "FunctionRuntime", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
@@ -85,7 +92,7 @@ let package = Package(
         .testTarget(
             name: "FunctionsTests",
             dependencies: [
-                "Functions", "FunctionRuntime",
+                "Functions", "FunctionRuntime", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -95,7 +102,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: [],
+            dependencies: ["TestSupport"],
             path: "Tests/EndToEndTests"
         ),
     ],

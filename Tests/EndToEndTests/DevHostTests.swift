@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// SPEC §12 with the real binary: `fnhost start` in development serves the development host,
@@ -18,8 +19,7 @@ import Testing
     }
 
     @Test func tokenMintedFromTheProjectWorksAgainstTheRunningEmulator() async throws {
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let root = try ScriptRoot.repository()
         let emulator = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
         defer { emulator.terminate() }
         let port = try await emulator.waitForPort()
@@ -67,7 +67,7 @@ import Testing
     }
 
     @Test func developmentHostIsRefusedOutsideDevelopment() async throws {
-        let root = try FnhostProcess.scriptRoot(manifest: #"{"functions":{}}"#)
+        let root = try ScriptRoot.make(manifest: #"{"functions":{}}"#)
         let (status, stdout, stderr) = try await Self.run(
             ["token", "--tenant", "t", "--user", "u", "--script-root", root], environment: ["ENVIRONMENT": "production"])
         #expect(status != 0)
@@ -77,8 +77,7 @@ import Testing
 
     @Test func readinessReportsTheSharedCache() async throws {
         let redis = try #require(ProcessInfo.processInfo.environment["FNHOST_TEST_REDIS_URL"], "run through make test")
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let root = try ScriptRoot.repository()
         let healthy = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root], environment: ["REDIS_URL": redis])
         defer { healthy.terminate() }
         let port = try await healthy.waitForPort()

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The outbox as an operator sees it: the host is down while emails are requested, `fnhost` is
@@ -10,8 +11,7 @@ import Testing
 /// by `EmailTests` on a scratch database: outage, delivery once, two concurrent dispatchers.)
 @Suite(.serialized) struct EmailFlowTests {
     @Test func queuedEmailsSurviveARestartAndAreDeliveredOnce() async throws {
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let root = try ScriptRoot.repository()
         let environment = [
             "EMAIL_DISPATCH_SCHEDULE": "*/1 * * * * *", "EMAIL_RETRY_BASE_SECONDS": "0.5",
             "EMAIL_RETRY_MAX_SECONDS": "1",

@@ -1,14 +1,13 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Runs the real `fnhost` binary (built by `swift build`; `FNHOST_BIN` overrides the path)
 /// as a user would: `fnhost start` in a script root, over real sockets.
 @Suite(.serialized) struct FnhostProcessTests {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
 
     @Test func startServesHealthMetricsAndJSONLogs() async throws {
-        let root = try FnhostProcess.scriptRoot(manifest: try String(contentsOf: Self.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let root = try ScriptRoot.repository()
         let process = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
         defer { process.terminate() }
         let port = try await process.waitForPort()
@@ -42,9 +41,9 @@ import Testing
     }
 
     @Test func portComesFromLocalSettings() async throws {
-        let port = try FnhostProcess.freePort()
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: Self.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8),
+        let port = try FreePort.pick()
+        let root = try ScriptRoot.make(
+            manifest: try String(contentsOf: Repository.root.appendingPathComponent("function.json"), encoding: .utf8),
             localSettings: #"{"IsEncrypted":false,"Values":{"ENVIRONMENT":"development"},"Host":{"LocalHttpPort":\#(port)}}"#)
         let process = try FnhostProcess.start(arguments: ["start", "--script-root", root])
         defer { process.terminate() }
@@ -55,7 +54,7 @@ import Testing
 
     /// The repository's manifest with one thing broken: (change, function named, reason).
     static func brokenManifest(_ change: String) throws -> String {
-        let data = try Data(contentsOf: repositoryRoot.appendingPathComponent("function.json"))
+        let data = try Data(contentsOf: Repository.root.appendingPathComponent("function.json"))
         guard var root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
             var functions = root["functions"] as? [String: Any]
         else { throw ProcessError("function.json is not an object") }
@@ -92,7 +91,7 @@ import Testing
 
     @Test(arguments: brokenManifests)
     func brokenManifestStopsStartupWithOneLineNamingTheFunction(change: String, function: String, reason: String) async throws {
-        let root = try FnhostProcess.scriptRoot(manifest: try Self.brokenManifest(change))
+        let root = try ScriptRoot.make(manifest: try Self.brokenManifest(change))
         let process = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
         defer { process.terminate() }
         let status = await process.waitForExit(timeout: .seconds(30))
@@ -106,7 +105,7 @@ import Testing
     }
 
     @Test func unknownScheduleSettingAndScheduleErrorsAreReported() async throws {
-        let root = try FnhostProcess.scriptRoot(manifest: try Self.brokenManifest("bad schedule"))
+        let root = try ScriptRoot.make(manifest: try Self.brokenManifest("bad schedule"))
         let process = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
         defer { process.terminate() }
         #expect(await process.waitForExit(timeout: .seconds(30)) == 1)
@@ -124,9 +123,8 @@ import Testing
 /// migration retried in the background) and stops on SIGTERM instead of hanging in start-up.
 @Suite struct UnreachableDatabaseTests {
     @Test func startsServesAndStopsWithoutItsDatabase() async throws {
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
-        let dead = try FnhostProcess.freePort()
+        let root = try ScriptRoot.repository()
+        let dead = try FreePort.pick()
         let host = try FnhostProcess.start(
             arguments: ["start", "--port", "0", "--script-root", root],
             environment: ["DATABASE_URL": "postgres://fnhost:x@127.0.0.1:\(dead)/fnhost?sslmode=disable"])

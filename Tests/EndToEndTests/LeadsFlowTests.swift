@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The leads flow as a user runs it: `fnhost start` on Postgres (and on the embedded SQLite),
@@ -24,8 +25,7 @@ import Testing
             let url: String = try #require(ProcessInfo.processInfo.environment["FNHOST_TEST_DATABASE_URL"], "run through make test")
             environment["DATABASE_URL"] = url
         }
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let root = try ScriptRoot.repository()
         let host = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root], environment: environment)
         defer { host.terminate() }
         let base = "http://127.0.0.1:\(try await host.waitForPort())"

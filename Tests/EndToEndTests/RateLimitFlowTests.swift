@@ -1,12 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Two `fnhost` processes on one Redis enforce one budget per tenant+user.
 @Suite(.serialized) struct RateLimitFlowTests {
     @Test func twoProcessesShareTheBudgetThroughRedis() async throws {
         let redis = try #require(ProcessInfo.processInfo.environment["FNHOST_TEST_REDIS_URL"], "run through make test")
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let root = try ScriptRoot.repository()
         let environment = ["REDIS_URL": redis, "RATE_LIMIT_PER_SECOND": "0.05", "RATE_LIMIT_BURST": "4"]
         let first = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root], environment: environment)
         defer { first.terminate() }

@@ -1,12 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// schemathesis (property-based API testing from the OpenAPI document) against a live `fnhost`
 /// with a valid development token: every response matches the document, and the server never answers 500.
 @Suite(.serialized) struct SchemathesisTests {
     @Test func liveAPIConformsToItsOpenAPIDocument() async throws {
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let root = try ScriptRoot.repository()
         let host = try FnhostProcess.start(arguments: ["start", "--port", "0", "--script-root", root])
         defer { host.terminate() }
         let port = try await host.waitForPort()

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `fnhost package` writes the deployment layout; `fnhost serve` runs from it as the Azure host starts it.
@@ -7,7 +8,7 @@ import Testing
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-package-\(UUID().uuidString)")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: FnhostProcess.binary)
-        process.arguments = ["package", "--out", out.path, "--script-root", FnhostProcessTests.repositoryRoot.path]
+        process.arguments = ["package", "--out", out.path, "--script-root", Repository.root.path]
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
@@ -23,7 +24,7 @@ import Testing
 
     @Test func packageLayoutMatchesTheManifest() throws {
         let out = try Self.package()
-        let manifest = try Self.json(FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"))
+        let manifest = try Self.json(Repository.root.appendingPathComponent("function.json"))
         let functions = try #require(manifest["functions"] as? NSDictionary)
         let entries = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
         #expect(entries == (["fnhost", "host.json"] + (functions.allKeys as? [String] ?? [])).sorted())
@@ -63,7 +64,7 @@ import Testing
         let zip = out.path + ".zip"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: FnhostProcess.binary)
-        process.arguments = ["package", "--out", out.path, "--zip", zip, "--script-root", FnhostProcessTests.repositoryRoot.path]
+        process.arguments = ["package", "--out", out.path, "--zip", zip, "--script-root", Repository.root.path]
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
@@ -100,7 +101,7 @@ import Testing
         let out = try Self.package()
         let again = Process()
         again.executableURL = URL(fileURLWithPath: FnhostProcess.binary)
-        again.arguments = ["package", "--out", out.path, "--script-root", FnhostProcessTests.repositoryRoot.path]
+        again.arguments = ["package", "--out", out.path, "--script-root", Repository.root.path]
         let errors = Pipe()
         again.standardOutput = FileHandle.nullDevice
         again.standardError = errors
@@ -113,7 +114,7 @@ import Testing
 
     @Test func serveFromThePackageAnswersTheAzureHost() async throws {
         let out = try Self.package()
-        let port = try FnhostProcess.freePort()
+        let port = try FreePort.pick()
         let process = try FnhostProcess.start(
             arguments: ["serve", "--script-root", out.path],
             environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": String(port), "FUNCTIONS_CUSTOMHANDLER_WORKER_ID": "w1"])
@@ -150,8 +151,7 @@ import Testing
             "METRICS_TOKEN": "metrics-token-secret-6", "AUDIT_SIGNING_KEY": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
         ]
         for (name, value) in values { try Data(value.utf8).write(to: secrets.appendingPathComponent(name)) }
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
+        let root = try ScriptRoot.repository()
         let process = try FnhostProcess.start(
             arguments: ["start", "--port", "0", "--script-root", root],
             environment: [
@@ -187,9 +187,8 @@ import Testing
 /// The Azure host sends invocation payloads with `Transfer-Encoding: chunked`.
 @Suite struct ChunkedInvocationTests {
     @Test func chunkedPayloadIsAccepted() async throws {
-        let root = try FnhostProcess.scriptRoot(
-            manifest: try String(contentsOf: FnhostProcessTests.repositoryRoot.appendingPathComponent("function.json"), encoding: .utf8))
-        let port = try FnhostProcess.freePort()
+        let root = try ScriptRoot.repository()
+        let port = try FreePort.pick()
         let process = try FnhostProcess.start(
             arguments: ["serve", "--script-root", root], environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": String(port)])
         defer { process.terminate() }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import TestSupport
 import FunctionRuntime
 import HTTPTypes
 import HummingbirdTesting

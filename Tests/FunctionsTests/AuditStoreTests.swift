@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import TestSupport
 import FunctionRuntime
 import Logging
 import PostgresNIO
@@ -17,12 +18,7 @@ struct ScratchDatabase: Sendable {
 
     static let logger = Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }
 
-    static func adminURL() throws -> String {
-        guard let url = ProcessInfo.processInfo.environment["FNHOST_TEST_POSTGRES_ADMIN_URL"], !url.isEmpty else {
-            throw RedisTestError("FNHOST_TEST_POSTGRES_ADMIN_URL is not set: run the tests through `make test`")
-        }
-        return url
-    }
+    static func adminURL() throws -> String { try TestServices.postgresAdminURL() }
 
     /// Creates the database (owned by the application role), runs `body`, drops it.
     static func with<T: Sendable>(_ body: @Sendable (ScratchDatabase) async throws -> T) async throws -> T {
@@ -344,7 +340,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
                 return expected
             }
             // The command line, on the same database (incremental, as an operator would run it).
-            let run = try CommandLine.fnhost(["verify-audit"], environment: ["DATABASE_URL": database.url])
+            let run = try FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": database.url])
             #expect(run.status == 1, "\(run.output)")
             #expect(run.output.contains("chain \(Self.tenant): first bad seq \(expected.0) (\(expected.1))"), "\(run.output)")
             #expect(!run.output.contains("t-untouched"))
@@ -356,9 +352,9 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             try await withAuditStore(database.url) { store in
                 for _ in 1...3 { try await store.append(record(Self.tenant)) }
             }
-            let first = try CommandLine.fnhost(["verify-audit"], environment: ["DATABASE_URL": database.url])
+            let first = try FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": database.url])
             #expect(first.status == 0, "\(first.output)")
-            let scoped = try CommandLine.fnhost(["verify-audit", "--tenant", Self.tenant, "--full"], environment: ["DATABASE_URL": database.url])
+            let scoped = try FnhostProcess.run(["verify-audit", "--tenant", Self.tenant, "--full"], environment: ["DATABASE_URL": database.url])
             #expect(scoped.status == 0, "\(scoped.output)")
             try await withAuditStore(database.url) { store in
                 #expect(try await store.checkpoints()[ChainID(stored: Self.tenant)] == ChainHead(seq: 3, hash: try await chain(store, Self.tenant)[2].currentEventHash, occurredAt: nil))
@@ -380,7 +376,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             defer { try? FileManager.default.removeItem(at: vault) }
             try Data(database.url.utf8).write(to: vault.appendingPathComponent("DATABASE_URL"))
             let environment = ["SECRETS_PROVIDER": "files:\(vault.path)", "DATABASE_URL": "", "DATABASE_MIGRATION_URL": ""]
-            let migrate = try CommandLine.fnhost(["migrate"], environment: environment)
+            let migrate = try FnhostProcess.run(["migrate"], environment: environment)
             #expect(migrate.status == 0, "\(migrate.output)")
             #expect(!migrate.output.contains(database.url))
             let configuration = try PostgresURL.configuration(database.url, caFile: nil)
@@ -389,43 +385,19 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             }
             #expect(pending.isEmpty, "the provider's database is the one migrated")
             try await withAuditStore(database.url) { store in try await store.append(record(Self.tenant)) }
-            let verify = try CommandLine.fnhost(["verify-audit", "--full"], environment: environment)
+            let verify = try FnhostProcess.run(["verify-audit", "--full"], environment: environment)
             #expect(verify.status == 0, "\(verify.output)")
             #expect(verify.output.contains("1 chains, 1 events"), "\(verify.output)")
             // A provider that cannot be used stops the command naming the setting, not a type name.
-            let broken = try CommandLine.fnhost(["migrate"], environment: ["SECRETS_PROVIDER": "files:/proc/fnhost-no-such-dir"])
+            let broken = try FnhostProcess.run(["migrate"], environment: ["SECRETS_PROVIDER": "files:/proc/fnhost-no-such-dir"])
             #expect(broken.status != 0)
             #expect(broken.output.contains("SECRETS_PROVIDER"), "\(broken.output)")
         }
     }
 
     @Test func aDatabaseThatCannotBeOpenedExitsTwo() throws {
-        let run = try CommandLine.fnhost(["verify-audit"], environment: ["DATABASE_URL": "sqlite:/proc/fnhost-no-such-dir/x.sqlite"])
+        let run = try FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": "sqlite:/proc/fnhost-no-such-dir/x.sqlite"])
         #expect(run.status == 2, "\(run.output)")
-    }
-}
-
-extension CommandLine {
-    /// Runs the built `fnhost` to completion; stdout and stderr together.
-    static func fnhost(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
-        let binary = ProcessInfo.processInfo.environment["FNHOST_BIN"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? ModuleManifestTests.repositoryURL.appendingPathComponent(".build/debug/fnhost").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["ENVIRONMENT"] = nil
-        env.merge(environment) { $1 }
-        process.environment = env
-        process.currentDirectoryURL = FileManager.default.temporaryDirectory
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        // Polled: Foundation's `waitUntilExit` can spin off the main thread on Linux.
-        while process.isRunning { usleep(10_000) }
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
 

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import TestSupport
 import FunctionRuntime
 import HTTPTypes
 import HummingbirdTesting

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import FunctionRuntime
 import Logging
 import Testing
@@ -7,9 +8,6 @@ import Testing
 
 /// The repository's own function.json must load against the module's handlers, in every environment.
 @Suite struct ModuleManifestTests {
-    static let repositoryURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let repositoryRoot = repositoryURL.path
 
     static let allSecrets = Dictionary(uniqueKeysWithValues: FunctionHostModule().requiredSecrets.map { ($0, "value-of-\($0)") })
         .merging([
@@ -21,7 +19,7 @@ import Testing
     @Test(arguments: ["development", "staging", "production"])
     func repositoryManifestMatchesTheModule(environment: String) async throws {
         let host = try await FunctionHost.build(
-            options: .init(scriptRoot: Self.repositoryRoot, port: 0), module: FunctionHostModule(),
+            options: .init(scriptRoot: Repository.root.path, port: 0), module: FunctionHostModule(),
             environment: Self.allSecrets.merging(["ENVIRONMENT": environment]) { $1 },
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
         let names = host.catalog.functions.map(\.name)
@@ -36,7 +34,7 @@ import Testing
         variables["WEBHOOK_HMAC_SECRET"] = nil
         await #expect {
             _ = try await FunctionHost.build(
-                options: .init(scriptRoot: Self.repositoryRoot, port: 0), module: FunctionHostModule(), environment: variables,
+                options: .init(scriptRoot: Repository.root.path, port: 0), module: FunctionHostModule(), environment: variables,
                 logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
         } throws: { error in
             let text = String(describing: error)
@@ -46,7 +44,7 @@ import Testing
 
     @Test func developmentStartsWithoutSecrets() async throws {
         let host = try await FunctionHost.build(
-            options: .init(scriptRoot: Self.repositoryRoot, port: 0), module: FunctionHostModule(), environment: [:],
+            options: .init(scriptRoot: Repository.root.path, port: 0), module: FunctionHostModule(), environment: [:],
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
         #expect(host.catalog.functions.count >= 2)
     }
@@ -108,7 +106,7 @@ import Testing
     ]
 
     @Test func documentsEverySettingWithoutSecrets() throws {
-        let path = ModuleManifestTests.repositoryRoot + "/local.settings.example"
+        let path = Repository.root.path + "/local.settings.example"
         let file = try LocalSettingsFile.load(path: path)
         for name in Self.specSettings {
             #expect(file.values[name] != nil, "\(name) missing from local.settings.example")
@@ -123,7 +121,7 @@ import Testing
     @Test func exampleStartsTheHostAsIs() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-example-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let root = URL(fileURLWithPath: ModuleManifestTests.repositoryRoot)
+        let root = URL(fileURLWithPath: Repository.root.path)
         try FileManager.default.copyItem(
             at: root.appendingPathComponent("function.json"), to: directory.appendingPathComponent("function.json"))
         try FileManager.default.copyItem(

@@ -1,6 +1,7 @@
 import Crypto
 import CryptoExtras
 import Foundation
+import TestSupport
 import FunctionRuntime
 import HTTPTypes
 import Hummingbird
@@ -287,12 +288,7 @@ final class ProbeModuleBox: Sendable {
 }
 
 enum IdentityHarness {
-    static func scriptRoot() throws -> String {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-identity-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try Data(Probe.manifest.utf8).write(to: directory.appendingPathComponent("function.json"))
-        return directory.path
-    }
+    static func scriptRoot() throws -> String { try ScriptRoot.make(manifest: Probe.manifest) }
 
     static func hostSettings(_ hostPort: Int, extra: [String: String] = [:]) -> [String: String] {
         [

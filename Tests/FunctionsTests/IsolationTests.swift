@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 @testable import FunctionRuntime
 import HTTPTypes
 import HummingbirdTesting
@@ -196,7 +197,7 @@ enum HostileIDs {
             "Audit/AuditEvent.swift": 2,  // the stored row, hashed as text
             "Authorization/RBAC.swift": 4,  // the host's answer as received, compared on bytes (isFor)
         ]
-        let root = ModuleManifestTests.repositoryURL.appendingPathComponent("Functions")
+        let root = Repository.root.appendingPathComponent("Functions")
         let pattern = try Regex(#"\b(tenant|user|tenantID|userID|subject|actorSub)\s*:\s*String\b"#)
         var found: [String: Int] = [:]
         let files = FileManager.default.enumerator(atPath: root.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []

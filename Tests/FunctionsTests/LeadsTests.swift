@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import FunctionRuntime
 import HTTPTypes
 import HummingbirdTesting
@@ -15,10 +16,7 @@ enum Backend: String, CaseIterable, Sendable {
     func databaseURL() throws -> String {
         switch self {
         case .postgres:
-            guard let url = ProcessInfo.processInfo.environment["FNHOST_TEST_DATABASE_URL"], !url.isEmpty else {
-                throw RedisTestError("FNHOST_TEST_DATABASE_URL is not set: run the tests through `make test`")
-            }
-            return url
+            return try TestServices.databaseURL()
         case .sqlite:
             return "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-leads-\(UUID().uuidString).sqlite").path
         }
@@ -37,13 +35,7 @@ enum LeadsHarness {
     }
 
     /// A fresh script root holding the repository's function.json.
-    static func scriptRoot() throws -> URL {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-root-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(
-            at: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json"), to: root.appendingPathComponent("function.json"))
-        return root
-    }
+    static func scriptRoot() throws -> URL { URL(fileURLWithPath: try ScriptRoot.repository()) }
 
     /// The module host on `databaseURL` as it is (no migration), with a stand-in identity host.
     static func run(

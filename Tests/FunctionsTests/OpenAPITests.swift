@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import FunctionRuntime
 import HummingbirdTesting
 import Logging
@@ -11,7 +12,7 @@ import Testing
 @Suite struct OpenAPITests {
     static func document() async throws -> Data {
         let host = try await FunctionHost.build(
-            options: .init(scriptRoot: ModuleManifestTests.repositoryRoot, port: 0), module: FunctionHostModule(),
+            options: .init(scriptRoot: Repository.root.path, port: 0), module: FunctionHostModule(),
             environment: ["DATABASE_URL": "sqlite::memory:"], logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
         return try await host.application().test(.live) { client in
             try await client.execute(uri: "/openapi.json", method: .get) { response in
@@ -27,7 +28,7 @@ import Testing
         #expect(document["openapi"] as? String == "3.1.0")
         let paths = try #require(document["paths"] as? [String: [String: Any]])
         let manifest = try #require(
-            try JSONSerialization.jsonObject(with: Data(contentsOf: ModuleManifestTests.repositoryURL.appendingPathComponent("function.json")))
+            try JSONSerialization.jsonObject(with: Data(contentsOf: Repository.root.appendingPathComponent("function.json")))
                 as? [String: Any])
         let functions = try #require(manifest["functions"] as? [String: [String: Any]])
         var operationIDs: Set<String> = []

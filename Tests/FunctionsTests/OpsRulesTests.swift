@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import FunctionRuntime
 import HTTPTypes
 import HummingbirdTesting
@@ -23,7 +24,7 @@ struct OpsRulesTests {
     }
 
     @Test func dashboardAndAlertsUseExportedMetrics() async throws {
-        let repo = ModuleManifestTests.repositoryURL
+        let repo = Repository.root
         let alerts = try String(contentsOf: repo.appendingPathComponent("ops/prometheus/alerts.yml"), encoding: .utf8)
         let recorded = Set(alerts.matches(of: #/record: ([a-z0-9_:]+)/#).map { String($0.output.1) })
         #expect(recorded.count >= 4)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import FunctionRuntime
 import HTTPTypes
 import HummingbirdTesting
@@ -68,8 +69,8 @@ struct RESPTests {
 @Suite(.serialized) struct RedisClientTests {
     static let user = OwnRedis.ACLUser(name: "fnhost-app", password: "s3cret-\(UUID().uuidString.prefix(8))")
 
-    static func ca() throws -> String { try OwnRedis.tlsFile("FNHOST_TEST_PG_CA") }
-    static func otherCA() throws -> String { try OwnRedis.tlsFile("FNHOST_TEST_PG_OTHER_CA") }
+    static func ca() throws -> String { try TestServices.caFile() }
+    static func otherCA() throws -> String { try TestServices.otherCAFile() }
 
     @Test func concurrentCallersPipelineOnSharedConnectionsAndGetTheirOwnReplies() async throws {
         let client = try TestRedis.client()
@@ -249,32 +250,3 @@ struct RESPTests {
     }
 }
 
-/// A TCP listener that never accepts: connects succeed (the backlog), nothing is ever answered.
-final class SilentListener: Sendable {
-    let port: Int
-    private let descriptor: Int32
-
-    init() throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && listen(descriptor, 16) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        guard ok else {
-            Glibc.close(descriptor)
-            throw RedisTestError("cannot listen")
-        }
-        self.descriptor = descriptor
-        port = Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    func close() {
-        Glibc.close(descriptor)
-    }
-}

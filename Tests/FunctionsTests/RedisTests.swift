@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import FunctionRuntime
 import HTTPTypes
 import HummingbirdTesting
@@ -9,12 +10,7 @@ import Testing
 
 /// Against a real Redis started by scripts/with-services.sh (`make test` sets FNHOST_TEST_REDIS_URL).
 enum TestRedis {
-    static func url() throws -> String {
-        guard let url = ProcessInfo.processInfo.environment["FNHOST_TEST_REDIS_URL"], !url.isEmpty else {
-            throw RedisTestError("FNHOST_TEST_REDIS_URL is not set: run the tests through `make test` (scripts/with-services.sh)")
-        }
-        return url
-    }
+    static func url() throws -> String { try TestServices.redisURL() }
 
     /// A client with a generous deadline: these tests are about what Redis holds, not about
     /// deadlines, and a loaded 2-core CI machine can stall an event loop for a while.
@@ -23,10 +19,7 @@ enum TestRedis {
     }
 }
 
-struct RedisTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
+typealias RedisTestError = TestSupportError
 
 @Suite(.serialized) struct RedisCacheTests {
     @Test func cacheOperationsAgainstRealRedis() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import FunctionRuntime
 import Logging
 import Synchronization

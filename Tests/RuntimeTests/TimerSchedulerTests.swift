@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import HummingbirdTesting
 import NIOCore
 import Testing

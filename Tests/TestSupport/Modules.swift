@@ -1,76 +1,77 @@
 import Foundation
 import Logging
 
-@testable import FunctionRuntime
+import FunctionRuntime
 
 /// A module assembled by a test.
-struct TestModule: FunctionModule {
-    var settingDefaults: [String: String] = [:]
+public struct TestModule: FunctionModule {
+    public var settingDefaults: [String: String] = [:]
     let body: @Sendable (inout ModuleContext) -> Void
 
-    func configure(_ context: inout ModuleContext) async throws {
+    public init(settingDefaults: [String: String] = [:], body: @escaping @Sendable (inout ModuleContext) -> Void) {
+        self.settingDefaults = settingDefaults
+        self.body = body
+    }
+
+    public func configure(_ context: inout ModuleContext) async throws {
         body(&context)
     }
 }
 
 /// A fresh script root holding the given function.json (and local.settings.json).
-func makeScriptRoot(manifest: String, localSettings: String? = nil) throws -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    try Data(manifest.utf8).write(to: directory.appendingPathComponent("function.json"))
-    if let localSettings {
-        try Data(localSettings.utf8).write(to: directory.appendingPathComponent("local.settings.json"))
-    }
-    return directory.path
+public func makeScriptRoot(manifest: String, localSettings: String? = nil) throws -> String {
+    try ScriptRoot.make(manifest: manifest, localSettings: localSettings)
 }
 
 /// JSON log lines written to a temporary file, read back for assertions.
-final class CapturedLogs: Sendable {
-    let path: String
-    let sink: LogSink
+public final class CapturedLogs: Sendable {
+    public let path: String
+    public let sink: LogSink
 
-    init() {
+    public init() {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-log-\(UUID().uuidString)").path
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         sink = LogSink(fileDescriptor: descriptor)
     }
 
-    func logger(level: Logger.Level = .debug) -> Logger {
+    public func logger(level: Logger.Level = .debug) -> Logger {
         let sink = sink
         return Logger(label: "test") { label in JSONLogHandler(label: label, sink: sink, level: level) }
     }
 
-    func redactingLogger(_ redactor: SecretRedactor, level: Logger.Level = .trace) -> Logger {
+    public func redactingLogger(_ redactor: SecretRedactor, level: Logger.Level = .trace) -> Logger {
         let sink = sink
         return Logger(label: "test") { label in JSONLogHandler(label: label, sink: sink, level: level, redactor: redactor) }
     }
 
-    var text: String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+    public var text: String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
     /// Every line parsed as a JSON object (a line that is not one fails the test that reads it).
-    var lines: [[String: Any]] {
+    public var lines: [[String: Any]] {
         text.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
         }
     }
 
-    var rawLineCount: Int { text.split(separator: "\n").count }
+    public var rawLineCount: Int { text.split(separator: "\n").count }
 }
 
 /// Collects timer invocations across tasks.
-actor InvocationRecorder {
-    private(set) var invocations: [(name: String, info: TimerInfo, at: Date)] = []
+public actor InvocationRecorder {
+    public private(set) var invocations: [(name: String, info: TimerInfo, at: Date)] = []
 
-    func record(_ name: String, _ info: TimerInfo) {
+    public init() {}
+
+    public func record(_ name: String, _ info: TimerInfo) {
         invocations.append((name, info, Date()))
     }
 
-    func count(_ name: String) -> Int {
+    public func count(_ name: String) -> Int {
         invocations.filter { $0.name == name }.count
     }
 
     /// Waits until `name` ran at least `count` times, or the timeout passes.
-    func wait(for name: String, count: Int, timeout: Duration) async -> Bool {
+    public func wait(for name: String, count: Int, timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if self.count(name) >= count { return true }
@@ -80,17 +81,17 @@ actor InvocationRecorder {
     }
 }
 
-let httpOutBinding = #"{"type":"http","direction":"out","name":"res"}"#
+public let httpOutBinding = #"{"type":"http","direction":"out","name":"res"}"#
 
-func httpFunction(_ name: String, route: String, methods: [String] = ["get"]) -> String {
+public func httpFunction(_ name: String, route: String, methods: [String] = ["get"]) -> String {
     let list = methods.map { "\"\($0)\"" }.joined(separator: ",")
     return #""\#(name)":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":[\#(list)],"route":"\#(route)"},\#(httpOutBinding)]}"#
 }
 
-func timerFunction(_ name: String, schedule: String, runOnStartup: Bool = false) -> String {
+public func timerFunction(_ name: String, schedule: String, runOnStartup: Bool = false) -> String {
     #""\#(name)":{"bindings":[{"type":"timerTrigger","direction":"in","name":"timer","schedule":"\#(schedule)","runOnStartup":\#(runOnStartup)}]}"#
 }
 
-func manifestJSON(_ entries: String...) -> String {
+public func manifestJSON(_ entries: String...) -> String {
     #"{"functions":{\#(entries.joined(separator: ","))}}"#
 }
