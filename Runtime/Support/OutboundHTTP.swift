@@ -28,7 +28,19 @@ public struct OutboundHTTP: Sendable {
 
     let client: HTTPClient
 
-    public init(client: HTTPClient = .shared) {
+    /// The client every outbound call shares. A refused connection fails at once instead of being
+    /// retried with backoff until the deadline (AHC's default): nothing is listening, and holding each
+    /// request for the whole deadline while a host is down only turns its outage into ours. Redirects
+    /// are answers, never followed (a host call carries an API key).
+    public static let sharedClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration(
+            certificateVerification: .fullVerification, redirectConfiguration: .disallow,
+            timeout: .init(connect: .seconds(2), read: .seconds(30)), decompression: .disabled)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    public init(client: HTTPClient = OutboundHTTP.sharedClient) {
         self.client = client
     }
 

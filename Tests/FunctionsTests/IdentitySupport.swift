@@ -103,6 +103,8 @@ actor HostState {
     var answers: [String: RBACAnswer] = [:]
     var rbacFailing = false
     var rbacDelay: Duration = .zero
+    /// JWKS answers 503 while set (after counting the fetch).
+    var jwksFailing = false
     var jwksFetches = 0
     var rbacFetches = 0
     var lastRBACAuthorization: String?
@@ -149,6 +151,7 @@ actor HostState {
     func set(rbacStatus status: Int?, tenant: String, user: String) { self.rbacStatus[Self.key(tenant, user)] = status }
     func set(rbacFailing: Bool) { self.rbacFailing = rbacFailing }
     func set(rbacDelay: Duration) { self.rbacDelay = rbacDelay }
+    func set(jwksFailing: Bool) { self.jwksFailing = jwksFailing }
     func set(emailFailure: (status: Int, retryAfter: String?)?) { self.emailFailure = emailFailure }
     func set(emailDelay: Duration) { self.emailDelay = emailDelay }
 
@@ -189,6 +192,7 @@ struct StandInHost {
         router.get("/.well-known/jwks.json") { request, _ in
             await state.traced("jwks", request.headers[HTTPField.Name("traceparent")!])
             let body = await state.jwks()
+            if await state.jwksFailing { return Response(status: .serviceUnavailable) }
             return Response(
                 status: .ok, headers: [.contentType: "application/json", .cacheControl: await state.cacheControl],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: body)))

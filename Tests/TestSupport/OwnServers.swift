@@ -129,7 +129,7 @@ public final class OwnPostgres: @unchecked Sendable {
 
     /// Starts (or restarts) the server on its port; the first start creates role and database `fnhost`.
     public func start() throws {
-        let options = "-p \(port) -k \(data.path) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+        let options = "-p \(port) -k \(data.path) -c listen_addresses=127.0.0.1 -c fsync=off"
         let started = try asPostgres(["\(binaries)/pg_ctl", "-D", data.path, "-l", folder.appendingPathComponent("log").path, "-w", "-o", options, "start"])
         guard started.status == 0 else { throw TestSupportError("pg_ctl start failed: \(started.output)") }
         running = true

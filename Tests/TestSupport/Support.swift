@@ -69,21 +69,32 @@ public func eventually(
     return try await condition()
 }
 
-/// Runs a program to completion; stdout and stderr together. Polled: Foundation's
-/// `waitUntilExit` can spin off the main thread on Linux.
+/// Runs a program to completion; stdout and stderr together. `posix_spawn` and `waitpid`, output
+/// through a file: `Process` waits for its child on a descriptor that a daemon the program starts
+/// (`pg_ctl start`) inherits and keeps open, so it would never see the child exit.
 public func runProgram(
     _ executable: String, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil
 ) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    if let directory { process.currentDirectoryURL = directory }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    while process.isRunning { usleep(10_000) }
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-run-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: file) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, file.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let variables = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+    func cStrings(_ strings: [String]) -> [UnsafeMutablePointer<CChar>?] { strings.map { strdup($0) } + [nil] }
+    // A working directory through the shell (`posix_spawn_file_actions_addchdir_np` is not exported).
+    let command = directory.map { ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0.path, executable] + arguments } ?? [executable] + arguments
+    let argv = cStrings(command)
+    let envp = cStrings(variables)
+    defer { for pointer in argv + envp { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, command[0], &actions, nil, argv, envp)
+    guard spawned == 0 else { throw TestSupportError("cannot run \(executable): error \(spawned)") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    let exited = (status & 0x7f) == 0
+    return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), (try? String(contentsOf: file, encoding: .utf8)) ?? "")
 }
