@@ -91,7 +91,7 @@ struct HostEmailClient: EmailSender {
 }
 
 extension HostEmailClient {
-    /// `Retry-After` in delta seconds (an HTTP date or anything else is ignored), at most a day.
+    /// `Retry-After` as delta seconds or an HTTP date (anything else is ignored), at most a day.
     static func retryAfter(_ value: String?) -> Double? {
         Bounded.retryAfterSeconds(value).map(Double.init)
     }

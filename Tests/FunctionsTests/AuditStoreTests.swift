@@ -72,7 +72,11 @@ struct ScratchDatabase: Sendable {
 }
 
 /// Runs `body` with a migrated store on `url` (a pooled Postgres client, or a SQLite file).
-func withAuditStore<T: Sendable>(_ url: String, _ body: @escaping @Sendable (any ModuleStore) async throws -> T) async throws -> T {
+/// The store on `url`, migrated. `deadline`: generous by default (these tests are about what is
+/// stored); outage tests pass the module's own.
+func withAuditStore<T: Sendable>(
+    _ url: String, deadline: Duration = .seconds(60), _ body: @escaping @Sendable (any ModuleStore) async throws -> T
+) async throws -> T {
     if url.hasPrefix("sqlite:") {
         let store = try await SQLiteLeadStore.open(path: String(url.dropFirst("sqlite:".count)), logger: ScratchDatabase.logger, deadline: .seconds(30))
         return try await body(store)
@@ -88,7 +92,7 @@ func withAuditStore<T: Sendable>(_ url: String, _ body: @escaping @Sendable (any
         defer { group.cancelAll() }
         _ = try await PostgresMigrator.migrate(client, logger: ScratchDatabase.logger)
         // A generous deadline: 400 concurrent transactions queue for 20 connections on a loaded CI machine.
-        return try await body(PostgresLeadStore(client: client, logger: ScratchDatabase.logger, deadline: .seconds(60)))
+        return try await body(PostgresLeadStore(client: client, logger: ScratchDatabase.logger, deadline: deadline))
     }
 }
 
@@ -384,7 +388,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
                 try await PostgresMigrator.pending($0, logger: ScratchDatabase.logger)
             }
             #expect(pending.isEmpty, "the provider's database is the one migrated")
-            try await withAuditStore(database.url) { store in try await store.append(record(Self.tenant)) }
+            _ = try await withAuditStore(database.url) { store in try await store.append(record(Self.tenant)) }
             let verify = try FnhostProcess.run(["verify-audit", "--full"], environment: environment)
             #expect(verify.status == 0, "\(verify.output)")
             #expect(verify.output.contains("1 chains, 1 events"), "\(verify.output)")

@@ -27,9 +27,16 @@ struct RetryPolicyTests {
     @Test func retryAfterIsDeltaSecondsBoundedToADay() {
         #expect(HostEmailClient.retryAfter("120") == 120)
         #expect(HostEmailClient.retryAfter("999999") == 86_400)
-        for ignored in [nil, "", "1e308", "inf", "-5", "1.5", "Wed, 21 Oct 2026 07:28:00 GMT", "9999999999"] {
+        for ignored in [nil, "", "1e308", "inf", "-5", "1.5", "9999999999", "Wed, 21 Oct 2026 07:28:00 UTC", "Wednesday, 21-Oct-26 07:28:00 GMT",
+            "Wed Oct 21 07:28:00 2026", "Xyz, 21 Oct 2026 07:28:00 GMT", "Wed, 32 Oct 2026 07:28:00 GMT", "Wed, 21 Oct 2026 24:00:00 GMT"]
+        {
             #expect(HostEmailClient.retryAfter(ignored) == nil, "\(String(describing: ignored))")
         }
+        // The HTTP-date form: seconds from now, a past date is "now", a far one at most a day.
+        #expect(HostEmailClient.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT") == 0)
+        #expect(HostEmailClient.retryAfter("Fri, 31 Dec 9999 23:59:59 GMT") == 86_400)
+        #expect(Bounded.retryAfterSeconds("Sun, 06 Nov 1994 08:49:37 GMT", now: Date(timeIntervalSince1970: 784_111_757)) == 20)
+        #expect(Bounded.retryAfterSeconds("Tue, 01 Dec 2026 12:00:00 GMT", now: Date(timeIntervalSince1970: 1_796_126_390)) == 10)
     }
 
     @Test func idempotencyKeysAreDeterministicPerTenant() {

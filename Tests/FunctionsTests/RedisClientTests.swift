@@ -91,6 +91,56 @@ struct RESPTests {
         await #expect(throws: RedisError.self) { _ = try await client.command(["INCR", "\(prefix)7"]) }
     }
 
+    /// `redis://:PASSWORD@host/N`: AUTH with the password alone (`requirepass`), then SELECT N on
+    /// every connection — keys land in database N and nowhere else; a wrong password is refused
+    /// without being echoed.
+    @Test func passwordAuthAndSelectAgainstALiveServer() async throws {
+        let password = "pw-\(UUID().uuidString.prefix(8))"
+        let redis = try OwnRedis(password: password)
+        try await redis.start()
+        defer { Task { await redis.stop() } }
+        let client = RedisClient(endpoint: try RedisEndpoint(url: redis.url(database: 3)), commandTimeout: .seconds(5))
+        let key = "select:\(UUID().uuidString)"
+        // Concurrent callers: every pooled connection (one per event loop) is authenticated and selected.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<40 { group.addTask { _ = try await client.command(["SET", "\(key):\(index)", "v"]) } }
+            try await group.waitForAll()
+        }
+        func count(_ database: Int) throws -> String {
+            try runProgram("/usr/bin/env", ["redis-cli", "-p", String(redis.port), "-a", password, "--no-auth-warning", "-n", String(database), "DBSIZE"])
+                .output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try count(3) == "40")
+        #expect(try count(0) == "0", "nothing written to the default database")
+        let wrong = RedisClient(endpoint: try RedisEndpoint(url: "redis://:not-the-password@127.0.0.1:\(redis.port)/3"))
+        do {
+            _ = try await wrong.command(["PING"])
+            Issue.record("a wrong password must be refused")
+        } catch {
+            #expect(!String(describing: error).contains("not-the-password"))
+        }
+        let unauthenticated = RedisClient(endpoint: try RedisEndpoint(url: "redis://127.0.0.1:\(redis.port)"))
+        await #expect(throws: RedisError.self) { _ = try await unauthenticated.command(["GET", "\(key):1"]) }
+    }
+
+    /// A restart while the pool sits idle: the first call afterwards is served on a new connection,
+    /// not failed on the dead one.
+    @Test func anIdlePoolAfterARestartServesTheFirstCall() async throws {
+        let redis = try OwnRedis()
+        try await redis.start()
+        defer { Task { await redis.stop() } }
+        let client = RedisClient(endpoint: try RedisEndpoint(url: redis.url()), commandTimeout: .seconds(5), breakerInterval: .zero)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 { group.addTask { _ = try await client.command(["PING"]) } }
+            try await group.waitForAll()
+        }
+        await redis.stop()
+        try await redis.start()
+        for index in 0..<8 {
+            #expect(try await client.command(["SET", "after-restart", "\(index)"]) == .status("OK"), "call \(index) after the restart")
+        }
+    }
+
     @Test func tlsOnlyWithAnACLUserAndTheDefaultUserDisabled() async throws {
         let redis = try OwnRedis(tls: true, user: Self.user)
         try await redis.start()

@@ -15,6 +15,8 @@ import Testing
         httpFunction("Inspect", route: "api/inspect/{id}", methods: ["get", "post", "put"]),
         #""Returning":{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":["get"],"route":"api/returning"},{"type":"http","direction":"out","name":"$return"}]}"#,
         httpFunction("Streaming", route: "api/streaming", methods: ["get"]),
+        httpFunction("Echo", route: "api/echo/{id}", methods: ["get", "post"]),
+        httpFunction("Binary", route: "api/binary", methods: ["get"]),
         timerFunction("Nightly", schedule: "0 0 2 * * *"),
         timerFunction("Broken", schedule: "0 0 3 * * *"))
 
@@ -27,6 +29,18 @@ import Testing
                 let bodyBase64 = Data(request.body.readableBytesView).base64EncodedString()
                 let text = "\(request.method.rawValue) \(request.path) id=\(request.pathParameters["id"] ?? "-") q=\(request.query["q"] ?? "-") type=\(request.headers[.contentType] ?? "-") body=\(bodyBase64)"
                 return FunctionResponse(status: .created, headers: headers, body: .bytes(ByteBuffer(string: text)))
+            })
+            context.functions.register("Echo", http: { request in
+                let multi = request.headers[values: HTTPField.Name("X-Multi")!].joined(separator: "|")
+                let single = request.headers[HTTPField.Name("X-Single")!] ?? "-"
+                let text = "id=\(request.pathParameters["id"] ?? "-") multi=\(multi) single=\(single) body=\(String(buffer: request.body))"
+                return FunctionResponse(status: .ok, headers: [.contentType: "text/plain"], body: .bytes(ByteBuffer(string: text)))
+            })
+            context.functions.register("Binary", http: { _ in
+                var headers: HTTPFields = [.contentType: "application/octet-stream"]
+                headers.append(HTTPField(name: .vary, value: "Accept"))
+                headers.append(HTTPField(name: .vary, value: "Origin"))
+                return FunctionResponse(status: .ok, headers: headers, body: .bytes(ByteBuffer(bytes: [0xFF, 0x00, 0x80, 0x41])))
             })
             context.functions.register("Returning", http: { _ in .json(Array(#"{"ok":true}"#.utf8)) })
             context.functions.register("Streaming", http: { _ in
@@ -95,6 +109,70 @@ import Testing
             let (status, body, _) = try await Self.invoke(client, "Inspect", payload)
             #expect(status == .ok)
             #expect(body.contains(#""body":"PUT /api/inspect/9 id=9 q=- type=application/octet-stream body=\#(encoded)""#))
+        }
+    }
+
+    /// The host's `Outputs.res` of an invocation answer, decoded.
+    private static func output(_ body: String) throws -> [String: Any] {
+        let envelope = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let outputs = try #require(envelope["Outputs"] as? [String: Any])
+        return try #require(outputs["res"] as? [String: Any])
+    }
+
+    /// Header values come as arrays (several values of one name, kept in order) or as plain strings;
+    /// a JSON body may arrive as an object rather than a string and reaches the function as its JSON.
+    @Test func headerArraysStringsAndAnObjectBody() async throws {
+        try await Self.withServe { client in
+            let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/echo/5","Method":"POST","Query":{},"Headers":{"X-Multi":["a","b"],"X-Single":"s","Content-Type":["application/json"]},"Params":{"id":"5"},"Body":{"name":"Ada","n":[1,2]}}},"Metadata":{}}"#
+            let (status, body, _) = try await Self.invoke(client, "Echo", payload)
+            #expect(status == .ok)
+            let text = try #require(try Self.output(body)["body"] as? String)
+            #expect(text.hasPrefix("id=5 multi=a|b single=s body="), "\(text)")
+            let echoed = try #require(text.split(separator: "body=", maxSplits: 1).last)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(echoed.utf8)) as? [String: Any])
+            #expect(object["name"] as? String == "Ada")
+            #expect(object["n"] as? [Int] == [1, 2])
+        }
+    }
+
+    /// A payload without `Params` (older hosts, proxies): the route's parameters are matched from the URL.
+    @Test func routeParametersFallBackToTheURL() async throws {
+        try await Self.withServe { client in
+            let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/echo/77?x=1","Method":"GET","Query":{},"Headers":{}}},"Metadata":{}}"#
+            let (status, body, _) = try await Self.invoke(client, "Echo", payload)
+            #expect(status == .ok)
+            #expect((try Self.output(body)["body"] as? String)?.hasPrefix("id=77 ") == true, "\(body)")
+        }
+    }
+
+    /// A body that is not UTF-8 goes back base64-encoded; repeated response headers are merged
+    /// into one comma-separated value (the envelope holds one value per name).
+    @Test func binaryResponsesAreBase64AndRepeatedHeadersMerge() async throws {
+        try await Self.withServe { client in
+            let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/binary","Method":"GET","Query":{},"Headers":{}}},"Metadata":{}}"#
+            let (status, body, _) = try await Self.invoke(client, "Binary", payload)
+            #expect(status == .ok)
+            let response = try Self.output(body)
+            #expect(response["body"] as? String == Data([0xFF, 0x00, 0x80, 0x41]).base64EncodedString())
+            let headers = try #require(response["headers"] as? [String: String])
+            #expect(headers["Vary"] == "Accept, Origin")
+            #expect(headers["Content-Type"] == "application/octet-stream")
+        }
+    }
+
+    /// A body over 1 MiB inside a payload under the 4 MiB cap: the function never runs, the
+    /// envelope carries 413 in the contract's shape.
+    @Test func anOversizedBodyInsideTheEnvelopeIs413() async throws {
+        try await Self.withServe { client in
+            let big = String(repeating: "x", count: (1 << 20) + 1)
+            let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/api/echo/1","Method":"POST","Query":{},"Headers":{"Content-Type":["text/plain"]},"Params":{"id":"1"},"Body":"\#(big)"}},"Metadata":{}}"#
+            let (status, body, _) = try await Self.invoke(client, "Echo", payload)
+            #expect(status == .ok, "the invocation itself succeeded")
+            let response = try Self.output(body)
+            #expect(response["statusCode"] as? Int == 413)
+            let inner = try #require(response["body"] as? String)
+            #expect(inner.contains(#""code":"PAYLOAD_TOO_LARGE""#), "\(inner)")
+            #expect(!inner.contains("id=1"), "the function did not run")
         }
     }
 

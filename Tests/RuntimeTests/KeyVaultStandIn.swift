@@ -12,6 +12,8 @@ actor KeyVaultState {
     var secrets: [String: [(version: String, value: String)]] = [:]
     var forbidden: Set<String> = []
     var throttleFirst: [String: Int] = [:]
+    /// 503 with this `Retry-After` for the next N requests of a secret.
+    var unavailableFirst: [String: (times: Int, retryAfter: String)] = [:]
     var identityHeader = "identity-header-value"
     var tokenLifetime: TimeInterval = 3600
     var validTokens: Set<String> = []
@@ -25,6 +27,7 @@ actor KeyVaultState {
 
     func set(forbidden names: Set<String>) { forbidden = names }
     func set(throttle name: String, times: Int) { throttleFirst[name] = times }
+    func set(unavailable name: String, times: Int, retryAfter: String) { unavailableFirst[name] = (times, retryAfter) }
     func set(tokenLifetime: TimeInterval) { self.tokenLifetime = tokenLifetime }
     func revokeTokens() { validTokens.removeAll() }
 
@@ -37,7 +40,7 @@ actor KeyVaultState {
 
     func noteResource(_ resource: String?) { lastResource = resource }
 
-    enum Answer { case ok(String, String), unauthorized, forbidden, notFound, throttled }
+    enum Answer { case ok(String, String), unauthorized, forbidden, notFound, throttled, unavailable(String) }
 
     func answer(name: String, version: String?, token: String?) -> Answer {
         secretRequests += 1
@@ -45,6 +48,10 @@ actor KeyVaultState {
         if let remaining = throttleFirst[name], remaining > 0 {
             throttleFirst[name] = remaining - 1
             return .throttled
+        }
+        if let pending = unavailableFirst[name], pending.times > 0 {
+            unavailableFirst[name] = (pending.times - 1, pending.retryAfter)
+            return .unavailable(pending.retryAfter)
         }
         if forbidden.contains(name) { return .forbidden }
         guard let versions = secrets[name], let latest = versions.last else { return .notFound }
@@ -84,6 +91,8 @@ struct KeyVaultStandIn {
                 return json(.forbidden, #"{"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on resource.","innererror":{"code":"ForbiddenByRbac"}}}"#)
             case .notFound:
                 return json(.notFound, #"{"error":{"code":"SecretNotFound","message":"A secret with (name/id) \#(name) was not found in this key vault."}}"#)
+            case .unavailable(let retryAfter):
+                return json(.serviceUnavailable, #"{"error":{"code":"ServiceUnavailable","message":"try later"}}"#, headers: [HTTPField.Name("Retry-After")!: retryAfter])
             case .throttled:
                 return json(.tooManyRequests, #"{"error":{"code":"Throttled","message":"Too many requests"}}"#, headers: [HTTPField.Name("Retry-After")!: "1"])
             }

@@ -119,6 +119,45 @@ private func managedIdentity(_ base: URL) -> ManagedIdentityCredential {
         }
     }
 
+    /// 503 from the vault is retried like 429, honouring `Retry-After` in either form (an HTTP date
+    /// two seconds ahead waits about that long); a vault that refuses connections fails at once with
+    /// an error naming the secret, never its value.
+    @Test func unavailableVaultRetriesAndTransportErrorsFailFast() async throws {
+        try await withVault { standIn, base in
+            await standIn.state.put("flaky", "flaky-value")
+            let date = Date().addingTimeInterval(2)
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = TimeZone(identifier: "GMT")
+            formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+            await standIn.state.set(unavailable: "flaky", times: 1, retryAfter: formatter.string(from: date))
+            let client = KeyVaultClient(credential: managedIdentity(base))
+            let started = ContinuousClock.now
+            let value = try await client.secret(vault: base, name: "flaky")
+            #expect(value == "flaky-value")
+            let waited = ContinuousClock.now - started
+            #expect(waited >= .milliseconds(900) && waited < .seconds(6), "waited for the HTTP-date Retry-After: \(waited)")
+
+            await standIn.state.set(unavailable: "flaky", times: 10, retryAfter: "0")
+            await #expect {
+                _ = try await KeyVaultClient(credential: managedIdentity(base), maxAttempts: 2).secret(vault: base, name: "flaky")
+            } throws: { error in
+                String(describing: error).contains("503") && !String(describing: error).contains("flaky-value")
+            }
+        }
+        let closed = URL(string: "http://127.0.0.1:\(try FreePort.pick())")!
+        try await withVault { _, base in
+            let client = KeyVaultClient(credential: managedIdentity(base))
+            let started = ContinuousClock.now
+            await #expect {
+                _ = try await client.secret(vault: closed, name: "anything")
+            } throws: { error in
+                String(describing: error).contains("secret anything: Key Vault unreachable")
+            }
+            #expect(ContinuousClock.now - started < .seconds(2), "a refused connection is not retried until the deadline")
+        }
+    }
+
     @Test func tokenIsRefreshedShortlyBeforeItExpires() async throws {
         try await withVault { standIn, base in
             await standIn.state.put("s", "s-value")
