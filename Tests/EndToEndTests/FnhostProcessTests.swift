@@ -115,7 +115,10 @@ import Testing
     @Test func helpListsTheSubcommands() async throws {
         let process = try FnhostProcess.start(arguments: ["--help"])
         #expect(await process.waitForExit() == 0)
-        #expect(process.stdoutText.contains("start"))
+        let text = process.stdoutText
+        for subcommand in ["start", "serve", "package", "migrate", "verify-audit", "token", "dev-host"] {
+            #expect(text.contains("  \(subcommand) "), "\(subcommand) in: \(text)")
+        }
     }
 }
 

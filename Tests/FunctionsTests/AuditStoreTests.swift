@@ -364,8 +364,9 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
                 #expect(try await store.checkpoints()[ChainID(stored: Self.tenant)] == ChainHead(seq: 3, hash: try await chain(store, Self.tenant)[2].currentEventHash, occurredAt: nil))
                 let outcomes = try await chain(store, "platform")
                 #expect(outcomes.map(\.eventType) == ["AUDIT_CHAIN_VERIFIED", "AUDIT_CHAIN_VERIFIED"])
-                #expect(outcomes[0].details.jsonValue["chains"] == .number(1))
-                #expect(outcomes[0].details.jsonValue["events"] == .number(3))
+                let firstOutcome = try #require(outcomes.first)
+                #expect(firstOutcome.details.jsonValue["chains"] == .number(1))
+                #expect(firstOutcome.details.jsonValue["events"] == .number(3))
             }
         }
     }
@@ -434,7 +435,7 @@ extension Duration {
             await second.observe(Self.identity(UUID().uuidString), now: now)
             let events = try await chain(store, "t-login")
             #expect(events.map(\.eventType) == ["LOGIN_VALIDATED", "LOGIN_VALIDATED"])
-            #expect(events[0].details.jsonValue["token_sha256"] == .string(token))
+            #expect(try #require(events.first).details.jsonValue["token_sha256"] == .string(token))
         }
     }
 

@@ -280,3 +280,100 @@ struct LockHolder: @unchecked Sendable {
         }
     }
 }
+
+/// Exports on PostgreSQL over several pages (3,000 rows of ~8 KB, 500 per page): complete, every
+/// row exactly once; and cut by a database failure mid-stream (the leads table locked away from
+/// the export between two pages, so its next page misses the deadline): the response ends without
+/// its terminating chunk and `EXPORT_EXECUTED` says `completed: false` with exactly the rows sent.
+@Suite struct PostgresExportTests {
+    static let reader = """
+        import socket,sys,os,time
+        s=socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+        s.sendall(('POST /api/exports/leads HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer '+sys.argv[2]+'\\r\\nContent-Length: 0\\r\\n\\r\\n').encode())
+        data=b''
+        while len(data) < 65536:
+            chunk=s.recv(65536)
+            if not chunk: break
+            data+=chunk
+        open(sys.argv[3]+'.ready','w').close()
+        while not os.path.exists(sys.argv[3]+'.go'): time.sleep(0.02)
+        s.settimeout(60)
+        while True:
+            chunk=s.recv(1<<20)
+            if not chunk: break
+            data+=chunk
+        print(data.count(b'@x.example'), data.endswith(b'\\r\\n0\\r\\n\\r\\n'))
+        """
+
+    @Test func severalPagesAndADatabaseFailureMidStream() async throws {
+        try await ScratchDatabase.with { database in
+            let tenant = "t-export-\(UUID().uuidString.prefix(6))"
+            let total = 3000
+            _ = try await withAuditStore(database.url) { _ in 0 }  // migrated
+            try await ScratchDatabase.superuser(database.adminURL) { client in
+                _ = try await client.query(
+                    """
+                    INSERT INTO leads (tenant_id, id, name, email, status, notes, created_by, created_at, updated_at)
+                    SELECT \(tenant), gen_random_uuid(), 'n' || i, 'row' || i || '@x.example', 'new', repeat('n', 8000), 'u',
+                           now() - (i || ' milliseconds')::interval, now()
+                    FROM generate_series(1, \(total)) AS i
+                    """, logger: ScratchDatabase.logger)
+            }
+            try await LeadsHarness.run(databaseURL: database.url) { host, key, client in
+                await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "EXPORTS_EXECUTE", "AUDIT_READ"], mfa: true)
+                let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
+                func newestExport() async throws -> [String: Any]? {
+                    let audit = try await client.send(.get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
+                    return (audit.json["items"] as? [[String: Any]])?.first?["details"] as? [String: Any]
+                }
+                // Complete: six pages, every row once, in the tenant's order.
+                let full = try await client.send(.post, "/api/exports/leads", token: token)
+                #expect(full.status == .ok)
+                let lines = full.body.split(separator: "\r\n", omittingEmptySubsequences: true)
+                // On bytes: "\r\n" is one Character, so dropLast(2) would eat a letter.
+                #expect(lines.first.map { Array($0.utf8) } == Array(Lead.csvHeader.utf8.dropLast(2)))
+                let emails = lines.dropFirst().compactMap { $0.split(separator: ",").first { $0.hasSuffix("@x.example") } }
+                #expect(emails.count == total)
+                #expect(Set(emails).count == total, "no row twice")
+                let completed = try #require(try await newestExport())
+                #expect(completed["completed"] as? Bool == true && completed["rows"] as? Int == total)
+
+                // Cut mid-stream.
+                let base = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-export-\(UUID().uuidString)").path
+                let port = try #require(client.port)
+                let reading = Task {
+                    try await offThePool { try runProgram("/usr/bin/env", ["python3", "-c", Self.reader, String(port), token, base]) }
+                }
+                #expect(await eventually(timeout: .seconds(20)) { FileManager.default.fileExists(atPath: base + ".ready") })
+                let admin = PostgresClient(configuration: try PostgresURL.configuration(database.adminURL), backgroundLogger: ScratchDatabase.logger)
+                let outcome: (status: Int32, output: String) = try await withThrowingTaskGroup(of: (Int32, String)?.self) { group in
+                    group.addTask {
+                        await admin.run()
+                        return nil
+                    }
+                    defer { group.cancelAll() }
+                    return try await admin.withConnection { connection in
+                        _ = try await connection.query("BEGIN", logger: ScratchDatabase.logger)
+                        _ = try await connection.query("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE", logger: ScratchDatabase.logger)
+                        FileManager.default.createFile(atPath: base + ".go", contents: nil)
+                        let result = try await reading.value
+                        _ = try await connection.query("ROLLBACK", logger: ScratchDatabase.logger)
+                        return result
+                    }
+                }
+                try? FileManager.default.removeItem(atPath: base + ".ready")
+                try? FileManager.default.removeItem(atPath: base + ".go")
+                #expect(outcome.status == 0, "\(outcome.output)")
+                let parts = outcome.output.split(separator: " ")
+                let received = try #require(parts.first.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }, "\(outcome.output)")
+                #expect(parts.last?.trimmingCharacters(in: .whitespacesAndNewlines) == "False", "no terminating chunk: the client knows it is cut")
+                let cut = try #require(await eventually(timeout: .seconds(10)) {
+                    (try? await newestExport())?["completed"] as? Bool == false
+                } ? try await newestExport() : nil, "EXPORT_EXECUTED appended for the cut export")
+                let rows = try #require(cut["rows"] as? Int)
+                #expect(rows < total && rows % ExportLeads.pageSize == 0, "whole pages: \(rows)")
+                #expect(received == rows, "the audited count is what the client got")
+            }
+        }
+    }
+}

@@ -46,7 +46,11 @@ import Testing
         let host = try await FunctionHost.build(
             options: .init(scriptRoot: Repository.root.path, port: 0), module: FunctionHostModule(), environment: [:],
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
-        #expect(host.catalog.functions.count >= 2)
+        // Every function of the repository's function.json, each with its handler.
+        let manifest = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: Repository.file("function.json"))) as? [String: Any])
+        let names = try #require(manifest["functions"] as? [String: Any]).keys.sorted()
+        #expect(host.catalog.functions.map(\.name).sorted() == names)
+        #expect(names.contains("ListLeads") && names.contains("AuditChainVerifier"))
     }
 }
 
