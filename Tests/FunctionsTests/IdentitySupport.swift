@@ -154,6 +154,21 @@ actor HostState {
     func set(jwksFailing: Bool) { self.jwksFailing = jwksFailing }
     func set(emailFailure: (status: Int, retryAfter: String?)?) { self.emailFailure = emailFailure }
     func set(emailDelay: Duration) { self.emailDelay = emailDelay }
+    /// While held, email calls (counted) wait until `releaseEmail()`.
+    var emailHeld = false
+    private var heldEmails: [CheckedContinuation<Void, Never>] = []
+    var emailArrivals = 0
+    func holdEmail() { emailHeld = true }
+    func releaseEmail() {
+        emailHeld = false
+        for waiter in heldEmails { waiter.resume() }
+        heldEmails.removeAll()
+    }
+    func emailArrived() async {
+        emailArrivals += 1
+        guard emailHeld else { return }
+        await withCheckedContinuation { heldEmails.append($0) }
+    }
 
     /// Counts the call; nil when switched to fail.
     func email(key: String, tenant: String, authorization: String?) -> String? {
@@ -213,6 +228,7 @@ struct StandInHost {
         }
         router.post("/api/email/send") { request, _ in
             await state.traced("email", request.headers[HTTPField.Name("traceparent")!])
+            await state.emailArrived()
             let delay = await state.emailDelay
             if delay > .zero { try await Task.sleep(for: delay) }
             let body = try await request.body.collect(upTo: 1 << 20)

@@ -17,20 +17,22 @@ import Testing
         var testDescription: String { rawValue }
     }
 
-    /// A URL prefix on which the host fails that way, and what keeps it alive.
-    static func failing(_ fault: Fault) throws -> (base: String, listener: SilentListener?) {
+    /// A URL prefix on which the host fails that way, and what to close after the test.
+    static func failing(_ fault: Fault) throws -> (base: String, close: @Sendable () -> Void) {
         switch fault {
-        case .refused: return ("http://127.0.0.1:\(try FreePort.pick())", nil)
+        case .refused:
+            let port = try RefusingPort()
+            return ("http://127.0.0.1:\(port.port)", { port.close() })
         case .hangs:
             let listener = try SilentListener()
-            return ("http://127.0.0.1:\(listener.port)", listener)
+            return ("http://127.0.0.1:\(listener.port)", { listener.close() })
         }
     }
 
     @Test(arguments: Fault.allCases)
     func rbacHostFailingIs503WithinItsDeadline(_ fault: Fault) async throws {
-        let (base, listener) = try Self.failing(fault)
-        defer { listener?.close() }
+        let (base, close) = try Self.failing(fault)
+        defer { close() }
         let key = try TestKey.make(kid: "k1")
         try await IdentityHarness.run(extra: ["HOST_RBAC_API_URL": base + "/api"]) { host, client, _ in
             await host.state.set(keys: [key])
@@ -73,8 +75,8 @@ import Testing
 
     @Test(arguments: Fault.allCases)
     func jwksHostFailingIs503WithinItsDeadline(_ fault: Fault) async throws {
-        let (base, listener) = try Self.failing(fault)
-        defer { listener?.close() }
+        let (base, close) = try Self.failing(fault)
+        defer { close() }
         let key = try TestKey.make(kid: "k1")
         try await IdentityHarness.run(extra: ["HOST_JWKS_URI": base + "/.well-known/jwks.json"]) { host, client, _ in
             await host.state.set(keys: [key])

@@ -103,17 +103,17 @@ import Testing
             try await withAuditStore(postgres.url, deadline: .seconds(3)) { store in
                 let tenant = "lease-\(UUID().uuidString.prefix(6))"
                 let keys = try await Self.seed(store, tenant: tenant, count: 1)
-                await host.state.set(emailDelay: .seconds(1))
+                await host.state.holdEmail()
                 let first = Self.dispatcher(store, hostPort: hostClient.port ?? 0, batchSize: 10)
                 let run = Task { try await first.dispatch(owner: "dispatcher-a", logger: ScratchDatabase.logger) }
                 // While the host holds the send, the database crashes; it is back only after the run.
-                #expect(await eventually(timeout: .seconds(10)) { await host.state.totalEmailCalls == 1 })
+                #expect(await eventually(timeout: .seconds(10)) { await host.state.emailArrivals == 1 })
                 try postgres.stop(mode: "immediate")
+                await host.state.releaseEmail()
                 let outcome = try await run.value
                 #expect(outcome.sent == 0, "the row could not be marked sent")
                 #expect(await host.state.emailAccepted[keys[0]] == 1, "the host did accept it")
                 try postgres.start()
-                await host.state.set(emailDelay: .zero)
                 let second = Self.dispatcher(store, hostPort: hostClient.port ?? 0, batchSize: 10)
                 // Within the lease: nothing to claim (retried until the pool has reconnected).
                 var claimedWithinLease: [OutboxEmail]?

@@ -145,7 +145,9 @@ private func managedIdentity(_ base: URL) -> ManagedIdentityCredential {
                 String(describing: error).contains("503") && !String(describing: error).contains("flaky-value")
             }
         }
-        let closed = URL(string: "http://127.0.0.1:\(try FreePort.pick())")!
+        let refusing = try RefusingPort()
+        defer { refusing.close() }
+        let closed = URL(string: "http://127.0.0.1:\(refusing.port)")!
         try await withVault { _, base in
             let client = KeyVaultClient(credential: managedIdentity(base))
             let started = ContinuousClock.now

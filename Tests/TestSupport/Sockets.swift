@@ -51,3 +51,30 @@ public final class SilentListener: Sendable {
         Glibc.close(descriptor)
     }
 }
+
+/// A loopback port held bound but never listening: connections to it are refused, and no other
+/// server of the run can take the port while this holds it (a port that was merely free a moment
+/// ago may be handed to the next listener that binds port 0).
+public final class RefusingPort: Sendable {
+    public let port: Int
+    private let descriptor: Int32
+
+    public init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = FreePort.loopback()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        guard ok else {
+            Glibc.close(descriptor)
+            throw TestSupportError("cannot bind")
+        }
+        self.descriptor = descriptor
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    public func close() {
+        Glibc.close(descriptor)
+    }
+}
