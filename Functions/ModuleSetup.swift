@@ -138,8 +138,15 @@ struct ModuleSetup: Sendable {
             perSecond: try positive(settings, "RATE_LIMIT_PER_SECOND", default: 50, range: 0.001...1_000_000),
             burst: Int(try positive(settings, "RATE_LIMIT_BURST", default: 100, range: 1...1_000_000)))
         let instances = Int(try positive(settings, "INSTANCE_COUNT_HINT", default: 1, range: 1...10_000))
-        let limiter: any RateLimiter = redis.map { RedisRateLimiter(client: $0, policy: policy, instanceCountHint: instances, logger: logger) }
-            ?? InProcessRateLimiter(policy: policy)
+        let limiter: any RateLimiter
+        if let redis {
+            let shared = RedisRateLimiter(client: redis, policy: policy, instanceCountHint: instances, logger: logger)
+            // After the client in the group, so it stops first: held reservations go back while Redis is still reachable.
+            context.services.append(RateLimitReservations(limiter: shared))
+            limiter = shared
+        } else {
+            limiter = InProcessRateLimiter(policy: policy)
+        }
         let retry = RetryPolicy(
             base: try positive(settings, "EMAIL_RETRY_BASE_SECONDS", default: 2, range: 0.001...3600),
             cap: try positive(settings, "EMAIL_RETRY_MAX_SECONDS", default: 300, range: 0.001...21_600),
