@@ -26,10 +26,13 @@ import Testing
                 guard !Task.isCancelled, ContinuousClock.now - began >= .milliseconds(800) else { throw CancellationError() }
                 return .json(Array(#"{"slow":true}"#.utf8))
             })
+            // Longer than the request: the scheduler is told to stop (after the HTTP server drained)
+            // while this still runs, so a scheduler that cancelled instead of draining would lose it.
             context.functions.register("LongTimer", timer: { info, _ in
                 await started.record("LongTimer", info)
-                try await Task.sleep(for: .milliseconds(800))
-                guard !Task.isCancelled else { return }
+                let began = ContinuousClock.now
+                try await Task.sleep(for: .milliseconds(2000))
+                guard !Task.isCancelled, ContinuousClock.now - began >= .milliseconds(2000) else { return }
                 await recorder.record("LongTimer", info)
             })
         }
