@@ -12,7 +12,10 @@ public struct FunctionHostModule: FunctionModule {
         ]
     }
 
-    /// SPEC §3's secrets; outside development the host does not start without them.
+    /// `fnhost package` loads the handlers against nothing real.
+    public var packagingSettings: [String: String] { ["DATABASE_URL": "sqlite::memory:", "REDIS_URL": ""] }
+
+    /// The secrets of docs/settings.md; outside development the host does not start without them.
     public var requiredSecrets: [String] {
         ["HOST_JWKS_URI", "HOST_RBAC_API_KEY", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "METRICS_TOKEN", "AUDIT_SIGNING_KEY"]
     }
@@ -28,7 +31,7 @@ public struct FunctionHostModule: FunctionModule {
             ]))
         let security = setup.security
         let store = setup.store
-        // Every function that touches the database sits behind the schema gate (SPEC §15).
+        // Every function that touches the database sits behind the schema gate (docs/data.md).
         func data(_ name: String, _ function: some HTTPFunction) {
             context.functions.register(name, http: gate.guarding(function))
         }
@@ -69,5 +72,10 @@ public struct FunctionHostModule: FunctionModule {
             .merging(WebhookOpenAPI.operations, uniquingKeysWith: { $1 }).merging(EmailOpenAPI.operations, uniquingKeysWith: { $1 }) {
             context.describe(name, operation)
         }
+        // The module's own codes (docs/api.md); the runtime documents its own.
+        context.describeErrors([
+            401: ["UNAUTHENTICATED", "INVALID_SIGNATURE"], 403: ["PERMISSION_DENIED", "STEP_UP_REQUIRED"],
+            422: ["IDEMPOTENCY_KEY_REUSED"], 503: ["RBAC_UNAVAILABLE"],
+        ])
     }
 }

@@ -23,7 +23,7 @@ struct ModuleSetup: Sendable {
         let logger = context.logger
         let schema = SchemaGate(latest: Migrations.postgres.map(\.version).max() ?? 0)
         let store = try await StoreSetup.make(&context, schema: schema)
-        // Timers run once per occurrence across every instance sharing the database (SPEC §13).
+        // Timers run once per occurrence across every instance sharing the database (docs/runtime.md).
         context.scheduleMonitor = DatabaseScheduleMonitor(store: store, owner: ProcessInfo.processInfo.hostName + ":" + String(ProcessInfo.processInfo.processIdentifier))
         let audit = AuditLog(store: store, logger: logger, metrics: context.metricsFactory)
 
@@ -113,7 +113,7 @@ struct ModuleSetup: Sendable {
             context.services.append(
                 redis.subscribe(channel: RBACService.purgeChannel, logger: logger) { message in rbac.applyPurgeMessage(message) })
         }
-        // Revocations (SPEC §9b): in Redis for every instance, else this process's own view.
+        // Revocations (docs/operations.md): in Redis for every instance, else this process's own view.
         let revocations: Revocations
         if let redis {
             revocations = Revocations(
@@ -223,7 +223,7 @@ struct ModuleSetup: Sendable {
 }
 
 /// Reads `module_permissions` once the database answers and makes it the allowlist in force.
-/// Until then (or while the database is down at boot) the SPEC table — the same rows the migration
+/// Until then (or while the database is down at boot) the built-in table — the same rows the migration
 /// seeds — applies; data requests answer 503 meanwhile anyway.
 struct PermissionLoader: Service {
     let store: any LeadStore

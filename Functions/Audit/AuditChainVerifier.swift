@@ -2,7 +2,7 @@ import CoreMetrics
 import FunctionRuntime
 import Logging
 
-/// Recomputes the hash chains (SPEC §8) and reports the first bad `seq` of every broken chain.
+/// Recomputes the hash chains (docs/audit.md) and reports the first bad `seq` of every broken chain.
 ///
 /// Incremental by default: a chain is read from its checkpoint (the last verified `seq` and
 /// hash), after checking that the checkpointed event is still there with the same hash; `full`
@@ -21,7 +21,7 @@ struct AuditChainVerifier: Sendable {
             case missingHead = "missing_head"
             case checkpointMismatch = "checkpoint_mismatch"
             case badFormat = "bad_format"
-            /// The chain no longer has the root of a checkpoint the module signed (SPEC §8b).
+            /// The chain no longer has the root of a checkpoint the module signed (docs/audit.md).
             case checkpointInconsistent = "checkpoint_inconsistent"
             /// A stored signed checkpoint does not verify with the module's key.
             case checkpointSignature = "checkpoint_signature"
@@ -73,7 +73,7 @@ struct AuditChainVerifier: Sendable {
         return report
     }
 
-    /// The chain against the latest checkpoint the module signed (SPEC §8b): its signature, and the
+    /// The chain against the latest checkpoint the module signed (docs/audit.md): its signature, and the
     /// root of that many leaves — recomputed from the events themselves in a full run, from the
     /// stored tree otherwise (the incremental run trusts the prefix it verified before, which the
     /// verifier position's hash pins). A history rewritten behind a handed-out checkpoint is a

@@ -1,7 +1,7 @@
 import Crypto
 import FunctionRuntime
 
-/// One row of `audit_events` (SPEC §8), exactly as hashed and stored.
+/// One row of `audit_events` (docs/audit.md), exactly as hashed and stored.
 struct AuditEvent: Sendable, Equatable {
     static let platformChain = ChainID.platformName
     static let genesisHash = String(repeating: "0", count: 64)

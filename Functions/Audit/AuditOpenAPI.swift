@@ -1,6 +1,6 @@
 import FunctionRuntime
 
-/// The OpenAPI side of `GET /api/audit`, the proofs of SPEC §8b and the audit export.
+/// The OpenAPI side of `GET /api/audit`, the proofs of docs/audit.md and the audit export.
 enum AuditOpenAPI {
     private static func string(_ extra: [String: JSONValue] = [:]) -> JSONValue {
         .object(["type": .string("string")].merging(extra) { $1 })

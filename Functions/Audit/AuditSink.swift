@@ -2,7 +2,7 @@ import CoreMetrics
 import FunctionRuntime
 import Logging
 
-/// One audit event as the module records it (SPEC §8 fields); the audit log adds the chain,
+/// One audit event as the module records it (docs/audit.md fields); the audit log adds the chain,
 /// `seq`, id, time and hashes when it appends.
 struct AuditRecord: Sendable, Equatable {
     enum Severity: String, Sendable { case info, warning, high, critical }

@@ -24,7 +24,7 @@ protocol AuditStore: Sendable {
     /// Moves a chain's checkpoint forward (the table refuses to move one back).
     func saveCheckpoint(_ chain: String, _ head: ChainHead) async throws(StoreUnavailable)
 
-    // The chain's Merkle tree (SPEC §8b): complete subtrees, append-only, derived from the events.
+    // The chain's Merkle tree (docs/audit.md): complete subtrees, append-only, derived from the events.
     /// Leaves in the stored tree (its level 0 nodes).
     func treeSize(_ chain: String) async throws(StoreUnavailable) -> Int64
     /// The stored hashes of `nodes` (absent ones are missing from the answer).
@@ -37,7 +37,7 @@ protocol AuditStore: Sendable {
     func saveSignedCheckpoint(_ checkpoint: SignedCheckpoint) async throws(StoreUnavailable) -> Bool
 }
 
-/// A checkpoint the module signed and handed out (SPEC §8b): never changed, never removed.
+/// A checkpoint the module signed and handed out (docs/audit.md): never changed, never removed.
 struct SignedCheckpoint: Sendable, Equatable {
     var chainID: String
     var treeSize: Int64
@@ -45,7 +45,7 @@ struct SignedCheckpoint: Sendable, Equatable {
     var note: String
 }
 
-/// A row read back for verification; `formatError` when its `details` is not SPEC §8 JSON.
+/// A row read back for verification; `formatError` when its `details` is not docs/audit.md JSON.
 struct StoredAuditEvent: Sendable {
     var event: AuditEvent
     var formatError: String?

@@ -3,7 +3,7 @@ import FunctionRuntime
 import Logging
 import Synchronization
 
-/// Each audit chain as an RFC 6962 Merkle tree (SPEC §8b). Leaf `i` is the 32 bytes of event
+/// Each audit chain as an RFC 6962 Merkle tree (docs/audit.md). Leaf `i` is the 32 bytes of event
 /// `seq = i + 1`'s `current_event_hash`. The tree is derived incrementally from the events
 /// (`extend`: complete subtrees are stored in `audit_tree_nodes` as they complete, nothing on the
 /// write path), so a root or a proof reads O(log n) stored nodes, whatever the chain's length.

@@ -1,6 +1,6 @@
 import FunctionRuntime
 
-/// A JSON value as the audit log hashes it: SPEC §8 allows strings, integers (|n| < 2^53),
+/// A JSON value as the audit log hashes it: docs/audit.md allows strings, integers (|n| < 2^53),
 /// booleans, null, arrays and objects. Objects keep their members as written (no Swift
 /// `Dictionary`: it would merge keys that are canonically equivalent but not identical).
 indirect enum AuditJSON: Sendable, Equatable {
@@ -100,7 +100,7 @@ indirect enum AuditJSON: Sendable, Equatable {
     }
 
     /// Parses JSON text as stored by the database (`jsonb` output or SQLite text). Anything outside
-    /// SPEC §8's value set (a fraction, an exponent, a number beyond 2^53) is a format error, which
+    /// docs/audit.md's value set (a fraction, an exponent, a number beyond 2^53) is a format error, which
     /// the verifier reports as a break.
     static func parse(_ text: String) throws(AuditFormatError) -> AuditJSON {
         var parser = Parser(bytes: Array(text.utf8))

@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import FunctionRuntime
 
-/// The checkpoint signer (SPEC §8b): C2SP `tlog-checkpoint` notes signed with Ed25519 under the
+/// The checkpoint signer (docs/audit.md): C2SP `tlog-checkpoint` notes signed with Ed25519 under the
 /// Go `sumdb/note` conventions. The key name is `AUDIT_LOG_ORIGIN`; the key id is the first four
 /// bytes of SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key).
 struct CheckpointSigner: Sendable {

@@ -2,7 +2,7 @@ import FunctionRuntime
 
 /// `GET /api/audit?tenant_id=&event_type=&since=&until=&actor_sub=&limit=&cursor=` — audit events, newest first.
 /// The caller's own chain by default; another tenant's chain, `platform`, or `*` (every chain)
-/// only for a platform super admin (403 otherwise, SPEC §7).
+/// only for a platform super admin (403 otherwise, docs/api.md).
 struct ListAuditEvents: AuthorizedFunction {
     static let policy = FunctionPolicy.requires(.auditRead)
     static let eventTypePattern = "^[A-Z][A-Z_]{0,63}$"

@@ -1,7 +1,7 @@
 import FunctionRuntime
 import JWTKit
 
-/// The claims of a host-issued token (SPEC §5), decoded loosely so a missing claim is reported
+/// The claims of a host-issued token (docs/security.md), decoded loosely so a missing claim is reported
 /// as a reason rather than a decoding failure.
 struct HostClaims: JWTPayload, Sendable {
     var iss: String?
@@ -15,7 +15,7 @@ struct HostClaims: JWTPayload, Sendable {
     var amr: [String]?
     var groups: [String]?
     var platformSuperAdmin: Bool?
-    /// The token's id, for revocation of one token (SPEC §9b).
+    /// The token's id, for revocation of one token (docs/operations.md).
     var jti: String?
 
     enum CodingKeys: String, CodingKey {

@@ -5,7 +5,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// One revocation of SPEC §9b: a token (`jti`), a user's tokens or a tenant's tokens issued at or
+/// One revocation of docs/operations.md: a token (`jti`), a user's tokens or a tenant's tokens issued at or
 /// before `revokedBefore` (unix seconds). Kept until `expiresAt`, when nothing it covers can still
 /// be valid (`revokedBefore` + the longest lifetime + leeway).
 struct Revocation: Sendable, Equatable {
@@ -184,7 +184,7 @@ final class RevocationList: Sendable {
     }
 }
 
-/// Where revocations live so every instance reads them (SPEC §9b).
+/// Where revocations live so every instance reads them (docs/operations.md).
 protocol RevocationStore: Sendable {
     /// Stores the revocation and tells the other instances; throws when either did not happen.
     func store(_ revocation: Revocation) async throws(CacheUnavailable)
@@ -365,7 +365,7 @@ protocol RevocationTable: Sendable {
     func pruneRevocations(now: Int64) async throws(StoreUnavailable)
 }
 
-/// SPEC §9b without Redis: revocations in the database every instance shares; the other instances
+/// docs/operations.md without Redis: revocations in the database every instance shares; the other instances
 /// see them at their next poll (`DatabaseRevocationSync`, every 500 ms, so within the 1 s).
 struct DatabaseRevocationStore: RevocationStore {
     let table: any RevocationTable

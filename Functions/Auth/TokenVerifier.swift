@@ -23,13 +23,13 @@ enum TokenRejection: String, Sendable, Error {
     case issuedInFuture = "iat_in_future"
     case lifetimeTooLong = "lifetime_too_long"
     case claimMissing = "claim_missing"
-    /// `tenant_id` or `sub` is not an id (SPEC §5: 1…128 bytes, no controls, `platform` reserved).
+    /// `tenant_id` or `sub` is not an id (docs/security.md: 1…128 bytes, no controls, `platform` reserved).
     case identifierInvalid = "identifier_invalid"
-    /// Revoked through `POST /webhooks/sessions-revoked` (SPEC §9b).
+    /// Revoked through `POST /webhooks/sessions-revoked` (docs/operations.md).
     case revoked = "revoked"
 }
 
-/// Validates host-issued bearer tokens (SPEC §5): RS256 only (the algorithm is never taken from
+/// Validates host-issued bearer tokens (docs/security.md): RS256 only (the algorithm is never taken from
 /// the token), `kid` required and looked up in the host JWKS, `iss`, `aud` (string or array),
 /// `sub`, `email`, `tenant_id`, `exp`, `iat` required, `nbf` honoured, 60 s leeway,
 /// `exp - iat` ≤ 4 h (and `exp - now` ≤ 4 h, so a far-future `exp` cannot slip through).

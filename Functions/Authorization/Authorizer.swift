@@ -15,7 +15,7 @@ struct Principal: Sendable {
     var tenantID: TenantID { identity.tenantID }
 }
 
-/// Decides whether a verified identity may run a function (SPEC §6). Every denial carries a
+/// Decides whether a verified identity may run a function (docs/identity.md). Every denial carries a
 /// machine-readable reason in the log and in `fnhost_authz_denials_total{reason}`.
 struct Authorizer: Sendable {
     enum DenialReason: String, Sendable, CaseIterable {
@@ -121,7 +121,7 @@ struct Authorizer: Sendable {
         case claim, group, stagingOverride = "staging_override"
     }
 
-    /// SPEC §6 order: (1) the claim, or the group in the token or the RBAC answer; (2) only in
+    /// docs/identity.md order: (1) the claim, or the group in the token or the RBAC answer; (2) only in
     /// staging, an allow-listed email, audited every time; (3) otherwise not.
     func superAdminSource(_ identity: Identity, answer: RBACAnswer) async throws(StoreUnavailable) -> SuperAdminSource? {
         if identity.platformSuperAdminClaim { return .claim }

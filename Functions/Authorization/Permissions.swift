@@ -1,6 +1,6 @@
 import Synchronization
 
-/// The module's permissions (SPEC §6). Host permissions outside this list are ignored.
+/// The module's permissions (docs/identity.md). Host permissions outside this list are ignored.
 enum ModulePermission: String, Sendable, CaseIterable, Hashable {
     case leadsRead = "LEADS_READ"
     case leadsWrite = "LEADS_WRITE"
@@ -17,7 +17,7 @@ struct PermissionRule: Sendable, Equatable {
     let stepUp: Bool
 }
 
-/// The allowlist as data. Seeded from SPEC §6 until the store's `module_permissions` table
+/// The allowlist as data. Seeded from docs/identity.md until the store's `module_permissions` table
 /// replaces the source (same rows, loaded at start-up).
 struct PermissionAllowlist: Sendable {
     let rules: [ModulePermission: PermissionRule]
@@ -53,7 +53,7 @@ struct PermissionAllowlist: Sendable {
     }
 }
 
-/// The allowlist in force: the SPEC table until the store's `module_permissions` table is read at
+/// The allowlist in force: the built-in table until the store's `module_permissions` table is read at
 /// start-up, then that table (the data is the source of truth).
 final class AllowlistSource: Sendable {
     private let current: Mutex<PermissionAllowlist>

@@ -5,7 +5,7 @@ import FunctionRuntime
 import Logging
 import Synchronization
 
-/// The host's answer to `GET {HOST_RBAC_API_URL}/rbac/effective?tenant_id=T&user_id=SUB` (SPEC §6).
+/// The host's answer to `GET {HOST_RBAC_API_URL}/rbac/effective?tenant_id=T&user_id=SUB` (docs/identity.md).
 struct RBACAnswer: Sendable, Codable, Equatable {
     struct Assurance: Sendable, Codable, Equatable {
         var mfa: Bool?
@@ -68,7 +68,7 @@ struct RBACAnswer: Sendable, Codable, Equatable {
 /// Why the host gave no permissions answer.
 struct RBACFetchError: Error, Sendable, CustomStringConvertible {
     enum Kind: Sendable, Equatable {
-        /// Timeout, connection failure, 5xx, 429, an unreadable answer: degrade (SPEC §6).
+        /// Timeout, connection failure, 5xx, 429, an unreadable answer: degrade (docs/identity.md).
         case unavailable
         /// 403/404, or an answer about someone else: the user holds nothing, and cached entries go.
         case denied
@@ -139,7 +139,7 @@ struct HostRBACClient: RBACSource {
     }
 }
 
-/// Effective permissions with two cache layers and graceful degradation (SPEC §6):
+/// Effective permissions with two cache layers and graceful degradation (docs/identity.md):
 /// - L1: per instance, a few seconds, so the hot path never leaves the process; dropped at once
 ///   when a purge is published.
 /// - L2: the shared cache under `CacheKey.make("rbac", tenant, user)`, kept `RBAC_STALE_MAX_SECONDS`,

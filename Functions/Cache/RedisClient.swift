@@ -21,7 +21,7 @@ enum RedisError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// `redis://` or `rediss://` (TLS) `[USER:PASSWORD@]HOST[:PORT][/DB]` (SPEC §3). TLS always
+/// `redis://` or `rediss://` (TLS) `[USER:PASSWORD@]HOST[:PORT][/DB]` (docs/settings.md). TLS always
 /// verifies the certificate chain (against `caFile`, `TLS_CA_FILE`, else the system trust store)
 /// and the host name (or the IP address when the host is one).
 struct RedisEndpoint: Sendable, Equatable {

@@ -4,7 +4,7 @@ import FunctionRuntime
 import Logging
 import Synchronization
 
-/// The shared cache as an untrusted store (SPEC §3 `CACHE_SIGNING_KEY`): every value is sealed
+/// The shared cache as an untrusted store (docs/settings.md `CACHE_SIGNING_KEY`): every value is sealed
 /// with HMAC-SHA256 over a version, the key and the value, and a value that does not open is
 /// ignored as if absent, logged once per key and counted (`fnhost_cache_entries_rejected_total`).
 /// Anyone who can write to Redis can then delete or replay an entry under its own key (the

@@ -18,7 +18,7 @@ struct DevHostRBAC: RBACSource {
     }
 }
 
-/// `/.dev-host/jwks.json`, `/.dev-host/rbac/effective`, `/.dev-host/email/send` (SPEC §12).
+/// `/.dev-host/jwks.json`, `/.dev-host/rbac/effective`, `/.dev-host/email/send` (docs/identity.md).
 struct DevHostEndpoints: HTTPFunction {
     static let prefix = "/.dev-host/"
     let store: DevHostStore

@@ -150,7 +150,7 @@ struct DevHostStore: Sendable {
         try encoder.encode(directory).write(to: directoryFile, options: .atomic)
     }
 
-    /// An RS256 token the running emulator accepts (SPEC §5 claims).
+    /// An RS256 token the running emulator accepts (docs/security.md claims).
     func mint(tenant: String, user: String, email: String, mfa: Bool, groups: [String], superAdmin: Bool, ttl: Int, now: Date = Date()) throws -> String {
         let key = try signingKey()
         var header = JSONWriter()

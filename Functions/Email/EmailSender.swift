@@ -3,7 +3,7 @@ import Foundation
 import FunctionRuntime
 import NIOCore
 
-/// What the module asks the host to send (SPEC §10).
+/// What the module asks the host to send (docs/operations.md).
 struct EmailRequest: Sendable, Equatable {
     var tenantID: TenantID
     var template: String

@@ -1,4 +1,4 @@
-/// Opaque identifiers (SPEC §5): the exact UTF-8 bytes the host issued, compared, hashed and
+/// Opaque identifiers (docs/security.md): the exact UTF-8 bytes the host issued, compared, hashed and
 /// ordered byte for byte. Swift `String` equality follows canonical equivalence (`"café"` in NFC
 /// equals it in NFD), which is right for prose and wrong for ids: two ids that differ in one byte
 /// are two tenants. The kinds do not mix (a `UserID` is not a `TenantID`) and nothing converts a
@@ -7,7 +7,7 @@ struct Identifier<Kind: IdentifierKind>: Sendable, Hashable, Comparable, CustomS
     /// The id as received; read it to bind or print, never to compare.
     let text: String
 
-    /// Validates the SPEC §5 rules: 1…128 bytes of UTF-8, no control characters (C0, DEL, C1),
+    /// Validates the docs/security.md rules: 1…128 bytes of UTF-8, no control characters (C0, DEL, C1),
     /// and the kind's own reservations. `nil` when the text is not an id of this kind.
     init?(validating text: String) {
         guard Self.isWellFormed(text), !Kind.isReserved(text) else { return nil }

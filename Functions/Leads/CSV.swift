@@ -1,4 +1,4 @@
-/// RFC 4180 cells for the export (SPEC §7), decided on bytes and Unicode scalars, never on
+/// RFC 4180 cells for the export (docs/api.md), decided on bytes and Unicode scalars, never on
 /// `Character`s: a grapheme such as `"\r\n"`, or `=` followed by a combining mark, is neither
 /// `"\r"` nor `=` to Swift, but is to a CSV reader and a spreadsheet.
 enum CSV {

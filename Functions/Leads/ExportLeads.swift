@@ -20,7 +20,7 @@ struct ExportLeads: AuthorizedFunction {
         return FunctionResponse(
             status: .ok, headers: headers,
             body: .stream { writer in
-                // Audited however it ends (SPEC §7): on completion, and when the client goes away or the
+                // Audited however it ends (docs/api.md): on completion, and when the client goes away or the
                 // database fails mid-stream, with the rows sent until then. The append runs in a
                 // transaction of its own that the request's cancellation cannot stop.
                 var rows = 0

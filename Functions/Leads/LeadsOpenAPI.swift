@@ -6,7 +6,7 @@ enum LeadsOpenAPI {
         .object(["type": .string("string")].merging(extra) { $1 })
     }
 
-    /// No string input may hold U+0000 (SPEC §4: 400); the schemas say so, so generated clients and
+    /// No string input may hold U+0000 (docs/api.md: 400); the schemas say so, so generated clients and
     /// schemathesis know it.
     static let noNUL = "^[^\\u0000]*$"
 

@@ -1,6 +1,6 @@
 import CoreMetrics
 
-/// Which rows a PostgreSQL transaction may see and write under row-level security (SPEC §15):
+/// Which rows a PostgreSQL transaction may see and write under row-level security (docs/data.md):
 /// one tenant's (`app.tenant_id`), none beyond tables without tenants, or — on the explicit
 /// cross-tenant path only — every tenant's (`app.cross_tenant = on`). Tenant requests only ever
 /// build `.tenant` from their principal; `.crossTenant` is built in five places (the verifier's

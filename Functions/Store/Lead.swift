@@ -1,7 +1,7 @@
 import Foundation
 import FunctionRuntime
 
-/// A lead as the API shows it (SPEC §7). Timestamps are kept as their RFC 3339 text with
+/// A lead as the API shows it (docs/api.md). Timestamps are kept as their RFC 3339 text with
 /// microseconds (`2026-11-22T08:15:30.123456Z`), which sorts correctly and round-trips exactly.
 struct Lead: Sendable, Equatable {
     static let statuses: Set<String> = ["new", "contacted", "qualified", "won", "lost"]

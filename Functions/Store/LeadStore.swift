@@ -114,7 +114,7 @@ func withDeadline<T: Sendable>(
     return try result.get()
 }
 
-/// The deadline of one write transaction (SPEC §4: a 503 means nothing was changed).
+/// The deadline of one write transaction (docs/api.md: a 503 means nothing was changed).
 ///
 /// The caller is answered 503 at the deadline only while the transaction has not begun to commit;
 /// a transaction that reaches its end after the deadline rolls back instead of committing. The work

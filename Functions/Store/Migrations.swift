@@ -7,7 +7,10 @@ enum Migrations {
         let statements: [String]
     }
 
-    /// The `module_permissions` seed: SPEC §6.
+    /// Migration 1's `module_permissions` seed (docs/identity.md). **Never edit**: an applied
+    /// migration never runs again, so a row added here reaches new databases only. A new
+    /// permission gets a new migration inserting its row on both backends (docs/extending.md);
+    /// `everyBuiltInPermissionIsSeededByTheMigrations` fails until it does.
     static let permissionRows: [(String, Bool, Bool)] = [
         ("LEADS_READ", true, false), ("LEADS_WRITE", false, false), ("LEADS_DELETE", false, true),
         ("EXPORTS_EXECUTE", false, true), ("AUDIT_READ", true, false), ("EMAIL_SEND", false, false),
@@ -171,7 +174,7 @@ enum Migrations {
             version: 6, name: "Merkle tree and signed checkpoints per audit chain",
             statements: [
                 // The verifier's positions keep their rows under a clearer name; audit_checkpoints
-                // now holds the signed checkpoints that SPEC §8b names.
+                // now holds the signed checkpoints that docs/audit.md names.
                 "ALTER TABLE audit_checkpoints RENAME TO audit_verifier_positions",
                 """
                 CREATE TABLE audit_tree_nodes (
@@ -200,7 +203,7 @@ enum Migrations {
         Migration(
             version: 7, name: "row-level security on every tenant table; tenant-scoped hot reads",
             statements: [
-                // SPEC §15: only rows of the transaction's app.tenant_id, or every row on the explicit
+                // docs/data.md: only rows of the transaction's app.tenant_id, or every row on the explicit
                 // cross-tenant path (app.cross_tenant = on); FORCE so the owner is held too.
                 "ALTER TABLE leads ENABLE ROW LEVEL SECURITY",
                 "ALTER TABLE leads FORCE ROW LEVEL SECURITY",

@@ -6,7 +6,7 @@ import PostgresNIO
 import ServiceLifecycle
 import Synchronization
 
-/// Where the database's schema stands against this binary's migrations (SPEC §15), and what
+/// Where the database's schema stands against this binary's migrations (docs/data.md), and what
 /// that means for requests: behind (with `DATABASE_MIGRATIONS=manual`, before `fnhost migrate`)
 /// → every data request and `/health/ready` (reason `schema`) answer 503 naming `fnhost migrate`;
 /// ahead (a newer binary migrated, this one was rolled back) → writes are refused with a 503 so
@@ -132,7 +132,7 @@ extension PostgresMigrator {
 }
 
 extension PostgresMigrator {
-    /// What the runtime role may do (SPEC §15), and nothing more: no DDL anywhere (it owns nothing),
+    /// What the runtime role may do (docs/data.md), and nothing more: no DDL anywhere (it owns nothing),
     /// `audit_events` and the tree and checkpoints append-only by privilege. Re-applied after every
     /// migration run, so a new table never leaves the runtime role without access.
     static let runtimeGrants: [(tables: [String], privileges: String)] = [

@@ -34,7 +34,7 @@ enum StoreSetup {
                 configuration: configuration, eventLoopGroup: SpreadEventLoopGroup(base: .singleton), backgroundLogger: logger)
             context.services.append(client)
             // Migrations run as the schema owner (`DATABASE_MIGRATION_URL`, default `DATABASE_URL`);
-            // a separate runtime role then gets exactly the module's grants (SPEC §15).
+            // a separate runtime role then gets exactly the module's grants (docs/data.md).
             let migrationURL: String?
             do {
                 migrationURL = try await context.secrets.secret(named: "DATABASE_MIGRATION_URL").flatMap { $0.isEmpty ? nil : $0 }

@@ -1,7 +1,7 @@
 import Foundation
 import FunctionRuntime
 
-/// Timer occurrences in the database (SPEC §13): every instance sharing it claims an occurrence
+/// Timer occurrences in the database (docs/runtime.md): every instance sharing it claims an occurrence
 /// before running it (`timer_runs`, primary key `(function, scheduled_at)`), so exactly one runs
 /// each; the schedule status lives there too, so `IsPastDue` after all instances were down is seen
 /// once by whoever starts first.

@@ -54,7 +54,7 @@ struct PurgeRBACCache: HTTPFunction {
     }
 
     /// `{"tenant_id": "...", "user_id": "..."}`; `user_id` optional (absent or null: the whole tenant).
-    /// Other members are ignored (the host may add some). Ids as in tokens (SPEC §5): 1…128 bytes,
+    /// Other members are ignored (the host may add some). Ids as in tokens (docs/security.md): 1…128 bytes,
     /// no control characters; `platform` is no tenant.
     static func parse(_ body: [UInt8]) throws(FunctionError) -> (TenantID, UserID?) {
         let object = try FunctionError.jsonObject(body, "body must be a JSON object {\"tenant_id\", \"user_id\"?}")

@@ -2,7 +2,7 @@ import CoreMetrics
 import Foundation
 import FunctionRuntime
 
-/// `POST /webhooks/sessions-revoked` — the host revoked sessions (SPEC §9b): one token (`jti`),
+/// `POST /webhooks/sessions-revoked` — the host revoked sessions (docs/operations.md): one token (`jti`),
 /// a user's tokens or a whole tenant's tokens issued at or before `revoked_before`. Signed and
 /// replay-protected exactly like the RBAC purge (`WebhookIntake`). 204 only once the revocation is
 /// stored where every instance reads it and published to them; the cache down is a 503 (the host

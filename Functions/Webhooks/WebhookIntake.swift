@@ -3,7 +3,7 @@ import Foundation
 import FunctionRuntime
 import HTTPTypes
 
-/// What every host webhook does before its own work (SPEC §9, §9b): verify the Standard Webhooks
+/// What every host webhook does before its own work (docs/operations.md, §9b): verify the Standard Webhooks
 /// signature over the raw body with any configured `WEBHOOK_HMAC_SECRET`, count and log a
 /// rejection (401 `INVALID_SIGNATURE`, nothing changes), and claim the `webhook-id` in the shared
 /// cache so a delivery repeated within 10 minutes is answered 204 without a second effect.

@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import FunctionRuntime
 
-/// Standard Webhooks v1 verification (SPEC §9): `v1,BASE64(HMAC-SHA256(key, "{id}.{timestamp}.{raw body}"))`,
+/// Standard Webhooks v1 verification (docs/operations.md): `v1,BASE64(HMAC-SHA256(key, "{id}.{timestamp}.{raw body}"))`,
 /// key = the base64-decoded part of a `whsec_` secret. Any configured secret may match any of the
 /// space-separated signatures; comparisons are constant-time; the timestamp must be within the
 /// tolerance in both directions. Checked over the raw body bytes, never a re-serialization.

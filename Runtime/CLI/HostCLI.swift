@@ -98,8 +98,7 @@ public enum HostCLI {
             manifest = try FunctionManifest.load(path: URL(fileURLWithPath: options.scriptRoot).appendingPathComponent("function.json").path)
             // Only the handlers are needed: never touch the project's data while packaging.
             let settings = Settings.layered(
-                module.settingDefaults, ProcessInfo.processInfo.environment,
-                ["ENVIRONMENT": "development", "DATABASE_URL": "sqlite::memory:", "REDIS_URL": ""])
+                module.settingDefaults, ProcessInfo.processInfo.environment, module.packagingSettings, ["ENVIRONMENT": "development"])
             var context = ModuleContext(settings: settings, environment: .development, mode: .customHandler, logger: logger)
             try await module.configure(&context)
             _ = try FunctionCatalog(specs: try manifest.specs(settings: settings), registry: context.functions)

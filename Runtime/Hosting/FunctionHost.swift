@@ -128,7 +128,7 @@ public struct FunctionHost: Sendable {
                     var writer = JSONWriter(capacity: 16_384)
                     OpenAPIDocument.build(
                         catalog: catalog, operations: context.openAPIOperations, schemas: context.openAPISchemas,
-                        title: "FunctionHost", version: RuntimeEndpoints.version
+                        title: "FunctionHost", version: RuntimeEndpoints.version, errorCodes: context.openAPIErrorCodes
                     ).write(to: &writer)
                     return writer.bytes
                 }()),

@@ -41,6 +41,13 @@ public struct ModuleContext: Sendable {
         openAPISchemas[name] = schema
     }
 
+    /// The module's error codes by HTTP status, for the OpenAPI document (the runtime adds its own).
+    public private(set) var openAPIErrorCodes: [Int: [String]] = [:]
+
+    public mutating func describeErrors(_ codes: [Int: [String]]) {
+        openAPIErrorCodes.merge(codes) { existing, added in existing + added.filter { !existing.contains($0) } }
+    }
+
     /// Run once the module's services are up and before the server accepts requests (e.g. migrations).
     public private(set) var startupTasks: [@Sendable () async throws -> Void] = []
 
@@ -74,12 +81,17 @@ public protocol FunctionModule: Sendable {
     /// Secrets that must resolve before the host starts in `staging` and `production`.
     var requiredSecrets: [String] { get }
 
+    /// Settings under which `configure` registers its handlers without touching the project's data or
+    /// services (`fnhost package` checks the manifest this way): e.g. an in-memory database.
+    var packagingSettings: [String: String] { get }
+
     /// Registers every handler named in function.json, and the services they need.
     func configure(_ context: inout ModuleContext) async throws
 }
 
 extension FunctionModule {
     public var requiredSecrets: [String] { [] }
+    public var packagingSettings: [String: String] { [:] }
 }
 
 /// A module's refusal to start (bad or missing settings); reported as one line.

@@ -4,7 +4,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
-/// Answers requests the HTTP parser refused in the contract's error shape (SPEC §4) instead of a
+/// Answers requests the HTTP parser refused in the contract's error shape (docs/api.md) instead of a
 /// bare 400: oversized headers are 431, anything else malformed (conflicting `Content-Length`,
 /// `Transfer-Encoding` with `Content-Length`, bare LF, an invalid method or URL …) is 400; each
 /// with the JSON error body, `X-Request-Id` and `Connection: close`, then the connection closes.

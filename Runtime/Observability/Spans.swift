@@ -62,7 +62,7 @@ public final class InvocationAttributes: Sendable {
     @TaskLocal public static var current: InvocationAttributes?
 }
 
-/// Spans (SPEC §14): one per invocation (server), one per host, database and cache call (client),
+/// Spans (docs/observability.md): one per invocation (server), one per host, database and cache call (client),
 /// exported only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Unset, `SpanExporter.current` is nil and
 /// every helper here is a task-local read and a branch.
 public enum Tracing {

@@ -1,6 +1,6 @@
 import Logging
 
-/// W3C Trace Context (SPEC §14): the `traceparent` of the invocation running in this task.
+/// W3C Trace Context (docs/observability.md): the `traceparent` of the invocation running in this task.
 /// An incoming `traceparent` is continued (same trace id, a new span id whose parent is the
 /// caller's), anything else — absent or malformed — starts a new trace. Every call the module makes
 /// through `OutboundHTTP` carries a child `traceparent`, and every log line written in the task

@@ -61,16 +61,25 @@ public struct OpenAPIOperation: Sendable {
 /// path parameters) and what each function declares (summary, inputs, responses), so it cannot
 /// drift from what is served.
 enum OpenAPIDocument {
-    static let errorDescriptions: [Int: String] = [
-        400: "VALIDATION_FAILED", 401: "UNAUTHENTICATED or INVALID_SIGNATURE", 403: "PERMISSION_DENIED or STEP_UP_REQUIRED",
-        404: "NOT_FOUND", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 422: "IDEMPOTENCY_KEY_REUSED",
-        429: "RATE_LIMITED", 500: "INTERNAL", 503: "RBAC_UNAVAILABLE or SERVICE_UNAVAILABLE",
+    /// The runtime's own error codes by status (`FunctionError`); a module adds its own through
+    /// `ModuleContext.describeErrors`.
+    static let runtimeErrorCodes: [Int: [String]] = [
+        400: ["VALIDATION_FAILED"], 404: ["NOT_FOUND"], 413: ["PAYLOAD_TOO_LARGE"], 415: ["UNSUPPORTED_MEDIA_TYPE"],
+        429: ["RATE_LIMITED"], 500: ["INTERNAL"], 503: ["SERVICE_UNAVAILABLE"],
     ]
+
+    /// "A or B" per status: the module's codes first, then the runtime's.
+    static func errorDescriptions(module: [Int: [String]]) -> [Int: String] {
+        var codes = module
+        for (status, runtime) in runtimeErrorCodes { codes[status, default: []] += runtime.filter { !(module[status] ?? []).contains($0) } }
+        return codes.mapValues { $0.joined(separator: " or ") }
+    }
 
     static func build(
         catalog: FunctionCatalog, operations: [String: OpenAPIOperation], schemas: [String: JSONValue], title: String,
-        version: String
+        version: String, errorCodes: [Int: [String]] = [:]
     ) -> JSONValue {
+        let errorDescriptions = errorDescriptions(module: errorCodes)
         var paths: [String: [String: JSONValue]] = [:]
         for function in catalog.functions where !function.spec.disabled {
             guard let http = function.spec.httpTrigger else { continue }
@@ -93,7 +102,7 @@ enum OpenAPIDocument {
             if pathText.isEmpty { pathText = "/" }
             for method in http.methods ?? [.get] {
                 paths[pathText, default: [:]][method.rawValue.lowercased()] = describe(
-                    function.name, operation, pathParameters: pathParameters)
+                    function.name, operation, pathParameters: pathParameters, errorDescriptions: errorDescriptions)
             }
         }
         var errorSchema: [String: JSONValue] = [:]
@@ -125,7 +134,9 @@ enum OpenAPIDocument {
         ])
     }
 
-    private static func describe(_ name: String, _ operation: OpenAPIOperation, pathParameters: [JSONValue]) -> JSONValue {
+    private static func describe(
+        _ name: String, _ operation: OpenAPIOperation, pathParameters: [JSONValue], errorDescriptions: [Int: String]
+    ) -> JSONValue {
         var object: [String: JSONValue] = ["operationId": .string(name), "summary": .string(operation.summary)]
         let parameters = pathParameters
             + operation.query.map { parameter(name: $0.name, in: "query", required: $0.required, schema: $0.schema, description: $0.description) }

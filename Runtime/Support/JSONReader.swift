@@ -29,7 +29,7 @@ public struct JSONReadError: Error, Sendable, Equatable, CustomStringConvertible
 /// each value's type is known from its first byte, the depth limit is checked on the way down,
 /// strings are validated as UTF-8 once. Every JSON the process reads from outside goes through it
 /// (token headers, request bodies, invocation payloads, host answers, manifests), so no input can
-/// make parsing cost more than a constant per byte. Strings holding U+0000 are refused (SPEC §4).
+/// make parsing cost more than a constant per byte. Strings holding U+0000 are refused (docs/api.md).
 public struct JSONReader {
     public static let defaultMaxDepth = 64
 

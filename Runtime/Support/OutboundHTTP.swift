@@ -47,7 +47,7 @@ public struct OutboundHTTP: Sendable {
     public func send(_ request: HTTPClientRequest, timeout: Duration, maxBody: Int = 1 << 20) async throws(Failure) -> Reply {
         let client = client
         var traced = request
-        // The call is a span of the invocation's trace (SPEC §14), exported when spans are.
+        // The call is a span of the invocation's trace (docs/observability.md), exported when spans are.
         var span = Tracing.start(
             "HTTP \(request.method.rawValue)", attributes: [("http.request.method", .string(request.method.rawValue)), ("server.address", .string(URL(string: request.url)?.host ?? ""))])
         if let context = span?.context ?? TraceContext.current?.child() {

@@ -85,7 +85,7 @@ public final class TimerScheduler: Service, Sendable {
             guard await sleep(until: next) else { return }
             lastOccurrence = next
             // Fail closed: an occurrence that cannot be claimed is skipped (another instance may run it);
-            // a duplicate run would break "one run per occurrence" (SPEC §13).
+            // a duplicate run would break "one run per occurrence" (docs/runtime.md).
             let claimed: Bool
             do {
                 claimed = try await monitor.claim(function: function.name, occurrence: next)

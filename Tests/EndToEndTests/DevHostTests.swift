@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 
-/// SPEC §12 with the real binary: `fnhost start` in development serves the development host,
+/// docs/identity.md with the real binary: `fnhost start` in development serves the development host,
 /// and `fnhost token` mints tokens it accepts, from the same project folder.
 @Suite(.serialized) struct DevHostTests {
     static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (Int32?, String, String) {

@@ -3,7 +3,7 @@ import Testing
 
 @testable import Functions
 
-/// SPEC §8's hash format, pinned: the known-answer vectors, RFC 8785 details, and the parser
+/// docs/audit.md's hash format, pinned: the known-answer vectors, RFC 8785 details, and the parser
 /// that reads stored details back for verification.
 struct AuditFormatTests {
     static let firstDetails: JSONValue = .object([

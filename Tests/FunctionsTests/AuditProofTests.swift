@@ -243,7 +243,7 @@ struct CheckpointTests {
     }
 }
 
-/// The proof endpoints through the real module on both databases (SPEC §7, §8b).
+/// The proof endpoints through the real module on both databases (docs/api.md, §8b).
 @Suite(.serialized) struct AuditProofEndpointTests {
     static let signingSeed = Data(Array(repeating: UInt8(9), count: 32)).base64EncodedString()
     static let extra = ["AUDIT_SIGNING_KEY": signingSeed, "AUDIT_LOG_ORIGIN": "audit.test.example/log"]

@@ -10,7 +10,7 @@ import Testing
 
 @testable import Functions
 
-/// What a deadline does to work in flight (SPEC §4: a 503 means nothing was changed).
+/// What a deadline does to work in flight (docs/api.md: a 503 means nothing was changed).
 @Suite(.serialized) struct DeadlineTests {
     /// Another process holds the SQLite write lock past the store's deadline, then lets go while the
     /// transaction is still waiting for it. The caller got 503 — and the change must not commit, the

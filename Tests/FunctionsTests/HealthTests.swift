@@ -94,7 +94,7 @@ import Testing
     }
 }
 
-/// `local.settings.example` documents every setting of SPEC §3 with safe development values.
+/// `local.settings.example` documents every setting of docs/settings.md with safe development values.
 @Suite struct LocalSettingsExampleTests {
     static let specSettings = [
         "ENVIRONMENT", "HOST_JWKS_URI", "JWT_ISSUER", "JWT_AUDIENCE", "HOST_RBAC_API_URL", "HOST_RBAC_API_KEY",

@@ -11,7 +11,7 @@ import Testing
 @testable import Functions
 
 /// Pairs of ids that some naive rule (String equality, a separator, a glob, a decoder, a
-/// case or width fold) would take for one; SPEC §5 says they are two.
+/// case or width fold) would take for one; docs/security.md says they are two.
 enum HostileIDs {
     /// (a, b): distinct byte strings that collide under at least one naive rule.
     static let pairs: [(String, String)] = [

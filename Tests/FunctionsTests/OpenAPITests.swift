@@ -47,6 +47,12 @@ import Testing
         for status in ["200", "400", "401", "403", "404", "500", "503"] {
             #expect(responses[status] != nil, "GetLead documents \(status)")
         }
+        // Error codes: the module's (through ModuleContext.describeErrors) before the runtime's.
+        func described(_ status: String) -> String? { (responses[status] as? [String: Any])?["description"] as? String }
+        #expect(described("401") == "UNAUTHENTICATED or INVALID_SIGNATURE")
+        #expect(described("403") == "PERMISSION_DENIED or STEP_UP_REQUIRED")
+        #expect(described("503") == "RBAC_UNAVAILABLE or SERVICE_UNAVAILABLE")
+        #expect(described("400") == "VALIDATION_FAILED")
         let health = try #require(paths["/health"]?["get"] as? [String: Any])
         #expect((health["security"] as? [Any])?.isEmpty == true)
     }

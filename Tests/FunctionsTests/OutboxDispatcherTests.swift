@@ -9,7 +9,7 @@ import Testing
 @testable import Functions
 
 /// The outbox dispatcher's limits against real servers: its time budget, an outbox it cannot
-/// read, and a row whose update was lost keeping its lease (SPEC §9).
+/// read, and a row whose update was lost keeping its lease (docs/operations.md).
 @Suite(.serialized) struct OutboxDispatcherTests {
     static func seed(_ store: any ModuleStore, tenant: String, count: Int) async throws -> [String] {
         let past = Timestamps.string(microseconds: Timestamps.nowMicroseconds() - 1_000_000)

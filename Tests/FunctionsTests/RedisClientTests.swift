@@ -65,7 +65,7 @@ struct RESPTests {
 }
 
 /// The SwiftNIO client against real redis-server instances: plaintext, TLS-only with an ACL user,
-/// the wrong CA or host, a server killed under load, a server that never answers (SPEC §3, §6).
+/// the wrong CA or host, a server killed under load, a server that never answers (docs/settings.md, §6).
 @Suite(.serialized) struct RedisClientTests {
     static let user = OwnRedis.ACLUser(name: "fnhost-app", password: "s3cret-\(UUID().uuidString.prefix(8))")
 

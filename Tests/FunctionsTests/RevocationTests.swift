@@ -11,7 +11,7 @@ import Testing
 
 @testable import Functions
 
-/// The in-process view and the wire forms of SPEC §9b, without I/O.
+/// The in-process view and the wire forms of docs/operations.md, without I/O.
 struct RevocationListTests {
     @Test func eachScopeCoversExactlyWhatItNames() {
         let list = RevocationList()
@@ -118,7 +118,7 @@ struct RevocationListTests {
     }
 }
 
-/// Two real module instances sharing Postgres and Redis, as Azure scales out (SPEC §9b, §13).
+/// Two real module instances sharing Postgres and Redis, as Azure scales out (docs/operations.md, §13).
 @Suite(.serialized) struct SessionRevocationTests {
     static let secret = WebhookPurgeTests.current
 

@@ -11,7 +11,7 @@ import Testing
 
 @testable import Functions
 
-/// SPEC §15: a schema behind the binary (manual migrations) and a schema ahead of it (a rolled-back
+/// docs/data.md: a schema behind the binary (manual migrations) and a schema ahead of it (a rolled-back
 /// deployment), through the real module on a database of their own.
 @Suite(.serialized) struct SchemaGateTests {
     @Test func aSchemaBehindAnswers503NamingFnhostMigrateUntilItIsMigrated() async throws {

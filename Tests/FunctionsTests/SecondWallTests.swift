@@ -22,7 +22,7 @@ extension PostgresLeadStore {
     }
 }
 
-/// SPEC §15 on a database of its own: migrations as the owner, the module as a runtime role that
+/// docs/data.md on a database of its own: migrations as the owner, the module as a runtime role that
 /// owns nothing, row-level security forced on every tenant table.
 @Suite(.serialized) struct SecondWallTests {
     /// A LOGIN role for the runtime, created by the superuser; its URL on the scratch database.

@@ -33,6 +33,25 @@ import Testing
         }
     }
 
+    /// The permission table a migrated database holds is the module's built-in one, rule for rule:
+    /// a permission added in code without a migration inserting its row would be held by nobody
+    /// once `module_permissions` is loaded (a silent 403).
+    @Test(arguments: Backend.allCases)
+    func everyBuiltInPermissionIsSeededByTheMigrations(_ backend: Backend) async throws {
+        let url = backend == .postgres ? nil : try backend.databaseURL()
+        let check: @Sendable (any ModuleStore) async throws -> Void = { store in
+            let rows = try await store.permissionRows()
+            let stored = Dictionary(rows.map { ($0.0, PermissionRule(permission: ModulePermission(rawValue: $0.0) ?? .leadsRead, readOnly: $0.1, stepUp: $0.2)) }) { first, _ in first }
+            let builtIn = Dictionary(uniqueKeysWithValues: PermissionAllowlist.specification.rules.map { ($0.key.rawValue, $0.value) })
+            #expect(stored == builtIn)
+        }
+        if let url {
+            try await withAuditStore(url) { try await check($0) }
+        } else {
+            try await ScratchDatabase.with { database in try await withAuditStore(database.url) { try await check($0) } }
+        }
+    }
+
     @Test func migrationModesAndURLsAreChecked() async throws {
         let root = try IdentityHarness.scriptRoot()
         for (extra, expected) in [

@@ -1,6 +1,6 @@
 @testable import Functions
 
-// Tests only: id literals. Production code has no implicit conversion from `String` (SPEC §5).
+// Tests only: id literals. Production code has no implicit conversion from `String` (docs/security.md).
 extension Identifier: ExpressibleByStringLiteral, ExpressibleByUnicodeScalarLiteral,
     ExpressibleByExtendedGraphemeClusterLiteral
 {

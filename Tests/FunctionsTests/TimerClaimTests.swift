@@ -9,7 +9,7 @@ import Testing
 
 @testable import Functions
 
-/// Three instances on one database run each timer occurrence once (SPEC §13), as Azure's timer
+/// Three instances on one database run each timer occurrence once (docs/runtime.md), as Azure's timer
 /// trigger does across a scaled-out app.
 @Suite struct TimerClaimTests {
     final class Runs: Sendable {
