@@ -5,11 +5,12 @@ public struct FunctionHostModule: FunctionModule {
     public init() {}
 
     public var settingDefaults: [String: String] {
-        [
-            "ENVIRONMENT": "development",
-            "AUDIT_VERIFY_SCHEDULE": "0 0 2 * * *",
-            "EMAIL_DISPATCH_SCHEDULE": "*/5 * * * * *",
-        ]
+        // The manifest's %PLACEHOLDER% schedules get their declared defaults (ModuleSettingSpecs).
+        var defaults = ["ENVIRONMENT": "development"]
+        for spec in [ModuleSettingSpecs.auditVerifySchedule, ModuleSettingSpecs.emailDispatchSchedule] {
+            defaults[spec.name] = spec.defaultValue
+        }
+        return defaults
     }
 
     /// `fnhost package` loads the handlers against nothing real.
@@ -17,7 +18,8 @@ public struct FunctionHostModule: FunctionModule {
 
     /// The secrets of docs/settings.md; outside development the host does not start without them.
     public var requiredSecrets: [String] {
-        ["HOST_JWKS_URI", "HOST_RBAC_API_KEY", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL", "METRICS_TOKEN", "AUDIT_SIGNING_KEY"]
+        typealias S = ModuleSettingSpecs
+        return [S.jwksURI, S.rbacKey, S.emailKey, S.webhookSecret, S.databaseURL, HostSettings.metricsToken, S.auditSigningKey].map(\.name)
     }
 
     public func configure(_ context: inout ModuleContext) async throws {

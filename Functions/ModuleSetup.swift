@@ -19,7 +19,7 @@ struct ModuleSetup: Sendable {
     let devHost: DevHostStore?
 
     static func make(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError) -> ModuleSetup {
-        let settings = context.settings
+        let settings = try ModuleSettings(context.settings)
         let logger = context.logger
         let schema = SchemaGate(latest: Migrations.postgres.map(\.version).max() ?? 0)
         let store = try await StoreSetup.make(&context, schema: schema)
@@ -29,9 +29,9 @@ struct ModuleSetup: Sendable {
 
         let baseCache: any KeyValueCache
         var redis: RedisClient?
-        if let url = settings.nonEmpty("REDIS_URL") {
+        if let url = settings.redisURL {
             do {
-                let client = RedisClient(endpoint: try RedisEndpoint(url: url, caFile: settings.nonEmpty("TLS_CA_FILE")))
+                let client = RedisClient(endpoint: try RedisEndpoint(url: url, caFile: settings.tlsCAFile))
                 context.services.append(client)
                 baseCache = RedisCache(client: client)
                 redis = client
@@ -46,8 +46,8 @@ struct ModuleSetup: Sendable {
             base: baseCache, signingKey: try await cacheSigningKey(&context, shared: redis != nil), logger: logger,
             metrics: context.metricsFactory)
 
-        let hostNames = ["HOST_JWKS_URI", "HOST_RBAC_API_URL", "HOST_EMAIL_API"]
-        let hostConfigured = hostNames.contains { settings.nonEmpty($0) != nil }
+        let hostConfigured = [ModuleSettingSpecs.jwksURI, ModuleSettingSpecs.rbacURL, ModuleSettingSpecs.emailURL]
+            .contains { context.settings.nonEmpty($0.name) != nil }
         let useDevHost = context.environment == .development && !hostConfigured
         let jwksSource: JWKSSource
         let rbacSource: any RBACSource
@@ -61,40 +61,40 @@ struct ModuleSetup: Sendable {
             jwksSource = JWKSSource(cacheKey: "dev-host:" + scriptRoot) { (try store.jwks(), .seconds(60)) }
             rbacSource = DevHostRBAC(store: store)
             emailSender = DevHostEmail(store: store)
-            issuer = settings.nonEmpty("JWT_ISSUER") ?? DevHostStore.issuer
-            audience = settings.nonEmpty("JWT_AUDIENCE") ?? DevHostStore.audience
+            issuer = settings.jwtIssuer ?? DevHostStore.issuer
+            audience = settings.jwtAudience ?? DevHostStore.audience
             context.addInternalEndpoint(prefix: DevHostEndpoints.prefix, handler: DevHostEndpoints(store: store))
             logger.info("development host active", metadata: ["state": .string(store.folder.path)])
         } else {
             let jwksURI: String?
             do {
-                jwksURI = try await context.secrets.secret(named: "HOST_JWKS_URI")
+                jwksURI = try await context.secrets.secret(named: ModuleSettingSpecs.jwksURI.name)
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
             guard let jwksURI, let jwksURL = URL(string: jwksURI), OutboundHTTP.isAllowedTarget(jwksURL) else {
                 throw ModuleConfigurationError("HOST_JWKS_URI must be set to an https URL")
             }
-            guard let configuredIssuer = settings.nonEmpty("JWT_ISSUER"), let configuredAudience = settings.nonEmpty("JWT_AUDIENCE") else {
+            guard let configuredIssuer = settings.jwtIssuer, let configuredAudience = settings.jwtAudience else {
                 throw ModuleConfigurationError("JWT_ISSUER and JWT_AUDIENCE must be set")
             }
-            guard let rbacURL = settings.nonEmpty("HOST_RBAC_API_URL"), let parsed = URL(string: rbacURL), OutboundHTTP.isAllowedTarget(parsed) else {
+            guard let rbacURL = settings.rbacURL, let parsed = URL(string: rbacURL), OutboundHTTP.isAllowedTarget(parsed) else {
                 throw ModuleConfigurationError("HOST_RBAC_API_URL must be set to an https URL")
             }
             let apiKey: String?
             do {
-                apiKey = try await context.secrets.secret(named: "HOST_RBAC_API_KEY")
+                apiKey = try await context.secrets.secret(named: ModuleSettingSpecs.rbacKey.name)
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
-            guard let emailURL = settings.nonEmpty("HOST_EMAIL_API"), let parsedEmail = URL(string: emailURL),
+            guard let emailURL = settings.emailURL, let parsedEmail = URL(string: emailURL),
                 OutboundHTTP.isAllowedTarget(parsedEmail)
             else {
                 throw ModuleConfigurationError("HOST_EMAIL_API must be set to an https URL")
             }
             let emailKey: String?
             do {
-                emailKey = try await context.secrets.secret(named: "HOST_EMAIL_API_KEY")
+                emailKey = try await context.secrets.secret(named: ModuleSettingSpecs.emailKey.name)
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
@@ -107,8 +107,7 @@ struct ModuleSetup: Sendable {
 
         let rbac = RBACService(
             source: rbacSource, cache: cache, audit: audit, logger: logger,
-            defaultTTL: Double(try seconds(settings, "RBAC_CACHE_TTL_SECONDS", default: 180)),
-            staleMax: Double(try seconds(settings, "RBAC_STALE_MAX_SECONDS", default: 600)), metrics: context.metricsFactory)
+            defaultTTL: Double(settings.rbacCacheTTL), staleMax: Double(settings.rbacStaleMax), metrics: context.metricsFactory)
         if let redis {
             context.services.append(
                 redis.subscribe(channel: RBACService.purgeChannel, logger: logger) { message in rbac.applyPurgeMessage(message) })
@@ -131,13 +130,10 @@ struct ModuleSetup: Sendable {
         context.services.append(PermissionLoader(store: store, allowlist: allowlist, logger: logger))
         let authorizer = Authorizer(
             allowlist: allowlist, rbac: rbac, audit: audit, environment: context.environment,
-            superAdminGroup: settings.nonEmpty("SUPER_ADMIN_GROUP") ?? "Leaderboard_SuperAdmins",
-            stagingAdminEmails: (settings["STAGING_PLATFORM_ADMIN_EMAILS"] ?? "").split(separator: ",").map(String.init),
+            superAdminGroup: settings.superAdminGroup, stagingAdminEmails: settings.stagingAdminEmails,
             metrics: context.metricsFactory)
-        let policy = RateLimitPolicy(
-            perSecond: try positive(settings, "RATE_LIMIT_PER_SECOND", default: 50, range: 0.001...1_000_000),
-            burst: Int(try positive(settings, "RATE_LIMIT_BURST", default: 100, range: 1...1_000_000)))
-        let instances = Int(try positive(settings, "INSTANCE_COUNT_HINT", default: 1, range: 1...10_000))
+        let policy = settings.rateLimit
+        let instances = settings.instanceCountHint
         let limiter: any RateLimiter
         if let redis {
             let shared = RedisRateLimiter(client: redis, policy: policy, instanceCountHint: instances, logger: logger)
@@ -147,13 +143,9 @@ struct ModuleSetup: Sendable {
         } else {
             limiter = InProcessRateLimiter(policy: policy)
         }
-        let retry = RetryPolicy(
-            base: try positive(settings, "EMAIL_RETRY_BASE_SECONDS", default: 2, range: 0.001...3600),
-            cap: try positive(settings, "EMAIL_RETRY_MAX_SECONDS", default: 300, range: 0.001...21_600),
-            // Below a day: the host's idempotency window; a later retry could become a second email.
-            horizon: try positive(settings, "EMAIL_RETRY_HORIZON_SECONDS", default: 6 * 3600, range: 1...86_399))
+        let retry = settings.emailRetry
         let outbox = OutboxSender(store: store, sender: emailSender, retry: retry, logger: logger, metrics: context.metricsFactory)
-        let checkpointKeys = try await auditSigningKeys(&context, scriptRoot: scriptRoot)
+        let checkpointKeys = try await auditSigningKeys(&context, origin: settings.auditLogOrigin, scriptRoot: scriptRoot)
         return ModuleSetup(
             store: store, schema: schema, cache: cache, rbac: rbac,
             security: Security(verifier: verifier, authorizer: authorizer, limiter: limiter, metrics: context.metricsFactory),
@@ -164,14 +156,13 @@ struct ModuleSetup: Sendable {
     /// development without one a key generated into the development host's folder. Outside
     /// development it is a required secret (the host refuses to start without it); a malformed one
     /// stops start-up here.
-    static func auditSigningKeys(_ context: inout ModuleContext, scriptRoot: String) async throws(ModuleConfigurationError)
-        -> CheckpointKeys
-    {
-        let origin = context.settings.nonEmpty("AUDIT_LOG_ORIGIN") ?? CheckpointSigner.defaultOrigin
+    static func auditSigningKeys(
+        _ context: inout ModuleContext, origin: String, scriptRoot: String
+    ) async throws(ModuleConfigurationError) -> CheckpointKeys {
         guard CheckpointSigner.isValidName(origin) else {
             throw ModuleConfigurationError("AUDIT_LOG_ORIGIN must be 1 to 200 bytes without spaces, '+' or control characters")
         }
-        let configured = try? await context.secrets.secret(named: "AUDIT_SIGNING_KEY")
+        let configured = try? await context.secrets.secret(named: ModuleSettingSpecs.auditSigningKey.name)
         if context.environment == .development, configured == nil || configured?.isEmpty == true {
             return CheckpointKeys(
                 origin: origin,
@@ -191,7 +182,7 @@ struct ModuleSetup: Sendable {
     static func cacheSigningKey(_ context: inout ModuleContext, shared: Bool) async throws(ModuleConfigurationError) -> [UInt8] {
         let configured: String?
         do {
-            configured = try await context.secrets.secret(named: "CACHE_SIGNING_KEY")
+            configured = try await context.secrets.secret(named: ModuleSettingSpecs.cacheSigningKey.name)
         } catch {
             throw ModuleConfigurationError(error.description)
         }
@@ -203,22 +194,6 @@ struct ModuleSetup: Sendable {
             throw ModuleConfigurationError("CACHE_SIGNING_KEY must be set when REDIS_URL is set outside development")
         }
         return SignedCache.generatedKey()
-    }
-
-    private static func positive(
-        _ settings: Settings, _ name: String, default value: Double, range: ClosedRange<Double>
-    ) throws(ModuleConfigurationError) -> Double {
-        guard let text = settings.nonEmpty(name) else { return value }
-        guard let parsed = Double(text), range.contains(parsed) else {
-            throw ModuleConfigurationError("\(name) must be a number from \(range.lowerBound) to \(range.upperBound)")
-        }
-        return parsed
-    }
-
-    private static func seconds(_ settings: Settings, _ name: String, default value: Int) throws(ModuleConfigurationError) -> Int {
-        guard let text = settings.nonEmpty(name) else { return value }
-        guard let parsed = Int(text), parsed >= 0 else { throw ModuleConfigurationError("\(name) must be a whole number of seconds") }
-        return parsed
     }
 }
 

@@ -124,7 +124,7 @@ struct CheckpointKeys: Sendable {
         case .secret(let secrets):
             let text: String?
             do {
-                text = try await secrets.secret(named: "AUDIT_SIGNING_KEY")
+                text = try await secrets.secret(named: ModuleSettingSpecs.auditSigningKey.name)
             } catch {
                 throw FunctionError.serviceUnavailable("the audit signing key is unavailable; try again shortly")
             }

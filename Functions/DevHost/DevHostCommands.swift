@@ -70,7 +70,7 @@ public enum StoreCommands {
 
     /// `DATABASE_URL` from the secrets provider, then the app settings; default: the embedded SQLite file.
     static func databaseURL(_ configuration: HostConfiguration, scriptRoot: String) async throws -> String {
-        try await configuration.secrets.secret(named: "DATABASE_URL").flatMap { $0.isEmpty ? nil : $0 }
+        try await configuration.secrets.secret(named: ModuleSettingSpecs.databaseURL.name).flatMap { $0.isEmpty ? nil : $0 }
             ?? "sqlite:" + URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
     }
 
@@ -93,7 +93,7 @@ public enum StoreCommands {
     public static func migrate(scriptRoot: String, logger: Logger) async throws -> [Int] {
         let configuration = try await configuration(scriptRoot: scriptRoot, logger: logger)
         let runtime = try await databaseURL(configuration, scriptRoot: scriptRoot)
-        let owner = try await configuration.secrets.secret(named: "DATABASE_MIGRATION_URL").flatMap { $0.isEmpty ? nil : $0 }
+        let owner = try await configuration.secrets.secret(named: ModuleSettingSpecs.databaseMigrationURL.name).flatMap { $0.isEmpty ? nil : $0 }
         guard let owner, owner != runtime else {
             return try await StoreSetup.migrate(databaseURL: runtime, logger: logger)
         }
@@ -112,9 +112,9 @@ public enum StoreCommands {
         if let verifierKey {
             key = verifierKey
         } else {
-            let origin = configuration.settings.nonEmpty("AUDIT_LOG_ORIGIN") ?? CheckpointSigner.defaultOrigin
+            let origin = ModuleSettingSpecs.auditLogOrigin.text(configuration.settings) ?? CheckpointSigner.defaultOrigin
             let file = URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/dev-host/audit-signing-key")
-            guard let seed = try await configuration.secrets.secret(named: "AUDIT_SIGNING_KEY").flatMap(CheckpointSigner.seed(base64:))
+            guard let seed = try await configuration.secrets.secret(named: ModuleSettingSpecs.auditSigningKey.name).flatMap(CheckpointSigner.seed(base64:))
                 ?? (try? String(contentsOf: file, encoding: .utf8)).flatMap(CheckpointSigner.seed(base64:))
             else { throw DevHostCommands.Refused(description: "no --verifier-key and no AUDIT_SIGNING_KEY to derive it from") }
             key = try CheckpointSigner(name: origin, seed: seed).verifierKey

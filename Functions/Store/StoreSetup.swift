@@ -14,19 +14,19 @@ enum StoreSetup {
     static func make(_ context: inout ModuleContext, schema: SchemaGate) async throws(ModuleConfigurationError) -> any ModuleStore {
         let url: String?
         do {
-            url = try await context.secrets.secret(named: "DATABASE_URL")
+            url = try await context.secrets.secret(named: ModuleSettingSpecs.databaseURL.name)
         } catch {
             throw ModuleConfigurationError(error.description)
         }
         let logger = context.logger
-        let migrations = context.settings.nonEmpty("DATABASE_MIGRATIONS")?.lowercased() ?? "auto"
+        let migrations = ModuleSettingSpecs.databaseMigrations.text(context.settings)?.lowercased() ?? "auto"
         guard migrations == "auto" || migrations == "manual" else {
             throw ModuleConfigurationError("DATABASE_MIGRATIONS must be auto or manual, not '\(migrations)'")
         }
         if let url, url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
             let configuration: PostgresClient.Configuration
             do {
-                configuration = try PostgresURL.configuration(url, caFile: context.settings.nonEmpty("TLS_CA_FILE"))
+                configuration = try PostgresURL.configuration(url, caFile: ModuleSettingSpecs.tlsCAFile.text(context.settings))
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
@@ -37,7 +37,7 @@ enum StoreSetup {
             // a separate runtime role then gets exactly the module's grants (docs/data.md).
             let migrationURL: String?
             do {
-                migrationURL = try await context.secrets.secret(named: "DATABASE_MIGRATION_URL").flatMap { $0.isEmpty ? nil : $0 }
+                migrationURL = try await context.secrets.secret(named: ModuleSettingSpecs.databaseMigrationURL.name).flatMap { $0.isEmpty ? nil : $0 }
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
@@ -45,7 +45,7 @@ enum StoreSetup {
             if let migrationURL, migrationURL != url {
                 let owner: PostgresClient.Configuration
                 do {
-                    owner = try PostgresURL.configuration(migrationURL, caFile: context.settings.nonEmpty("TLS_CA_FILE"))
+                    owner = try PostgresURL.configuration(migrationURL, caFile: ModuleSettingSpecs.tlsCAFile.text(context.settings))
                 } catch {
                     throw ModuleConfigurationError("DATABASE_MIGRATION_URL: \(error.description)")
                 }

@@ -40,7 +40,7 @@ struct WebhookIntake: Sendable {
     func authenticate(_ request: FunctionRequest) async throws(FunctionError) -> (id: String, body: [UInt8]) {
         let configured: String?
         do {
-            configured = try await secrets.secret(named: "WEBHOOK_HMAC_SECRET")
+            configured = try await secrets.secret(named: ModuleSettingSpecs.webhookSecret.name)
         } catch {
             throw FunctionError.serviceUnavailable("webhook secrets unavailable; try again shortly")
         }

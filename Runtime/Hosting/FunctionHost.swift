@@ -73,13 +73,13 @@ public struct FunctionHost: Sendable {
         let secrets = configuration.secrets
         let metricsToken: String?
         do {
-            for name in module.requiredSecrets + ["METRICS_TOKEN"] {
+            for name in module.requiredSecrets + [HostSettings.metricsToken.name] {
                 let value = try await secrets.secret(named: name)
                 if value == nil, deployment != .development, module.requiredSecrets.contains(name) {
                     throw SecretsError("required secret \(name) is not set (provider: \(secrets.providerName), then app settings)")
                 }
             }
-            metricsToken = try await secrets.secret(named: "METRICS_TOKEN")
+            metricsToken = try await secrets.secret(named: HostSettings.metricsToken.name)
         } catch let error as SecretsError {
             throw StartupError(description: error.description)
         }
@@ -138,7 +138,7 @@ public struct FunctionHost: Sendable {
         case .emulator:
             port = options.port ?? local.localHTTPPort ?? 7071
         case .customHandler:
-            guard let text = settings["FUNCTIONS_CUSTOMHANDLER_PORT"], let parsed = Int(text) else {
+            guard let text = settings[HostSettings.customHandlerPort.name], let parsed = Int(text) else {
                 throw StartupError(description: "FUNCTIONS_CUSTOMHANDLER_PORT is not set to a port number")
             }
             port = parsed

@@ -24,7 +24,7 @@ public struct HostConfiguration: Sendable {
             let settings = try await SecretsSetup.resolveKeyVaultReferences(
                 in: Settings.layered(settingDefaults, local.values, environment), redactor: redactor)
             var level: Logger.Level?
-            if let text = settings.nonEmpty("LOG_LEVEL") {
+            if let text = settings.nonEmpty(HostSettings.logLevel.name) {
                 guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
                     throw SettingsError("LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
                 }

@@ -125,12 +125,12 @@ public final class SpanExporter: Service, Sendable {
 
     /// The exporter the settings ask for, or nil (nothing exported).
     public static func make(settings: Settings, logger: Logger) throws(ConfigurationError) -> SpanExporter? {
-        if settings.nonEmpty("OTEL_SDK_DISABLED")?.lowercased() == "true" { return nil }
-        if let exporter = settings.nonEmpty("OTEL_TRACES_EXPORTER")?.lowercased(), exporter == "none" { return nil }
+        if settings.nonEmpty(HostSettings.sdkDisabled.name)?.lowercased() == "true" { return nil }
+        if let exporter = settings.nonEmpty(HostSettings.tracesExporter.name)?.lowercased(), exporter == "none" { return nil }
         let endpoint: String
-        if let traces = settings.nonEmpty("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        if let traces = settings.nonEmpty(HostSettings.otlpTracesEndpoint.name) {
             endpoint = traces
-        } else if let base = settings.nonEmpty("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        } else if let base = settings.nonEmpty(HostSettings.otlpEndpoint.name) {
             endpoint = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
         } else {
             return nil
@@ -138,20 +138,20 @@ public final class SpanExporter: Service, Sendable {
         guard let url = URL(string: endpoint), url.scheme == "http" || url.scheme == "https", url.host != nil else {
             throw ConfigurationError(description: "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL")
         }
-        let protocolName = settings.nonEmpty("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") ?? settings.nonEmpty("OTEL_EXPORTER_OTLP_PROTOCOL") ?? "http/protobuf"
+        let protocolName = settings.nonEmpty(HostSettings.otlpTracesProtocol.name) ?? settings.nonEmpty(HostSettings.otlpProtocol.name) ?? "http/protobuf"
         guard protocolName == "http/protobuf" else {
             throw ConfigurationError(description: "OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf is supported, not \(protocolName)")
         }
         var resource: [(String, SpanValue)] = []
-        for (key, value) in pairs(settings.nonEmpty("OTEL_RESOURCE_ATTRIBUTES")) { resource.append((key, .string(value))) }
-        let service = settings.nonEmpty("OTEL_SERVICE_NAME") ?? resource.first { $0.0 == "service.name" }.flatMap {
+        for (key, value) in pairs(settings.nonEmpty(HostSettings.resourceAttributes.name)) { resource.append((key, .string(value))) }
+        let service = settings.nonEmpty(HostSettings.serviceName.name) ?? resource.first { $0.0 == "service.name" }.flatMap {
             if case .string(let name) = $0.1 { name } else { nil }
         } ?? "fnhost"
         resource.removeAll { $0.0 == "service.name" }
         resource.insert(("service.name", .string(service)), at: 0)
-        let delay = settings.nonEmpty("OTEL_BSP_SCHEDULE_DELAY").flatMap(Int.init).map { min(max($0, 10), 60_000) } ?? 1000
+        let delay = settings.nonEmpty(HostSettings.exportDelay.name).flatMap(Int.init).map { min(max($0, 10), 60_000) } ?? 1000
         return SpanExporter(
-            endpoint: endpoint, headers: pairs(settings.nonEmpty("OTEL_EXPORTER_OTLP_HEADERS")), resource: resource,
+            endpoint: endpoint, headers: pairs(settings.nonEmpty(HostSettings.otlpHeaders.name)), resource: resource,
             interval: .milliseconds(delay), logger: logger)
     }
 

@@ -215,16 +215,16 @@ public final class KeyVaultClient: Sendable {
     /// `IDENTITY_HEADER`, optional `AZURE_CLIENT_ID` for a user-assigned one), else client
     /// credentials (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`).
     public static func credential(settings: Settings) throws(SecretsError) -> any TokenCredential {
-        if let endpoint = settings.nonEmpty("IDENTITY_ENDPOINT"), let header = settings.nonEmpty("IDENTITY_HEADER") {
+        if let endpoint = settings.nonEmpty(HostSettings.identityEndpoint.name), let header = settings.nonEmpty(HostSettings.identityHeader.name) {
             guard let url = URL(string: endpoint), OutboundHTTP.isAllowedTarget(url) else {
                 throw SecretsError("IDENTITY_ENDPOINT must be an https or loopback URL")
             }
-            return ManagedIdentityCredential(endpoint: url, header: header, clientID: settings.nonEmpty("AZURE_CLIENT_ID"))
+            return ManagedIdentityCredential(endpoint: url, header: header, clientID: settings.nonEmpty(HostSettings.azureClientID.name))
         }
-        if let tenant = settings.nonEmpty("AZURE_TENANT_ID"), let client = settings.nonEmpty("AZURE_CLIENT_ID"),
-            let secret = settings.nonEmpty("AZURE_CLIENT_SECRET")
+        if let tenant = settings.nonEmpty(HostSettings.azureTenantID.name), let client = settings.nonEmpty(HostSettings.azureClientID.name),
+            let secret = settings.nonEmpty(HostSettings.azureClientSecret.name)
         {
-            let authorityText = settings.nonEmpty("AZURE_AUTHORITY_HOST") ?? "https://login.microsoftonline.com"
+            let authorityText = settings.nonEmpty(HostSettings.azureAuthorityHost.name) ?? "https://login.microsoftonline.com"
             guard let authority = URL(string: authorityText), OutboundHTTP.isAllowedTarget(authority) else {
                 throw SecretsError("AZURE_AUTHORITY_HOST must be an https or loopback URL")
             }

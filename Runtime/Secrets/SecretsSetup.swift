@@ -8,7 +8,7 @@ enum SecretsSetup {
     /// settings are always consulted after it.
     static func secrets(settings: Settings, redactor: SecretRedactor, logger: Logger) throws(SecretsError) -> Secrets {
         let environment = EnvironmentSecretsProvider(settings: settings)
-        let choice = settings.nonEmpty("SECRETS_PROVIDER") ?? "env"
+        let choice = HostSettings.secretsProvider.text(settings) ?? "env"
         let configured: (any SecretsProvider)?
         if choice == "env" {
             configured = nil
@@ -29,8 +29,13 @@ enum SecretsSetup {
             throw SecretsError("SECRETS_PROVIDER must be env, files:DIR or keyvault:URL")
         }
         guard let configured else { return Secrets(providers: [environment], redactor: redactor) }
-        let seconds = settings.nonEmpty("SECRETS_REFRESH_SECONDS").flatMap(Int.init) ?? 300
-        let cached = CachingSecretsProvider(configured, refreshInterval: .seconds(max(seconds, 1)), logger: logger)
+        let seconds: Int
+        do {
+            seconds = try HostSettings.secretsRefresh.seconds(settings)
+        } catch {
+            throw SecretsError(error.description)
+        }
+        let cached = CachingSecretsProvider(configured, refreshInterval: .seconds(seconds), logger: logger)
         return Secrets(providers: [cached, environment], redactor: redactor)
     }
 

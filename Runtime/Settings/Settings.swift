@@ -69,7 +69,7 @@ public struct Settings: Sendable {
     /// `ENVIRONMENT`, else `fallback`: development under `fnhost start`, production under
     /// `fnhost serve` (a deployment that forgot the setting must not run with development's defaults).
     public func deploymentEnvironment(default fallback: DeploymentEnvironment = .development) throws(SettingsError) -> DeploymentEnvironment {
-        let raw = nonEmpty("ENVIRONMENT") ?? fallback.rawValue
+        let raw = nonEmpty(HostSettings.environment.name) ?? fallback.rawValue
         guard let environment = DeploymentEnvironment(rawValue: raw.lowercased()) else {
             throw SettingsError("ENVIRONMENT must be development, staging or production, not '\(raw)'")
         }
@@ -78,7 +78,7 @@ public struct Settings: Sendable {
 
     /// `WEBSITE_TIME_ZONE` for timer schedules; UTC when unset.
     public func scheduleTimeZone() throws(SettingsError) -> TimeZone {
-        guard let name = nonEmpty("WEBSITE_TIME_ZONE") else { return .gmt }
+        guard let name = nonEmpty(HostSettings.timeZone.name) else { return .gmt }
         guard let zone = TimeZone(identifier: name) else {
             throw SettingsError("WEBSITE_TIME_ZONE '\(name)' is not a known time zone identifier")
         }
