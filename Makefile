@@ -45,7 +45,7 @@ fuzz:
 ## Throughput and latency on loopback with wrk (release build); see docs/benchmarks.md.
 bench: release
 	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
-	scripts/with-services.sh scripts/bench.sh .build/release/fnhost
+	BENCH_JSON=$(CURDIR)/.build/bench.jsonl scripts/with-services.sh scripts/bench.sh .build/release/fnhost
 	scripts/json-bench.sh
 
 ## Azure deployment layout in dist/ (host.json, NAME/function.json, fnhost with the Swift stdlib linked

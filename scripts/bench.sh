@@ -5,6 +5,10 @@
 # then audited writes (POST /api/leads: a lead and its hash-chained event per request) on one
 # tenant and spread over 16 tenants, and `fnhost verify-audit --full` over everything written.
 # Usage: scripts/with-services.sh scripts/bench.sh PATH/TO/fnhost   (DURATION, CONNECTIONS, THREADS override)
+# Prints wrk's report for humans and, per scenario, one JSON line (prefix `{"scenario"`): req/s, p50,
+# p99, p99.9 (ms), errors (socket errors + non-2xx), fnhost CPU seconds per 1,000 requests, fnhost RSS
+# (MiB) after the run; then idle RSS, the listing ÷ /health ratio (compare that across machines) and
+# verify-audit's events/s. `BENCH_JSON=FILE` also writes the JSON lines to FILE.
 set -euo pipefail
 binary=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 duration=${DURATION:-10s}
@@ -31,23 +35,52 @@ for i in $(seq 1 100); do
     -d "{\"name\":\"Lead $i\",\"email\":\"lead$i@bench.example\",\"company\":\"Bench $i\"}"
 done
 curl -fsS "$base/api/leads?limit=20" -H "Authorization: Bearer $token" | python3 -c 'import sys,json; d=json.load(sys.stdin); assert len(d["items"])==20, d'
+ticks=$(getconf CLK_TCK)
+json=${BENCH_JSON:-$work/bench.jsonl}
+: > "$json"
+cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+rss() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status"; }
+echo "{\"scenario\":\"idle\",\"rss_mib\":$(rss)}" | tee -a "$json"
+# scenario NAME CONNECTIONS SCRIPT [wrk args…]: wrk's report, then the scenario's JSON line.
+scenario() {
+  local name=$1 conns=$2 script=$3; shift 3
+  local before after out
+  before=$(cpu)
+  out=$(wrk -t"$threads" -c"$conns" -d"$duration" --latency -s "$script" "$@")
+  after=$(cpu)
+  echo "$out" | grep -v '^BENCH '
+  python3 -c 'import json,sys
+r=json.loads(sys.argv[1]); cpu=(int(sys.argv[3])-int(sys.argv[2]))/int(sys.argv[4])
+print(json.dumps({"scenario":sys.argv[5],"connections":int(sys.argv[6]),"rps":r["rps"],"p50_ms":r["p50_ms"],"p99_ms":r["p99_ms"],
+ "p999_ms":r["p999_ms"],"errors":r["errors"]+r["non_2xx"],"cpu_s_per_1000":round(cpu*1000/max(r["requests"],1),4),"rss_mib":float(sys.argv[7])}))' \
+    "$(echo "$out" | grep '^BENCH ' | cut -c7-)" "$before" "$after" "$ticks" "$name" "$conns" "$(rss)" | tee -a "$json"
+}
+report="$repo/scripts/bench-report.lua"
+cat "$repo/scripts/bench-post.lua" "$report" > "$work/post.lua"
 echo "== GET /health  ($threads threads, $connections connections, $duration)"
-wrk -t"$threads" -c"$connections" -d"$duration" --latency "$base/health"
+scenario health "$connections" "$report" "$base/health"
 echo "== GET /api/leads?limit=20 with a bearer token, Postgres + Redis  ($threads threads, $connections connections, $duration)"
-wrk -t"$threads" -c"$connections" -d"$duration" --latency -H "Authorization: Bearer $token" "$base/api/leads?limit=20"
+scenario listing "$connections" "$report" -H "Authorization: Bearer $token" "$base/api/leads?limit=20"
+echo "== the same at 4 connections (the latency floor)"
+scenario listing_4 4 "$report" -H "Authorization: Bearer $token" "$base/api/leads?limit=20"
 
 echo "== POST /api/leads (lead + audit event in one transaction), one tenant  ($threads threads, $connections connections, $duration)"
 echo "$token" > "$work/one.tokens"
-TOKENS_FILE="$work/one.tokens" wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$repo/scripts/bench-post.lua" "$base"
+TOKENS_FILE="$work/one.tokens" scenario writes_1_tenant "$connections" "$work/post.lua" "$base"
 for i in $(seq 1 16); do
   (cd "$work" && "$binary" token --tenant "t-bench-$i" --user u-bench --perm LEADS_WRITE | tail -1)
 done > "$work/many.tokens"
 echo "== POST /api/leads (lead + audit event in one transaction), 16 tenants  ($threads threads, $connections connections, $duration)"
-TOKENS_FILE="$work/many.tokens" wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$repo/scripts/bench-post.lua" "$base"
+TOKENS_FILE="$work/many.tokens" scenario writes_16_tenants "$connections" "$work/post.lua" "$base"
+python3 -c 'import json,sys
+rows={}
+for line in open(sys.argv[1]):
+    row=json.loads(line); rows[row["scenario"]]=row
+print(json.dumps({"scenario":"listing_to_health","ratio":round(rows["listing"]["rps"]/rows["health"]["rps"],4)}))' "$json" | tee -a "$json"
 echo "== fnhost verify-audit --full (every chain from seq 1)"
 kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; pid=""
 started=$(date +%s.%N)
 summary=$(cd "$work" && "$binary" verify-audit --full 2>/dev/null | tail -1)
 finished=$(date +%s.%N)
 echo "$summary"
-python3 -c 'import re,sys; n=int(re.search(r"(\d+) events", sys.argv[1]).group(1)); t=float(sys.argv[3])-float(sys.argv[2]); print(f"{n} events verified in {t:.2f} s (process start included): {n/t:,.0f} events/s")' "$summary" "$started" "$finished"
+python3 -c 'import re,sys,json; n=int(re.search(r"(\d+) events", sys.argv[1]).group(1)); t=float(sys.argv[3])-float(sys.argv[2]); print(f"{n} events verified in {t:.2f} s (process start included): {n/t:,.0f} events/s"); open(sys.argv[4],"a").write(json.dumps({"scenario":"verify_audit_full","events":n,"seconds":round(t,3),"events_per_s":round(n/t)})+"\n"); print(json.dumps({"scenario":"verify_audit_full","events":n,"seconds":round(t,3),"events_per_s":round(n/t)}))' "$summary" "$started" "$finished" "$json"
