@@ -4,15 +4,10 @@ import Testing
 
 /// `fnhost package` writes the deployment layout; `fnhost serve` runs from it as the Azure host starts it.
 @Suite(.serialized) struct ServeAndPackageTests {
-    static func package() throws -> URL {
+    static func package() async throws -> URL {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-package-\(UUID().uuidString)")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: FnhostProcess.binary)
-        process.arguments = ["package", "--out", out.path, "--script-root", Repository.root.path]
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw ProcessError("fnhost package exited \(process.terminationStatus)") }
+        let run = try await runProgram(FnhostProcess.binary, ["package", "--out", out.path, "--script-root", Repository.root.path])
+        guard run.status == 0 else { throw ProcessError("fnhost package exited \(run.status): \(run.output)") }
         return out
     }
 
@@ -22,8 +17,8 @@ import Testing
         return dictionary
     }
 
-    @Test func packageLayoutMatchesTheManifest() throws {
-        let out = try Self.package()
+    @Test func packageLayoutMatchesTheManifest() async throws {
+        let out = try await Self.package()
         let manifest = try Self.json(Repository.root.appendingPathComponent("function.json"))
         let functions = try #require(manifest["functions"] as? NSDictionary)
         let entries = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
@@ -44,16 +39,8 @@ import Testing
         #expect(host["functionTimeout"] as? String != nil)
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("local.settings.json").path))
 
-        let help = Process()
-        help.executableURL = out.appendingPathComponent("fnhost")
-        help.arguments = ["--help"]
-        help.currentDirectoryURL = out
-        let pipe = Pipe()
-        help.standardOutput = pipe
-        try help.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        help.waitUntilExit()
-        #expect(help.terminationStatus == 0)
+        let (status, text) = try await runProgram(out.appendingPathComponent("fnhost").path, ["--help"], directory: out)
+        #expect(status == 0)
         #expect(text.contains("serve") && text.contains("package") && text.contains("start"))
     }
 
@@ -97,8 +84,8 @@ import Testing
         #expect(text.hasPrefix("ok "))
     }
 
-    @Test func packageRefusesANonEmptyFolderWithoutForce() throws {
-        let out = try Self.package()
+    @Test func packageRefusesANonEmptyFolderWithoutForce() async throws {
+        let out = try await Self.package()
         let again = Process()
         again.executableURL = URL(fileURLWithPath: FnhostProcess.binary)
         again.arguments = ["package", "--out", out.path, "--script-root", Repository.root.path]
@@ -113,7 +100,7 @@ import Testing
     }
 
     @Test func serveFromThePackageAnswersTheAzureHost() async throws {
-        let out = try Self.package()
+        let out = try await Self.package()
         let port = try FreePort.pick()
         let process = try FnhostProcess.start(
             arguments: ["serve", "--script-root", out.path],

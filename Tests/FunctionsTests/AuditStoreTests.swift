@@ -344,7 +344,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
                 return expected
             }
             // The command line, on the same database (incremental, as an operator would run it).
-            let run = try FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": database.url])
+            let run = try await FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": database.url])
             #expect(run.status == 1, "\(run.output)")
             #expect(run.output.contains("chain \(Self.tenant): first bad seq \(expected.0) (\(expected.1))"), "\(run.output)")
             #expect(!run.output.contains("t-untouched"))
@@ -356,9 +356,9 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             try await withAuditStore(database.url) { store in
                 for _ in 1...3 { try await store.append(record(Self.tenant)) }
             }
-            let first = try FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": database.url])
+            let first = try await FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": database.url])
             #expect(first.status == 0, "\(first.output)")
-            let scoped = try FnhostProcess.run(["verify-audit", "--tenant", Self.tenant, "--full"], environment: ["DATABASE_URL": database.url])
+            let scoped = try await FnhostProcess.run(["verify-audit", "--tenant", Self.tenant, "--full"], environment: ["DATABASE_URL": database.url])
             #expect(scoped.status == 0, "\(scoped.output)")
             try await withAuditStore(database.url) { store in
                 #expect(try await store.checkpoints()[ChainID(stored: Self.tenant)] == ChainHead(seq: 3, hash: try await chain(store, Self.tenant)[2].currentEventHash, occurredAt: nil))
@@ -381,7 +381,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             defer { try? FileManager.default.removeItem(at: vault) }
             try Data(database.url.utf8).write(to: vault.appendingPathComponent("DATABASE_URL"))
             let environment = ["SECRETS_PROVIDER": "files:\(vault.path)", "DATABASE_URL": "", "DATABASE_MIGRATION_URL": ""]
-            let migrate = try FnhostProcess.run(["migrate"], environment: environment)
+            let migrate = try await FnhostProcess.run(["migrate"], environment: environment)
             #expect(migrate.status == 0, "\(migrate.output)")
             #expect(!migrate.output.contains(database.url))
             let configuration = try PostgresURL.configuration(database.url, caFile: nil)
@@ -390,18 +390,18 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
             }
             #expect(pending.isEmpty, "the provider's database is the one migrated")
             _ = try await withAuditStore(database.url) { store in try await store.append(record(Self.tenant)) }
-            let verify = try FnhostProcess.run(["verify-audit", "--full"], environment: environment)
+            let verify = try await FnhostProcess.run(["verify-audit", "--full"], environment: environment)
             #expect(verify.status == 0, "\(verify.output)")
             #expect(verify.output.contains("1 chains, 1 events"), "\(verify.output)")
             // A provider that cannot be used stops the command naming the setting, not a type name.
-            let broken = try FnhostProcess.run(["migrate"], environment: ["SECRETS_PROVIDER": "files:/proc/fnhost-no-such-dir"])
+            let broken = try await FnhostProcess.run(["migrate"], environment: ["SECRETS_PROVIDER": "files:/proc/fnhost-no-such-dir"])
             #expect(broken.status != 0)
             #expect(broken.output.contains("SECRETS_PROVIDER"), "\(broken.output)")
         }
     }
 
-    @Test func aDatabaseThatCannotBeOpenedExitsTwo() throws {
-        let run = try FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": "sqlite:/proc/fnhost-no-such-dir/x.sqlite"])
+    @Test func aDatabaseThatCannotBeOpenedExitsTwo() async throws {
+        let run = try await FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": "sqlite:/proc/fnhost-no-such-dir/x.sqlite"])
         #expect(run.status == 2, "\(run.output)")
     }
 }

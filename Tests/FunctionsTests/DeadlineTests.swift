@@ -281,7 +281,9 @@ struct LockHolder: @unchecked Sendable {
     }
 }
 
-/// Exports on PostgreSQL over several pages (3,000 rows of ~8 KB, 500 per page): complete, every
+/// Exports on PostgreSQL over several pages (6,000 rows of ~2 KB, 500 per page — small pages, so a
+/// loaded CI machine reads each well inside the 3 s deadline; 12 MB, more than loopback socket buffers
+/// hold, so the export is still mid-stream when the reader pauses): complete, every
 /// row exactly once; and cut by a database failure mid-stream (the leads table locked away from
 /// the export between two pages, so its next page misses the deadline): the response ends without
 /// its terminating chunk and `EXPORT_EXECUTED` says `completed: false` with exactly the rows sent.
@@ -308,13 +310,13 @@ struct LockHolder: @unchecked Sendable {
     @Test func severalPagesAndADatabaseFailureMidStream() async throws {
         try await ScratchDatabase.with { database in
             let tenant = "t-export-\(UUID().uuidString.prefix(6))"
-            let total = 3000
+            let total = 6000
             _ = try await withAuditStore(database.url) { _ in 0 }  // migrated
             try await ScratchDatabase.superuser(database.adminURL) { client in
                 _ = try await client.query(
                     """
                     INSERT INTO leads (tenant_id, id, name, email, status, notes, created_by, created_at, updated_at)
-                    SELECT \(tenant), gen_random_uuid(), 'n' || i, 'row' || i || '@x.example', 'new', repeat('n', 8000), 'u',
+                    SELECT \(tenant), gen_random_uuid(), 'n' || i, 'row' || i || '@x.example', 'new', repeat('n', 2000), 'u',
                            now() - (i || ' milliseconds')::interval, now()
                     FROM generate_series(1, \(total)) AS i
                     """, logger: ScratchDatabase.logger)
@@ -326,7 +328,7 @@ struct LockHolder: @unchecked Sendable {
                     let audit = try await client.send(.get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
                     return (audit.json["items"] as? [[String: Any]])?.first?["details"] as? [String: Any]
                 }
-                // Complete: six pages, every row once, in the tenant's order.
+                // Complete: twelve pages, every row once.
                 let full = try await client.send(.post, "/api/exports/leads", token: token)
                 #expect(full.status == .ok)
                 let lines = full.body.split(separator: "\r\n", omittingEmptySubsequences: true)
@@ -342,7 +344,7 @@ struct LockHolder: @unchecked Sendable {
                 let base = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-export-\(UUID().uuidString)").path
                 let port = try #require(client.port)
                 let reading = Task {
-                    try await offThePool { try runProgram("/usr/bin/env", ["python3", "-c", Self.reader, String(port), token, base]) }
+                    try await runProgram("/usr/bin/env", ["python3", "-c", Self.reader, String(port), token, base])
                 }
                 #expect(await eventually(timeout: .seconds(20)) { FileManager.default.fileExists(atPath: base + ".ready") })
                 let admin = PostgresClient(configuration: try PostgresURL.configuration(database.adminURL), backgroundLogger: ScratchDatabase.logger)

@@ -320,16 +320,12 @@ extension TestClientProtocol {
     @Test func theModulePermissionsTableDecides() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-perms-\(UUID().uuidString).sqlite").path
         _ = try await StoreSetup.migrate(databaseURL: "sqlite:" + path, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
-        let update = Process()
-        update.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        update.arguments = [
+        let update = try await runProgram("/usr/bin/env", [
             "python3", "-c",
             "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE module_permissions SET step_up=1 WHERE permission='LEADS_READ'\"); c.commit()",
             path,
-        ]
-        try update.run()
-        update.waitUntilExit()
-        #expect(update.terminationStatus == 0)
+        ])
+        #expect(update.status == 0, "\(update.output)")
 
         try await LeadsHarness.run(databaseURL: "sqlite:" + path) { host, key, client in
             await LeadsHarness.grant(host, tenant: "t-perm", user: "u", ["LEADS_READ"])

@@ -139,7 +139,7 @@ import Testing
     /// reconnects by itself, every lead acknowledged before is there and the audit chain is intact.
     @Test func postgresStoppedMidWorkAnswers503AndRecovers() async throws {
         let postgres = try OwnPostgres()
-        try postgres.start()
+        try await postgres.start()
         try await LeadsHarness.run(databaseURL: postgres.url) { host, key, client in
             let tenant = "t-outage-\(UUID().uuidString.prefix(6))"
             await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "LEADS_WRITE"])
@@ -154,7 +154,7 @@ import Testing
                 }
             }
             #expect(acknowledged.count == 8)
-            try postgres.stop(mode: "immediate")
+            try await postgres.stop(mode: "immediate")
             for index in 0..<4 {
                 let started = ContinuousClock.now
                 let write = try await Self.create(client, token, "during-\(index)")
@@ -165,7 +165,7 @@ import Testing
                 #expect(ContinuousClock.now - started < .seconds(12), "two requests, each bounded by the 3 s deadline")
             }
             #expect(try await client.execute(uri: "/health/ready", method: .get) { $0.status } == .serviceUnavailable)
-            try postgres.start()
+            try await postgres.start()
             let recovered = await eventually(timeout: .seconds(30), every: .milliseconds(250)) {
                 (try? await client.send(.get, "/api/leads?limit=100", token: token))?.status == .ok
             }
@@ -179,7 +179,7 @@ import Testing
             #expect(try await client.execute(uri: "/health/ready", method: .get) { $0.status } == .ok)
         }
         // The chain of every audited write, before and after the crash, verifies.
-        let verify = try FnhostProcess.run(["verify-audit", "--full"], environment: ["DATABASE_URL": postgres.url])
+        let verify = try await FnhostProcess.run(["verify-audit", "--full"], environment: ["DATABASE_URL": postgres.url])
         #expect(verify.status == 0, "\(verify.output)")
     }
 
@@ -193,7 +193,7 @@ import Testing
             let down = try await client.send(.get, "/api/leads", token: token)
             #expect(down.status == .serviceUnavailable, "\(down.body)")
             #expect(!down.body.contains(postgres.url))
-            try postgres.start()
+            try await postgres.start()
             let served = await eventually(timeout: .seconds(40), every: .milliseconds(500)) {
                 (try? await Self.create(client, token, "late"))?.status == .created
             }

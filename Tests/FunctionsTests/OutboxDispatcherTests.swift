@@ -63,13 +63,13 @@ import Testing
     @Test func anOutboxItCannotReadFailsTheRunAndLosesNothing() async throws {
         let host = StandInHost()
         let postgres = try OwnPostgres()
-        try postgres.start()
+        try await postgres.start()
         try await host.application().test(.live) { hostClient in
             try await withAuditStore(postgres.url, deadline: .seconds(3)) { store in
                 let tenant = "claim-\(UUID().uuidString.prefix(6))"
                 let keys = try await Self.seed(store, tenant: tenant, count: 3)
                 let dispatcher = Self.dispatcher(store, hostPort: hostClient.port ?? 0, batchSize: 10)
-                try postgres.stop(mode: "immediate")
+                try await postgres.stop(mode: "immediate")
                 let started = ContinuousClock.now
                 await #expect {
                     _ = try await dispatcher.dispatch(owner: "down", logger: ScratchDatabase.logger)
@@ -78,7 +78,7 @@ import Testing
                 }
                 #expect(ContinuousClock.now - started < .seconds(15))
                 #expect(await host.state.totalEmailCalls == 0)
-                try postgres.start()
+                try await postgres.start()
                 var sent = 0
                 _ = await eventually(timeout: .seconds(30), every: .milliseconds(500)) {
                     sent += (try? await dispatcher.dispatch(owner: "back", logger: ScratchDatabase.logger).sent) ?? 0
@@ -98,7 +98,7 @@ import Testing
     @Test func aRowWhoseUpdateWasLostKeepsItsLease() async throws {
         let host = StandInHost()
         let postgres = try OwnPostgres()
-        try postgres.start()
+        try await postgres.start()
         try await host.application().test(.live) { hostClient in
             try await withAuditStore(postgres.url, deadline: .seconds(3)) { store in
                 let tenant = "lease-\(UUID().uuidString.prefix(6))"
@@ -108,12 +108,12 @@ import Testing
                 let run = Task { try await first.dispatch(owner: "dispatcher-a", logger: ScratchDatabase.logger) }
                 // While the host holds the send, the database crashes; it is back only after the run.
                 #expect(await eventually(timeout: .seconds(10)) { await host.state.emailArrivals == 1 })
-                try postgres.stop(mode: "immediate")
+                try await postgres.stop(mode: "immediate")
                 await host.state.releaseEmail()
                 let outcome = try await run.value
                 #expect(outcome.sent == 0, "the row could not be marked sent")
                 #expect(await host.state.emailAccepted[keys[0]] == 1, "the host did accept it")
-                try postgres.start()
+                try await postgres.start()
                 let second = Self.dispatcher(store, hostPort: hostClient.port ?? 0, batchSize: 10)
                 // Within the lease: nothing to claim (retried until the pool has reconnected).
                 var claimedWithinLease: [OutboxEmail]?

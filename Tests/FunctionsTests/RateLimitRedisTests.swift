@@ -28,8 +28,8 @@ import Testing
     }
 
     /// EVALSHA calls the server has run (its own counter, so only this test's calls count).
-    static func scriptCalls(_ redis: OwnRedis) throws -> Int {
-        let info = try runProgram("/usr/bin/env", ["redis-cli", "-p", String(redis.port), "INFO", "commandstats"]).output
+    static func scriptCalls(_ redis: OwnRedis) async throws -> Int {
+        let info = try await runProgram("/usr/bin/env", ["redis-cli", "-p", String(redis.port), "INFO", "commandstats"]).output
         let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("cmdstat_evalsha:") }
         return line.flatMap { $0.split(separator: "calls=").last?.split(separator: ",").first }.flatMap { Int($0) } ?? 0
     }
@@ -52,11 +52,11 @@ import Testing
         var allowed = 0
         for index in 0..<300 where await limiters[index % 3].check(key).allowed { allowed += 1 }
         #expect(allowed == 60, "the whole budget, never more: \(allowed)")
-        let calls = try Self.scriptCalls(redis)
+        let calls = try await Self.scriptCalls(redis)
         #expect(calls <= 60 / 8 + 3 + 3, "about one call per slice: \(calls) for 300 checks")
         let denied = await limiters[0].check(key)
         #expect(!denied.allowed && denied.retryAfter > 0)
-        #expect(try Self.scriptCalls(redis) == calls, "a remembered denial asks nothing")
+        #expect(try await Self.scriptCalls(redis) == calls, "a remembered denial asks nothing")
         // The default slice: small against the burst (100 / (8 × 3) → 4).
         #expect(RedisRateLimiter(
             client: RedisClient(endpoint: try RedisEndpoint(url: redis.url())), policy: RateLimitPolicy(perSecond: 50, burst: 100),

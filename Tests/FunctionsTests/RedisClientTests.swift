@@ -106,12 +106,12 @@ struct RESPTests {
             for index in 0..<40 { group.addTask { _ = try await client.command(["SET", "\(key):\(index)", "v"]) } }
             try await group.waitForAll()
         }
-        func count(_ database: Int) throws -> String {
-            try runProgram("/usr/bin/env", ["redis-cli", "-p", String(redis.port), "-a", password, "--no-auth-warning", "-n", String(database), "DBSIZE"])
+        func count(_ database: Int) async throws -> String {
+            try await runProgram("/usr/bin/env", ["redis-cli", "-p", String(redis.port), "-a", password, "--no-auth-warning", "-n", String(database), "DBSIZE"])
                 .output.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        #expect(try count(3) == "40")
-        #expect(try count(0) == "0", "nothing written to the default database")
+        #expect(try await count(3) == "40")
+        #expect(try await count(0) == "0", "nothing written to the default database")
         let wrong = RedisClient(endpoint: try RedisEndpoint(url: "redis://:not-the-password@127.0.0.1:\(redis.port)/3"))
         do {
             _ = try await wrong.command(["PING"])

@@ -108,10 +108,10 @@ public enum HTTP {
 extension FnhostProcess {
     /// Runs the built `fnhost` to completion (ENVIRONMENT unset unless given, in a temporary folder);
     /// stdout and stderr together.
-    public static func run(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+    public static func run(_ arguments: [String], environment: [String: String]) async throws -> (status: Int32, output: String) {
         var env = ProcessInfo.processInfo.environment
         env["ENVIRONMENT"] = nil
         env.merge(environment) { $1 }
-        return try runProgram(binary, arguments, environment: env, directory: FileManager.default.temporaryDirectory)
+        return try await runProgram(binary, arguments, environment: env, directory: FileManager.default.temporaryDirectory)
     }
 }

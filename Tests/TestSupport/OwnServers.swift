@@ -67,7 +67,7 @@ public final class OwnRedis: @unchecked Sendable {
         if tls { ping += ["--tls", "--cacert", try TestServices.caFile()] }
         ping.append("PING")
         for _ in 0..<100 {
-            if let run = try? runProgram("/usr/bin/env", ping), !run.output.isEmpty, !run.output.contains("Could not connect"),
+            if let run = try? await runProgram("/usr/bin/env", ping), !run.output.isEmpty, !run.output.contains("Could not connect"),
                 !run.output.contains("refused"), !run.output.contains("reset")
             {
                 return
@@ -116,26 +116,32 @@ public final class OwnPostgres: @unchecked Sendable {
             throw TestSupportError("PostgreSQL server binaries not found under /usr/lib/postgresql (make test installs them)")
         }
         binaries = found
-        if getuid() == 0 { _ = try runProgram("/bin/chown", ["postgres", folder.path]) }
-        let initdb = try asPostgres(["\(binaries)/initdb", "-D", data.path, "-U", "postgres", "--auth=trust", "--no-sync"])
-        guard initdb.status == 0 else { throw TestSupportError("initdb failed: \(initdb.output)") }
     }
 
-    private func asPostgres(_ command: [String]) throws -> (status: Int32, output: String) {
+    private var initialized = false
+
+    private func asPostgres(_ command: [String]) async throws -> (status: Int32, output: String) {
         getuid() == 0
-            ? try runProgram("/usr/sbin/runuser", ["-u", "postgres", "--"] + command)
-            : try runProgram(command[0], Array(command.dropFirst()))
+            ? try await runProgram("/usr/sbin/runuser", ["-u", "postgres", "--"] + command)
+            : try await runProgram(command[0], Array(command.dropFirst()))
     }
 
-    /// Starts (or restarts) the server on its port; the first start creates role and database `fnhost`.
-    public func start() throws {
+    /// Starts (or restarts) the server on its port; the first start runs initdb and creates role and
+    /// database `fnhost`.
+    public func start() async throws {
+        if !initialized {
+            if getuid() == 0 { _ = try await runProgram("/bin/chown", ["postgres", folder.path]) }
+            let initdb = try await asPostgres(["\(binaries)/initdb", "-D", data.path, "-U", "postgres", "--auth=trust", "--no-sync"])
+            guard initdb.status == 0 else { throw TestSupportError("initdb failed: \(initdb.output)") }
+            initialized = true
+        }
         let options = "-p \(port) -k \(data.path) -c listen_addresses=127.0.0.1 -c fsync=off"
-        let started = try asPostgres(["\(binaries)/pg_ctl", "-D", data.path, "-l", folder.appendingPathComponent("log").path, "-w", "-o", options, "start"])
+        let started = try await asPostgres(["\(binaries)/pg_ctl", "-D", data.path, "-l", folder.appendingPathComponent("log").path, "-w", "-o", options, "start"])
         guard started.status == 0 else { throw TestSupportError("pg_ctl start failed: \(started.output)") }
         running = true
-        let exists = try asPostgres(["\(binaries)/psql", "-h", data.path, "-p", String(port), "-U", "postgres", "-tAc", "SELECT 1 FROM pg_roles WHERE rolname = 'fnhost'"])
+        let exists = try await asPostgres(["\(binaries)/psql", "-h", data.path, "-p", String(port), "-U", "postgres", "-tAc", "SELECT 1 FROM pg_roles WHERE rolname = 'fnhost'"])
         if !exists.output.contains("1") {
-            let created = try asPostgres([
+            let created = try await asPostgres([
                 "\(binaries)/psql", "-h", data.path, "-p", String(port), "-U", "postgres", "-q", "-c", "CREATE ROLE fnhost LOGIN", "-c",
                 "CREATE DATABASE fnhost OWNER fnhost",
             ])
@@ -144,15 +150,21 @@ public final class OwnPostgres: @unchecked Sendable {
     }
 
     /// Stops the server: `immediate` is a crash (connections cut, no checkpoint), `fast` a clean shutdown.
-    public func stop(mode: String = "immediate") throws {
+    public func stop(mode: String = "immediate") async throws {
         guard running else { return }
-        let stopped = try asPostgres(["\(binaries)/pg_ctl", "-D", data.path, "-m", mode, "-w", "stop"])
+        let stopped = try await asPostgres(["\(binaries)/pg_ctl", "-D", data.path, "-m", mode, "-w", "stop"])
         guard stopped.status == 0 else { throw TestSupportError("pg_ctl stop failed: \(stopped.output)") }
         running = false
     }
 
+    /// Never waits: SIGQUIT to the postmaster (an immediate shutdown), whose pid is the first line of postmaster.pid.
     deinit {
-        if running { _ = try? asPostgres(["\(binaries)/pg_ctl", "-D", data.path, "-m", "immediate", "-w", "stop"]) }
-        try? FileManager.default.removeItem(at: folder)
+        if running, let text = try? String(contentsOf: data.appendingPathComponent("postmaster.pid"), encoding: .utf8),
+            let line = text.split(separator: "\n").first, let pid = Int32(line)
+        {
+            kill(pid, SIGQUIT)
+        }
+        let folder = folder
+        DispatchQueue.global().asyncAfter(deadline: .now() + 2) { try? FileManager.default.removeItem(at: folder) }
     }
 }

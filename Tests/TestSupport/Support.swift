@@ -71,8 +71,21 @@ public func eventually(
 
 /// Runs a program to completion; stdout and stderr together. `posix_spawn` and `waitpid`, output
 /// through a file: `Process` waits for its child on a descriptor that a daemon the program starts
-/// (`pg_ctl start`) inherits and keeps open, so it would never see the child exit.
+/// (`pg_ctl start`) inherits and keeps open, so it would never see the child exit. The wait runs on a
+/// Dispatch thread: blocking one of Swift concurrency's (two, on this machine) pool threads would stall
+/// every other test of the run — it made a refused connection look 2.7 s slow.
 public func runProgram(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil
+) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try runProgramBlocking(executable, arguments, environment: environment, directory: directory) })
+        }
+    }
+}
+
+/// `runProgram`, blocking the calling thread (for code already off the concurrency pool).
+public func runProgramBlocking(
     _ executable: String, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil
 ) throws -> (status: Int32, output: String) {
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-run-\(UUID().uuidString)")
