@@ -118,17 +118,21 @@ public final class Secrets: Sendable {
     }
 }
 
-/// Secret values to mask in every log line (`[REDACTED]`).
+/// Secret values to mask in every log line (`[REDACTED]`), matched on their UTF-8 bytes: two secrets
+/// that `String ==` calls equal (canonically equivalent) are two secrets, and the check that runs on
+/// every log line is a byte scan, not Foundation's string search (it showed in the listing's profile).
 public final class SecretRedactor: Sendable {
-    private let values = Mutex<[String]>([])
+    private let values = Mutex<[[UInt8]]>([])
+    private static let mask = Array("[REDACTED]".utf8)
 
     public init() {}
 
     public func register(_ value: String) {
+        let bytes = Array(value.utf8)
         // Very short values would mask ordinary words; real secrets are longer.
-        guard value.count >= 6 else { return }
+        guard bytes.count >= 6 else { return }
         values.withLock { list in
-            if !list.contains(value) { list.append(value) }
+            if !list.contains(bytes) { list.append(bytes) }
         }
     }
 
@@ -137,10 +141,38 @@ public final class SecretRedactor: Sendable {
     public func redact(_ text: String) -> String {
         let current = values.withLock { $0 }
         guard !current.isEmpty else { return text }
-        var result = text
-        for value in current where result.contains(value) {
-            result = result.replacingOccurrences(of: value, with: "[REDACTED]")
+        var text = text
+        let found = text.withUTF8 { line in current.contains { Self.firstIndex(of: $0, in: line) != nil } }
+        guard found else { return text }
+        var bytes = Array(text.utf8)
+        for secret in current {
+            var output: [UInt8] = []
+            output.reserveCapacity(bytes.count)
+            var start = 0
+            while let index = bytes.withUnsafeBufferPointer({ Self.firstIndex(of: secret, in: UnsafeBufferPointer(rebasing: $0[start...])) }) {
+                output.append(contentsOf: bytes[start..<(start + index)])
+                output.append(contentsOf: Self.mask)
+                start += index + secret.count
+            }
+            output.append(contentsOf: bytes[start...])
+            bytes = output
         }
-        return result
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Where `needle` starts in `haystack` (bytes), first-byte prefilter then compare.
+    static func firstIndex(of needle: [UInt8], in haystack: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard let first = needle.first, needle.count <= haystack.count else { return nil }
+        var index = 0
+        let last = haystack.count - needle.count
+        while index <= last {
+            if haystack[index] == first {
+                var matched = 1
+                while matched < needle.count, haystack[index + matched] == needle[matched] { matched += 1 }
+                if matched == needle.count { return index }
+            }
+            index += 1
+        }
+        return nil
     }
 }

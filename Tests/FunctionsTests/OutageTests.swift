@@ -47,10 +47,11 @@ import Testing
                 #expect(status == .serviceUnavailable, "\(fault): \(body)")
                 #expect(body["code"] == "RBAC_UNAVAILABLE")
             }
-            // The RBAC deadline is 2 s: a hang costs about that; a refusal fails at once (no connect
-            // retries). The fastest of three, so a loaded CI machine does not decide.
+            // The RBAC deadline is 2 s: a hang costs at least that; a refusal fails at once (no connect
+            // retries), so it must come in under the deadline — with retries it never could. The fastest
+            // of three, and not "instant", so a loaded CI machine does not decide.
             switch fault {
-            case .refused: #expect(fastest < .milliseconds(1200), "\(fastest)")
+            case .refused: #expect(fastest < .milliseconds(1900), "\(fastest)")
             case .hangs: #expect(fastest >= .milliseconds(1500) && fastest < .seconds(6), "waited for the deadline: \(fastest)")
             }
         }

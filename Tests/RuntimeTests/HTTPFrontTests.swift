@@ -260,7 +260,7 @@ private func errorObject(_ buffer: ByteBuffer) -> [String: String] {
             "python3", "-c",
             """
             import socket,sys
-            s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)
+            s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=30)  # generous: a loaded CI machine
             s.sendall(eval(sys.argv[2]))
             out=b''
             while True:

@@ -355,3 +355,21 @@ private func managedIdentity(_ base: URL) -> ManagedIdentityCredential {
         #expect(value14 == "v2", "last value kept while the source fails")
     }
 }
+
+/// Redaction on bytes: every occurrence, canonically equivalent secrets both masked, a line with no
+/// secret unchanged, short values never registered.
+@Suite struct SecretRedactorTests {
+    @Test func masksEveryOccurrenceOnBytes() {
+        let redactor = SecretRedactor()
+        let nfc = "p\u{00E4}ssw\u{00F6}rd-1", nfd = "pa\u{0308}sswo\u{0308}rd-1"
+        #expect(nfc == nfd, "String == calls them equal")
+        for value in ["s3cret-value", nfc, nfd, "abc"] { redactor.register(value) }
+        let line = "a=s3cret-value b=\(nfc) c=\(nfd) d=s3cret-values3cret-value abc"
+        let redacted = redactor.redact(line)
+        #expect(redacted == "a=[REDACTED] b=[REDACTED] c=[REDACTED] d=[REDACTED][REDACTED] abc", "\(redacted)")
+        #expect(!Array(redacted.utf8).contains(0xCC), "no byte of the NFD secret's combining mark is left")
+        let clean = "nothing to hide here, not even s3cret-valu"
+        #expect(redactor.redact(clean) == clean)
+        #expect(SecretRedactor().redact(line) == line, "no secrets registered: unchanged")
+    }
+}
