@@ -79,8 +79,11 @@ public enum StoreCommands {
     public static func verifyAudit(
         scriptRoot: String, tenant: String?, full: Bool, logger: Logger
     ) async throws -> (chains: Int, events: Int, breaks: [String]) {
-        let url = try await databaseURL(try await configuration(scriptRoot: scriptRoot, logger: logger), scriptRoot: scriptRoot)
-        return try await StoreSetup.withStore(databaseURL: url, logger: logger) { store in
+        let configuration = try await configuration(scriptRoot: scriptRoot, logger: logger)
+        let url = try await databaseURL(configuration, scriptRoot: scriptRoot)
+        return try await StoreSetup.withStore(
+            databaseURL: url, caFile: ModuleSettingSpecs.tlsCAFile.text(configuration.settings), logger: logger
+        ) { store in
             let verification = AuditVerification(store: store, logger: logger, metrics: NOOPMetricsHandler.instance)
             let report = try await verification.run(tenant: tenant, full: full)
             return (report.chains, report.events, report.breaks.map(\.description))
@@ -94,10 +97,12 @@ public enum StoreCommands {
         let configuration = try await configuration(scriptRoot: scriptRoot, logger: logger)
         let runtime = try await databaseURL(configuration, scriptRoot: scriptRoot)
         let owner = try await configuration.secrets.secret(named: ModuleSettingSpecs.databaseMigrationURL.name).flatMap { $0.isEmpty ? nil : $0 }
+        // TLS_CA_FILE as the server reads it (local.settings.json included), not the environment alone.
+        let caFile = ModuleSettingSpecs.tlsCAFile.text(configuration.settings)
         guard let owner, owner != runtime else {
-            return try await StoreSetup.migrate(databaseURL: runtime, logger: logger)
+            return try await StoreSetup.migrate(databaseURL: runtime, caFile: caFile, logger: logger)
         }
-        return try await StoreSetup.migrate(databaseURL: owner, runtimeRole: postgresUser(runtime), logger: logger)
+        return try await StoreSetup.migrate(databaseURL: owner, runtimeRole: postgresUser(runtime), caFile: caFile, logger: logger)
     }
 
     /// `fnhost verify-audit --checkpoint FILE [--verifier-key KEY]`: the checkpoint's signature
@@ -129,7 +134,9 @@ public enum StoreCommands {
             return (false, "checkpoint refused: its origin is not a chain of this log")
         }
         let url = try await databaseURL(configuration, scriptRoot: scriptRoot)
-        let root = try await StoreSetup.withStore(databaseURL: url, logger: logger) { store in
+        let root = try await StoreSetup.withStore(
+            databaseURL: url, caFile: ModuleSettingSpecs.tlsCAFile.text(configuration.settings), logger: logger
+        ) { store in
             try await AuditTree(store: store).rootFromEvents(chain, size: checkpoint.size)
         }
         guard let root else { return (false, "chain \(chain) has fewer than \(checkpoint.size) intact events: not consistent") }

@@ -125,12 +125,12 @@ enum StoreSetup {
 
     /// `fnhost migrate`: applies every pending migration to `databaseURL` (the owner's) and returns
     /// the versions applied; with `runtimeRole`, grants that role exactly what the module needs.
-    static func migrate(databaseURL: String, runtimeRole: String? = nil, logger: Logger) async throws -> [Int] {
+    static func migrate(databaseURL: String, runtimeRole: String? = nil, caFile: String? = nil, logger: Logger) async throws -> [Int] {
         if databaseURL.hasPrefix("sqlite:") {
             let store = try await SQLiteLeadStore.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
             return try await store.migrate()
         }
-        let configuration = try PostgresURL.configuration(databaseURL, caFile: ProcessInfo.processInfo.environment["TLS_CA_FILE"])
+        let configuration = try PostgresURL.configuration(databaseURL, caFile: caFile)
         return try await withClient(configuration, logger: logger) { client in
             let ran = try await PostgresMigrator.migrate(client, logger: logger)
             if let runtimeRole { try await PostgresMigrator.grantRuntime(client, role: runtimeRole, logger: logger) }
@@ -155,14 +155,14 @@ enum StoreSetup {
 
     /// Opens the store of `databaseURL` for a command-line task (migrated first), and closes it after.
     static func withStore<T: Sendable>(
-        databaseURL: String, logger: Logger, _ body: @escaping @Sendable (any ModuleStore) async throws -> T
+        databaseURL: String, caFile: String? = nil, logger: Logger, _ body: @escaping @Sendable (any ModuleStore) async throws -> T
     ) async throws -> T {
         if databaseURL.hasPrefix("sqlite:") {
             let store = try await SQLiteLeadStore.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
             return try await body(store)
         }
         let client = PostgresClient(
-            configuration: try PostgresURL.configuration(databaseURL), eventLoopGroup: SpreadEventLoopGroup(base: .singleton),
+            configuration: try PostgresURL.configuration(databaseURL, caFile: caFile), eventLoopGroup: SpreadEventLoopGroup(base: .singleton),
             backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {

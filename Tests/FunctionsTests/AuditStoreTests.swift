@@ -400,6 +400,18 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
         }
     }
 
+    /// `TLS_CA_FILE` given only in local.settings.json is the CA `fnhost migrate` and `verify-audit` trust
+    /// for `sslmode=verify-full` (they read it from the environment alone before, and failed).
+    @Test func subcommandsTrustTheCAFileOfTheSettings() async throws {
+        let base = try Backend.postgres.databaseURL().replacingOccurrences(of: "?sslmode=disable", with: "")
+        let settings = #"{"IsEncrypted":false,"Values":{"TLS_CA_FILE":"\#(try TestServices.caFile())","DATABASE_URL":"\#(base)?sslmode=verify-full"}}"#
+        let root = try ScriptRoot.repository(localSettings: settings)
+        let migrate = try await FnhostProcess.run(["migrate", "--script-root", root], environment: [:])
+        #expect(migrate.status == 0, "\(migrate.output)")
+        let verify = try await FnhostProcess.run(["verify-audit", "--script-root", root], environment: [:])
+        #expect(verify.status != 2, "it ran: \(verify.output)")
+    }
+
     @Test func aDatabaseThatCannotBeOpenedExitsTwo() async throws {
         let run = try await FnhostProcess.run(["verify-audit"], environment: ["DATABASE_URL": "sqlite:/proc/fnhost-no-such-dir/x.sqlite"])
         #expect(run.status == 2, "\(run.output)")

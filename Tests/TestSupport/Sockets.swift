@@ -4,23 +4,29 @@ import Foundation
 public enum FreePort {
     /// A loopback port that was free a moment ago (nothing listens on it: connections are refused).
     public static func pick() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = loopback()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
-        }
-        guard bound else { throw TestSupportError("no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        let (descriptor, port) = try bindLoopback(listening: false)
+        close(descriptor)
+        return port
     }
 
-    static func loopback() -> sockaddr_in {
+    /// A TCP socket bound to 127.0.0.1 on a port the kernel picks (listening when asked), and that port.
+    static func bindLoopback(listening: Bool) throws -> (descriptor: Int32, port: Int) {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
-        return address
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, length) == 0 && (!listening || listen(descriptor, 64) == 0) && getsockname(descriptor, $0, &length) == 0
+            }
+        }
+        guard ok else {
+            close(descriptor)
+            throw TestSupportError(listening ? "cannot listen on loopback" : "cannot bind on loopback")
+        }
+        return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
     }
 }
 
@@ -31,20 +37,7 @@ public final class SilentListener: Sendable {
     private let descriptor: Int32
 
     public init() throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = FreePort.loopback()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && listen(descriptor, 64) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        guard ok else {
-            Glibc.close(descriptor)
-            throw TestSupportError("cannot listen")
-        }
-        self.descriptor = descriptor
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (descriptor, port) = try FreePort.bindLoopback(listening: true)
     }
 
     public func close() {
@@ -60,18 +53,7 @@ public final class RefusingPort: Sendable {
     private let descriptor: Int32
 
     public init() throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = FreePort.loopback()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
-        }
-        guard ok else {
-            Glibc.close(descriptor)
-            throw TestSupportError("cannot bind")
-        }
-        self.descriptor = descriptor
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (descriptor, port) = try FreePort.bindLoopback(listening: false)
     }
 
     public func close() {
