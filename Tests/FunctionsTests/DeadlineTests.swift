@@ -217,9 +217,7 @@ struct LockHolder: @unchecked Sendable {
         let total = 1500
         try await withAuditStore(url) { _ in }  // migrated
         // One bulk transaction (python3's sqlite3): 1,500 separate commits would fsync 1,500 times.
-        let seeder = Process()
-        seeder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        seeder.arguments = [
+        let seeded = try await runProgram("/usr/bin/env", [
             "python3", "-c",
             """
             import sqlite3,sys,uuid
@@ -229,18 +227,14 @@ struct LockHolder: @unchecked Sendable {
             c.commit()
             """,
             String(url.dropFirst("sqlite:".count)), tenant, String(total),
-        ]
-        try seeder.run()
-        await offThePool { while seeder.isRunning { usleep(10_000) } }
-        #expect(seeder.terminationStatus == 0)
+        ])
+        #expect(seeded.status == 0, "\(seeded.output)")
         try await LeadsHarness.run(databaseURL: url) { host, key, client in
             await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "EXPORTS_EXECUTE", "AUDIT_READ"], mfa: true)
             let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
             let port = try #require(client.port)
             // A raw client: send the request, read 64 KiB of the ~12 MB answer, close.
-            let reader = Process()
-            reader.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            reader.arguments = [
+            let read = try await runProgram("/usr/bin/env", [
                 "python3", "-c",
                 """
                 import socket,sys
@@ -256,13 +250,11 @@ struct LockHolder: @unchecked Sendable {
                 print(got)
                 """,
                 String(port), token,
-            ]
-            try reader.run()
-            await offThePool { while reader.isRunning { usleep(10_000) } }
-            #expect(reader.terminationStatus == 0)
+            ])
+            #expect(read.status == 0, "\(read.output)")
             var event: [String: Any]?
             for _ in 0..<100 {
-                let audit = try await client.send(.get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
+                let audit = try await FreshConnection.send(port: port, .get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
                 event = (audit.json["items"] as? [[String: Any]])?.first
                 if event != nil { break }
                 try await Task.sleep(for: .milliseconds(100))
@@ -272,9 +264,9 @@ struct LockHolder: @unchecked Sendable {
             let rows = try #require(details["rows"] as? Int)
             #expect(rows < total, "the rows sent, not the tenant's count")
             // A complete export says so.
-            let full = try await client.send(.post, "/api/exports/leads", token: token)
+            let full = try await FreshConnection.send(port: port, .post, "/api/exports/leads", token: token)
             #expect(full.status == .ok)
-            let audit = try await client.send(.get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
+            let audit = try await FreshConnection.send(port: port, .get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
             let newest = (audit.json["items"] as? [[String: Any]])?.first?["details"] as? [String: Any]
             #expect(newest?["completed"] as? Bool == true && newest?["rows"] as? Int == total)
         }
@@ -324,12 +316,13 @@ struct LockHolder: @unchecked Sendable {
             try await LeadsHarness.run(databaseURL: database.url) { host, key, client in
                 await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "EXPORTS_EXECUTE", "AUDIT_READ"], mfa: true)
                 let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
+                let port = try #require(client.port)
                 func newestExport() async throws -> [String: Any]? {
-                    let audit = try await client.send(.get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
+                    let audit = try await FreshConnection.send(port: port, .get, "/api/audit?event_type=EXPORT_EXECUTED", token: token)
                     return (audit.json["items"] as? [[String: Any]])?.first?["details"] as? [String: Any]
                 }
                 // Complete: twelve pages, every row once.
-                let full = try await client.send(.post, "/api/exports/leads", token: token)
+                let full = try await FreshConnection.send(port: port, .post, "/api/exports/leads", token: token)
                 #expect(full.status == .ok)
                 let lines = full.body.split(separator: "\r\n", omittingEmptySubsequences: true)
                 // On bytes: "\r\n" is one Character, so dropLast(2) would eat a letter.
@@ -342,7 +335,6 @@ struct LockHolder: @unchecked Sendable {
 
                 // Cut mid-stream.
                 let base = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-export-\(UUID().uuidString)").path
-                let port = try #require(client.port)
                 let reading = Task {
                     try await runProgram("/usr/bin/env", ["python3", "-c", Self.reader, String(port), token, base])
                 }
@@ -357,7 +349,7 @@ struct LockHolder: @unchecked Sendable {
                     return try await admin.withConnection { connection in
                         _ = try await connection.query("BEGIN", logger: ScratchDatabase.logger)
                         _ = try await connection.query("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE", logger: ScratchDatabase.logger)
-                        FileManager.default.createFile(atPath: base + ".go", contents: nil)
+                        _ = FileManager.default.createFile(atPath: base + ".go", contents: nil)
                         let result = try await reading.value
                         _ = try await connection.query("ROLLBACK", logger: ScratchDatabase.logger)
                         return result

@@ -77,6 +77,19 @@ struct Reply: Sendable {
     var message: String { ((json["error"] as? [String: Any])?["message"] as? String) ?? "" }
 }
 
+/// One request on a connection of its own, for requests after a long wait: a keep-alive connection
+/// left idle past the server's idle timeout (75 s) is closed under it, and a loaded CI machine once took
+/// that long running a test's helper program (`I/O on closed channel` on the next request).
+enum FreshConnection {
+    static func send(port: Int, _ method: HTTPRequest.Method, _ uri: String, token: String) async throws -> Reply {
+        try await TestClient.withClient(host: "localhost", port: port, configuration: .init(timeout: .seconds(60))) { client in
+            let response = try await client.execute(
+                .init(uri, method: method, authority: "localhost", headers: [.authorization: "Bearer \(token)", .connection: "close"]))
+            return Reply(status: response.status, headers: response.headers, body: response.body.map { String(buffer: $0) } ?? "")
+        }
+    }
+}
+
 extension TestClientProtocol {
     func send(
         _ method: HTTPRequest.Method, _ uri: String, token: String, json: String? = nil, contentType: String = "application/json"
