@@ -7,7 +7,7 @@ BUILD_PACKAGES := pkg-config python3-venv
 VENV         := .build/venv
 BENCH_PACKAGES := wrk curl
 
-.PHONY: run build release test bench package clean deps venv fuzz coverage
+.PHONY: run watch build release test bench package clean deps venv fuzz coverage
 
 deps:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -22,6 +22,10 @@ release: deps
 run: build
 	@[ -f local.settings.json ] || cp local.settings.example local.settings.json
 	.build/debug/fnhost start --port $(PORT)
+
+watch: build
+	@[ -f local.settings.json ] || cp local.settings.example local.settings.json
+	.build/debug/fnhost start --watch --port $(PORT)
 
 ## Every test: unit, in-process HTTP, and end-to-end against the real fnhost binary.
 test: deps venv

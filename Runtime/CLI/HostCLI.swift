@@ -13,6 +13,18 @@ public struct StartOptions: ParsableArguments {
     @Option(name: .customLong("script-root"), help: "Folder holding function.json and local.settings.json.")
     public var scriptRoot: String = "."
 
+    @Flag(help: "Hot reload: rebuild on changes to the sources, function.json or local.settings.json and switch to the new build on the same port.")
+    public var watch = false
+
+    @Option(name: .customLong("package-path"), help: "With --watch: the Swift package to watch and build (default: the script root).")
+    public var packagePath: String?
+
+    @Option(name: .customLong("build-command"), help: "With --watch: the incremental build, run in the package folder.")
+    public var buildCommand: String = "swift build --product fnhost"
+
+    @Option(name: .customLong("watch-binary"), help: "With --watch: the executable the build produces (default: PACKAGE/.build/debug/fnhost).")
+    public var watchBinary: String?
+
     public init() {}
 }
 
@@ -65,6 +77,10 @@ public enum HostCLI {
     /// `fnhost start`: builds the host from the script root and runs it until SIGTERM/SIGINT.
     /// A start-up problem is logged as one line and the process exits with status 1.
     public static func start(_ options: StartOptions, module: some FunctionModule, logger: Logger) async throws {
+        if options.watch {
+            try await watch(options, logger: logger)
+            return
+        }
         let host: FunctionHost
         do {
             host = try await FunctionHost.build(
@@ -74,6 +90,24 @@ public enum HostCLI {
             fail(error.description, logger: logger)
         }
         try await host.run()
+    }
+
+    /// `fnhost start --watch`: the supervisor of hot reload on the emulator's address and port.
+    static func watch(_ options: StartOptions, logger: Logger) async throws {
+        let root = options.scriptRoot
+        let local: LocalSettingsFile
+        do {
+            let path = URL(fileURLWithPath: root).appendingPathComponent("local.settings.json").path
+            local = FileManager.default.fileExists(atPath: path) ? try LocalSettingsFile.load(path: path) : LocalSettingsFile()
+        } catch {
+            fail(error.description, logger: logger)
+        }
+        let port = options.port ?? local.localHTTPPort ?? 7071
+        guard (0...65535).contains(port) else { fail("port \(port) is out of range", logger: logger) }
+        let package = options.packagePath ?? root
+        let binary = options.watchBinary ?? URL(fileURLWithPath: package).appendingPathComponent(".build/debug/fnhost").path
+        let watch = WatchOptions(packagePath: package, scriptRoot: root, buildCommand: options.buildCommand, binary: binary)
+        try await HotReload.run(watch, address: options.address ?? local.localHTTPAddress ?? "127.0.0.1", port: port, logger: logger)
     }
 
     /// `fnhost serve`: Azure custom-handler mode on `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`.
