@@ -35,9 +35,12 @@ public struct HostRequestContext: InitializableFromSource, Sendable {
     }
 }
 
-/// Turns HTTP requests into function invocations: runtime endpoints first (`/metrics`,
-/// the emulator's `/admin/...`), then the manifest's routes. Every answer carries
-/// `X-Request-Id`; every error the runtime raises has the contract's shape.
+/// Turns HTTP requests into function invocations through one pipeline: the request id is taken
+/// (or made) once, then each stage in order answers the request or passes it on — in `fnhost serve`
+/// the Azure host's own calls, then the runtime endpoints (`/metrics`, `/openapi.json`, the
+/// emulator's `/admin/...`), the module's internal endpoints, and the manifest's routes — and every
+/// error a stage raises becomes the contract's error shape in one place. Every answer carries
+/// `X-Request-Id`.
 public struct HTTPFront: HTTPResponder {
     public typealias Context = HostRequestContext
 
@@ -47,179 +50,39 @@ public struct HTTPFront: HTTPResponder {
     static let maxPayloadSize = 4 << 20
     static let invocationIDHeader = HTTPField.Name("X-Azure-Functions-InvocationId")!
 
-    let invoker: FunctionInvoker
-    let runtimeEndpoints: RuntimeEndpoints
-    let internalEndpoints: [(prefix: String, handler: any HTTPFunction)]
-    let mode: HostingMode
-    let logger: Logger
+    /// The stages before the routes, in order.
+    let stages: [any HostStage]
+    let routes: FunctionRoutes
 
     init(
         invoker: FunctionInvoker, runtimeEndpoints: RuntimeEndpoints,
         internalEndpoints: [(prefix: String, handler: any HTTPFunction)] = [], mode: HostingMode, logger: Logger
     ) {
-        self.invoker = invoker
-        self.runtimeEndpoints = runtimeEndpoints
-        self.internalEndpoints = internalEndpoints
-        self.mode = mode
-        self.logger = logger
+        let routes = FunctionRoutes(invoker: invoker, logger: logger)
+        var stages: [any HostStage] = []
+        if mode == .customHandler { stages.append(AzureHostCalls(invoker: invoker, routes: routes, logger: logger)) }
+        stages.append(runtimeEndpoints)
+        if !internalEndpoints.isEmpty { stages.append(InternalEndpoints(endpoints: internalEndpoints, logger: logger)) }
+        self.stages = stages
+        self.routes = routes
     }
 
     public func respond(to request: Request, context: HostRequestContext) async throws -> Response {
         let requestID = request.headers[.requestID].flatMap { RequestIDs.isSane($0) ? $0 : nil } ?? RequestIDs.generate()
-        var response = await answer(request, context: context, requestID: requestID)
+        let incoming = HostRequest(request: request, requestID: requestID, context: context)
+        var response = await answer(incoming)
         response.headers[.requestID] = requestID
         return response
     }
 
-    private func answer(_ request: Request, context: HostRequestContext, requestID: String) async -> Response {
-        let uri = request.uri
-        let path = uri.path
-        if mode == .customHandler, let response = await answerAzureHost(request, path: path, requestID: requestID) {
-            return response
-        }
-        if let endpoint = runtimeEndpoints.endpoint(for: path) {
-            let body: ByteBuffer
-            switch await collectBody(request) {
-            case .success(let collected): body = collected
-            case .failure(let error): return Self.response(.error(error, requestID: requestID))
-            }
-            let functionResponse = await runtimeEndpoints.respond(
-                endpoint, method: request.method, path: path, headers: request.headers, body: body,
-                isFromLoopback: context.isFromLoopback, requestID: requestID)
-            return Self.response(functionResponse)
-        }
-        for endpoint in internalEndpoints where path.hasPrefix(endpoint.prefix) {
-            let body: ByteBuffer
-            switch await collectBody(request) {
-            case .success(let collected): body = collected
-            case .failure(let error): return Self.response(.error(error, requestID: requestID))
-            }
-            let internalRequest = FunctionRequest(
-                functionName: endpoint.prefix, method: request.method, path: path,
-                query: uri.query.map { QueryItems(parsing: Substring($0)) } ?? QueryItems(), headers: request.headers,
-                body: body, requestID: requestID, logger: logger)
-            do {
-                return Self.response(try await endpoint.handler.handle(internalRequest))
-            } catch let error as FunctionError {
-                return Self.response(.error(error, requestID: requestID))
-            } catch {
-                return Self.response(.error(.internalError, requestID: requestID))
-            }
-        }
-        return await routed(request, path: path, requestID: requestID)
-    }
-
-    private func routed(_ request: Request, path: String, requestID: String) async -> Response {
-        let uri = request.uri
-        switch invoker.catalog.router.resolve(method: request.method, path: Substring(path)) {
-        case .notFound:
-            invoker.metrics.unrouted(status: 404)
-            return Self.response(.error(.notFound("no function is routed at \(path)"), requestID: requestID))
-        case .methodNotAllowed(let allowed):
-            invoker.metrics.unrouted(status: 405)
-            return Self.response(.error(.methodNotAllowed(allowed: allowed), requestID: requestID))
-        case .matched(let index, let parameters):
-            let function = invoker.catalog.functions[index]
-            let body: ByteBuffer
-            switch await collectBody(request) {
-            case .success(let collected): body = collected
-            case .failure(let error):
-                invoker.metrics.unrouted(status: Int(error.status.code))
-                return Self.response(.error(error, requestID: requestID))
-            }
-            let functionRequest = FunctionRequest(
-                functionName: function.name, method: request.method, path: path, pathParameters: parameters,
-                query: uri.query.map { QueryItems(parsing: Substring($0)) } ?? QueryItems(),
-                headers: request.headers, body: body, requestID: requestID, logger: logger)
-            return Self.response(await invoker.invokeHTTP(function, request: functionRequest))
-        }
-    }
-
-    /// In `fnhost serve`: the Azure host's readiness probe (`GET /`) and invocation payloads
-    /// (`POST /{FunctionName}`). Anything else (forwarded HTTP requests) returns nil and is routed as usual.
-    private func answerAzureHost(_ request: Request, path: String, requestID: String) async -> Response? {
-        if path == "/", request.method == .get || request.method == .head {
-            return Self.response(.json(Array(#"{"status":"ready"}"#.utf8)))
-        }
-        let segments = path.split(separator: "/")
-        guard request.method == .post, segments.count == 1,
-            let function = invoker.catalog.function(named: QueryItems.decode(segments[0], plusAsSpace: false))
-        else { return nil }
-        let body: ByteBuffer
-        switch await collectBody(request, limit: Self.maxPayloadSize, what: "the invocation payload") {
-        case .success(let collected): body = collected
-        case .failure(let error): return Self.response(.error(error, requestID: requestID))
-        }
-        let data: [String: JSONValue]
+    private func answer(_ request: HostRequest) async -> Response {
         do {
-            data = try AzureInvocation.parsePayload(body)
+            for stage in stages {
+                if let response = try await stage.answer(request) { return response }
+            }
+            return try await routes.answer(request)
         } catch {
-            // A function route that accepts POST at this path gets the forwarded request instead.
-            if case .matched = invoker.catalog.router.resolve(method: .post, path: Substring(path)) {
-                var forwarded = request
-                forwarded.body = RequestBody(buffer: body)
-                return await routed(forwarded, path: path, requestID: requestID)
-            }
-            return Self.response(.error(.validationFailed(error.message), requestID: requestID))
-        }
-        let invocationID = request.headers[Self.invocationIDHeader]
-        switch function.spec.trigger {
-        case .timer(let timer):
-            let info = AzureInvocation.timerInfo(data[timer.bindingName])
-            let succeeded = await invoker.invokeTimer(function, timer: info, reason: "Timer fired by the Azure Functions host")
-            guard succeeded else {
-                return Self.response(.error(.internalError, requestID: requestID))
-            }
-            return Self.response(.json(AzureInvocation.emptyEnvelope))
-        case .http(let trigger):
-            let parts: FunctionRequest.Parts
-            let tooLarge: Bool
-            do {
-                (parts, tooLarge) = try AzureInvocation.httpRequest(
-                    data[trigger.bindingName], function: function, trigger: trigger, invocationID: invocationID)
-            } catch {
-                return Self.response(.error(.validationFailed(error.message), requestID: requestID))
-            }
-            // The forwarded request must be one the function's binding accepts, as on the Azure host.
-            if let allowed = trigger.methods, !allowed.contains(parts.method) {
-                return Self.response(.error(.methodNotAllowed(allowed: allowed), requestID: parts.requestID))
-            }
-            var response = tooLarge
-                ? FunctionResponse.error(.payloadTooLarge, requestID: parts.requestID)
-                : await invoker.invokeHTTP(function, request: FunctionRequest(parts, functionName: function.name, logger: logger))
-            response.headers[.requestID] = parts.requestID
-            let responseBody: ByteBuffer
-            switch response.body {
-            case .bytes(let buffer):
-                responseBody = buffer
-            case .stream(let write):
-                var collector: any FunctionBodyWriter = CollectingBodyWriter()
-                do {
-                    try await write(&collector)
-                } catch {
-                    return Self.response(.error(.internalError, requestID: requestID))
-                }
-                responseBody = (collector as? CollectingBodyWriter)?.buffer ?? ByteBuffer()
-            }
-            return Self.response(
-                .json(AzureInvocation.httpEnvelope(
-                    status: response.status, headers: response.headers, body: responseBody, outputName: trigger.outputName)))
-        }
-    }
-
-    /// The body, at most `limit` (1 MiB for HTTP triggers); a declared or actual larger body is 413 without reading it all.
-    private func collectBody(
-        _ request: Request, limit: Int = maxBodySize, what: String = "request body"
-    ) async -> Result<ByteBuffer, FunctionError> {
-        if let declared = request.headers[.contentLength], let length = Int(declared), length > limit {
-            return .failure(.payloadTooLarge(limit: limit, what: what))
-        }
-        do {
-            return .success(try await request.body.collect(upTo: limit))
-        } catch is NIOTooManyBytesError {
-            return .failure(.payloadTooLarge(limit: limit, what: what))
-        } catch {
-            return .failure(.validationFailed("the request body could not be read"))
+            return Self.response(.error(error, requestID: request.requestID))
         }
     }
 
@@ -235,6 +98,178 @@ public struct HTTPFront: HTTPResponder {
                     try await write(&adapter)
                     try await writer.finish(nil)
                 })
+        }
+    }
+}
+
+/// One request as the pipeline's stages see it.
+struct HostRequest: Sendable {
+    var request: Request
+    let requestID: String
+    let context: HostRequestContext
+
+    /// Asked only by the stages that need it (the admin endpoints).
+    var isFromLoopback: Bool { context.isFromLoopback }
+
+    var path: String { request.uri.path }
+
+    var query: QueryItems { request.uri.query.map { QueryItems(parsing: Substring($0)) } ?? QueryItems() }
+
+    /// The body, at most `limit` (1 MiB for HTTP triggers); a declared or actual larger body is 413
+    /// without reading it all.
+    func body(limit: Int = HTTPFront.maxBodySize, what: String = "request body") async throws(FunctionError) -> ByteBuffer {
+        if let declared = request.headers[.contentLength], let length = Int(declared), length > limit {
+            throw .payloadTooLarge(limit: limit, what: what)
+        }
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw .payloadTooLarge(limit: limit, what: what)
+        } catch {
+            throw .validationFailed("the request body could not be read")
+        }
+    }
+}
+
+/// A stage of the host's request pipeline before the routes: the answer, or nil to pass the request on. A thrown
+/// error is answered in the contract's shape by the pipeline.
+protocol HostStage: Sendable {
+    func answer(_ request: HostRequest) async throws(FunctionError) -> Response?
+}
+
+extension RuntimeEndpoints: HostStage {
+    func answer(_ request: HostRequest) async throws(FunctionError) -> Response? {
+        guard let endpoint = endpoint(for: request.path) else { return nil }
+        let body = try await request.body()
+        return HTTPFront.response(await respond(
+            endpoint, method: request.request.method, path: request.path, headers: request.request.headers, body: body,
+            isFromLoopback: request.isFromLoopback, requestID: request.requestID))
+    }
+}
+
+/// The module's internal endpoints (webhooks and the like), by path prefix.
+struct InternalEndpoints: HostStage {
+    let endpoints: [(prefix: String, handler: any HTTPFunction)]
+    let logger: Logger
+
+    func answer(_ request: HostRequest) async throws(FunctionError) -> Response? {
+        let path = request.path
+        guard let endpoint = endpoints.first(where: { path.hasPrefix($0.prefix) }) else { return nil }
+        let body = try await request.body()
+        let internalRequest = FunctionRequest(
+            functionName: endpoint.prefix, method: request.request.method, path: path, query: request.query,
+            headers: request.request.headers, body: body, requestID: request.requestID, logger: logger)
+        do {
+            return HTTPFront.response(try await endpoint.handler.handle(internalRequest))
+        } catch let error as FunctionError {
+            throw error
+        } catch {
+            throw .internalError
+        }
+    }
+}
+
+/// The manifest's HTTP routes: the last stage, answering everything left (404 and 405 included).
+struct FunctionRoutes: Sendable {
+    let invoker: FunctionInvoker
+    let logger: Logger
+
+    func answer(_ request: HostRequest) async throws(FunctionError) -> Response {
+        let path = request.path
+        switch invoker.catalog.router.resolve(method: request.request.method, path: Substring(path)) {
+        case .notFound:
+            invoker.metrics.unrouted(status: 404)
+            throw .notFound("no function is routed at \(path)")
+        case .methodNotAllowed(let allowed):
+            invoker.metrics.unrouted(status: 405)
+            throw .methodNotAllowed(allowed: allowed)
+        case .matched(let index, let parameters):
+            let function = invoker.catalog.functions[index]
+            let body: ByteBuffer
+            do {
+                body = try await request.body()
+            } catch {
+                invoker.metrics.unrouted(status: Int(error.status.code))
+                throw error
+            }
+            let functionRequest = FunctionRequest(
+                functionName: function.name, method: request.request.method, path: path, pathParameters: parameters,
+                query: request.query, headers: request.request.headers, body: body, requestID: request.requestID, logger: logger)
+            return HTTPFront.response(await invoker.invokeHTTP(function, request: functionRequest))
+        }
+    }
+}
+
+/// In `fnhost serve`: the Azure host's readiness probe (`GET /`) and invocation payloads
+/// (`POST /{FunctionName}`). Anything else (forwarded HTTP requests) passes on to the routes.
+struct AzureHostCalls: HostStage {
+    let invoker: FunctionInvoker
+    let routes: FunctionRoutes
+    let logger: Logger
+
+    func answer(_ request: HostRequest) async throws(FunctionError) -> Response? {
+        let path = request.path
+        let method = request.request.method
+        if path == "/", method == .get || method == .head {
+            return HTTPFront.response(.json(Array(#"{"status":"ready"}"#.utf8)))
+        }
+        let segments = path.split(separator: "/")
+        guard method == .post, segments.count == 1,
+            let function = invoker.catalog.function(named: QueryItems.decode(segments[0], plusAsSpace: false))
+        else { return nil }
+        let body = try await request.body(limit: HTTPFront.maxPayloadSize, what: "the invocation payload")
+        let data: [String: JSONValue]
+        do {
+            data = try AzureInvocation.parsePayload(body)
+        } catch {
+            // A function route that accepts POST at this path gets the forwarded request instead.
+            if case .matched = invoker.catalog.router.resolve(method: .post, path: Substring(path)) {
+                var forwarded = request
+                forwarded.request.body = RequestBody(buffer: body)
+                return try await routes.answer(forwarded)
+            }
+            throw .validationFailed(error.message)
+        }
+        let invocationID = request.request.headers[HTTPFront.invocationIDHeader]
+        switch function.spec.trigger {
+        case .timer(let timer):
+            let info = AzureInvocation.timerInfo(data[timer.bindingName])
+            let succeeded = await invoker.invokeTimer(function, timer: info, reason: "Timer fired by the Azure Functions host")
+            guard succeeded else { throw .internalError }
+            return HTTPFront.response(.json(AzureInvocation.emptyEnvelope))
+        case .http(let trigger):
+            let parts: FunctionRequest.Parts
+            let tooLarge: Bool
+            do {
+                (parts, tooLarge) = try AzureInvocation.httpRequest(
+                    data[trigger.bindingName], function: function, trigger: trigger, invocationID: invocationID)
+            } catch {
+                throw .validationFailed(error.message)
+            }
+            // The forwarded request must be one the function's binding accepts, as on the Azure host.
+            if let allowed = trigger.methods, !allowed.contains(parts.method) {
+                return HTTPFront.response(.error(.methodNotAllowed(allowed: allowed), requestID: parts.requestID))
+            }
+            var response = tooLarge
+                ? FunctionResponse.error(.payloadTooLarge, requestID: parts.requestID)
+                : await invoker.invokeHTTP(function, request: FunctionRequest(parts, functionName: function.name, logger: logger))
+            response.headers[.requestID] = parts.requestID
+            let responseBody: ByteBuffer
+            switch response.body {
+            case .bytes(let buffer):
+                responseBody = buffer
+            case .stream(let write):
+                var collector: any FunctionBodyWriter = CollectingBodyWriter()
+                do {
+                    try await write(&collector)
+                } catch {
+                    throw .internalError
+                }
+                responseBody = (collector as? CollectingBodyWriter)?.buffer ?? ByteBuffer()
+            }
+            return HTTPFront.response(
+                .json(AzureInvocation.httpEnvelope(
+                    status: response.status, headers: response.headers, body: responseBody, outputName: trigger.outputName)))
         }
     }
 }

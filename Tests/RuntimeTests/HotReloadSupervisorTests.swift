@@ -64,7 +64,7 @@ import FoundationNetworking
         supervisor.cancel()
         _ = try? await supervisor.value
         #expect(FreePort.refuses(target.port), "the generation stopped")
-        #expect(FreePort.refuses(port))
+        #expect(await eventually(timeout: .seconds(10)) { FreePort.refuses(port) }, "the port is released")
         #expect(router.current == nil)
     }
 
