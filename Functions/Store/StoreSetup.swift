@@ -100,7 +100,7 @@ enum StoreSetup {
                     }
                 }
             }
-            return PostgresLeadStore(client: client, logger: logger, metrics: context.metricsFactory)
+            return PostgresDatabase(client: client, logger: logger, metrics: context.metricsFactory)
         }
         let path: String
         if let url {
@@ -111,9 +111,9 @@ enum StoreSetup {
         } else {
             path = URL(fileURLWithPath: context.scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
         }
-        let store: SQLiteLeadStore
+        let store: SQLiteDatabase
         do {
-            store = try await SQLiteLeadStore.open(path: path, logger: logger)
+            store = try await SQLiteDatabase.open(path: path, logger: logger)
         } catch {
             throw ModuleConfigurationError("cannot open the SQLite database at \(path)")
         }
@@ -127,7 +127,7 @@ enum StoreSetup {
     /// the versions applied; with `runtimeRole`, grants that role exactly what the module needs.
     static func migrate(databaseURL: String, runtimeRole: String? = nil, caFile: String? = nil, logger: Logger) async throws -> [Int] {
         if databaseURL.hasPrefix("sqlite:") {
-            let store = try await SQLiteLeadStore.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
+            let store = try await SQLiteDatabase.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
             return try await store.migrate()
         }
         let configuration = try PostgresURL.configuration(databaseURL, caFile: caFile)
@@ -158,7 +158,7 @@ enum StoreSetup {
         databaseURL: String, caFile: String? = nil, logger: Logger, _ body: @escaping @Sendable (any ModuleStore) async throws -> T
     ) async throws -> T {
         if databaseURL.hasPrefix("sqlite:") {
-            let store = try await SQLiteLeadStore.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
+            let store = try await SQLiteDatabase.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
             return try await body(store)
         }
         let client = PostgresClient(
@@ -171,7 +171,7 @@ enum StoreSetup {
             }
             defer { group.cancelAll() }
             _ = try await PostgresMigrator.migrate(client, logger: logger)
-            return try await body(PostgresLeadStore(client: client, logger: logger, deadline: .seconds(30)))
+            return try await body(PostgresDatabase(client: client, logger: logger, deadline: .seconds(30)))
         }
     }
 }

@@ -43,7 +43,7 @@ struct DatabaseScheduleMonitor: ScheduleMonitor {
     }
 }
 
-extension PostgresLeadStore: TimerStore {
+extension PostgresDatabase: TimerStore {
     func claimOccurrence(function: String, scheduledAt: String, owner: String) async throws(StoreUnavailable) -> Bool {
         try await transaction(.noTenant) { [logger] connection in
             var claimed = false
@@ -90,7 +90,7 @@ extension PostgresLeadStore: TimerStore {
     }
 }
 
-extension SQLiteLeadStore: TimerStore {
+extension SQLiteDatabase: TimerStore {
     func claimOccurrence(function: String, scheduledAt: String, owner: String) async throws(StoreUnavailable) -> Bool {
         try await transaction { connection in
             !(try await connection.query(

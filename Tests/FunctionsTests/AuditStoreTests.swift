@@ -78,7 +78,7 @@ func withAuditStore<T: Sendable>(
     _ url: String, deadline: Duration = .seconds(60), _ body: @escaping @Sendable (any ModuleStore) async throws -> T
 ) async throws -> T {
     if url.hasPrefix("sqlite:") {
-        let store = try await SQLiteLeadStore.open(path: String(url.dropFirst("sqlite:".count)), logger: ScratchDatabase.logger, deadline: .seconds(30))
+        let store = try await SQLiteDatabase.open(path: String(url.dropFirst("sqlite:".count)), logger: ScratchDatabase.logger, deadline: .seconds(30))
         return try await body(store)
     }
     let client = PostgresClient(
@@ -92,7 +92,7 @@ func withAuditStore<T: Sendable>(
         defer { group.cancelAll() }
         _ = try await PostgresMigrator.migrate(client, logger: ScratchDatabase.logger)
         // A generous deadline: 400 concurrent transactions queue for 20 connections on a loaded CI machine.
-        return try await body(PostgresLeadStore(client: client, logger: ScratchDatabase.logger, deadline: deadline))
+        return try await body(Functions.PostgresDatabase(client: client, logger: ScratchDatabase.logger, deadline: deadline))
     }
 }
 
@@ -240,7 +240,7 @@ func chain(_ store: any AuditStore, _ id: String) async throws -> [AuditEvent] {
         let url = try Backend.sqlite.databaseURL()
         try await withAuditStore(url) { store in
             try await store.append(record("t-a"))
-            guard let sqlite = store as? SQLiteLeadStore else { throw RedisTestError("not SQLite") }
+            guard let sqlite = store as? SQLiteDatabase else { throw RedisTestError("not SQLite") }
             for statement in ["UPDATE audit_events SET severity = 'critical'", "DELETE FROM audit_events", "DELETE FROM audit_chain_heads"] {
                 await #expect(throws: StoreUnavailable.self, "\(statement)") { _ = try await sqlite.run(statement, []) }
             }
@@ -462,7 +462,7 @@ extension Duration {
             var text: [UInt8] = []
             registry.emit(into: &text)
             #expect(String(decoding: text, as: UTF8.self).contains("audit_chain_breaks 0"))
-            guard let sqlite = store as? SQLiteLeadStore else { throw RedisTestError("not SQLite") }
+            guard let sqlite = store as? SQLiteDatabase else { throw RedisTestError("not SQLite") }
             _ = try await sqlite.run("DROP TRIGGER audit_events_no_update", [])
             _ = try await sqlite.run("UPDATE audit_events SET actor_email = 'mallory@example.test' WHERE chain_id = 't-m' AND seq = 2", [])
             let report = try await verification.run(full: true)

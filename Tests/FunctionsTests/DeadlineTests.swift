@@ -17,7 +17,7 @@ import Testing
     /// connection must not be left inside BEGIN IMMEDIATE, and the next write must succeed at once.
     @Test func aStallPastTheDeadlineLeavesSQLiteWritable() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-stall-\(UUID().uuidString).sqlite").path
-        let store = try await SQLiteLeadStore.open(path: path, logger: ScratchDatabase.logger, deadline: .milliseconds(700))
+        let store = try await SQLiteDatabase.open(path: path, logger: ScratchDatabase.logger, deadline: .milliseconds(700))
         let holder = try await offThePool { try LockHolder.sqlite(path: path, seconds: 1.5) }
         let tenant: TenantID = "t-stall"
         let first = newLead("t-stall")
@@ -55,7 +55,7 @@ import Testing
             await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "LEADS_WRITE", "AUDIT_READ"])
             let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
             try await withAuditStore(url) { store in
-                let postgres = try #require(store as? PostgresLeadStore)
+                let postgres = try #require(store as? Functions.PostgresDatabase)
                 // The tenant's chain head exists after a first write; holding its row lock blocks this tenant's
                 // next append (and nothing of other tests sharing the database).
                 #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"first","email":"f@b.example"}"#).status == .created)

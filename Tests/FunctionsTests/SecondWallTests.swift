@@ -9,7 +9,7 @@ import Testing
 
 @testable import Functions
 
-extension PostgresLeadStore {
+extension Functions.PostgresDatabase {
     /// Test only: a tenant query that forgot its `WHERE tenant_id` (the bug the second wall is for).
     func leadNamesWithoutATenantFilter(scope: DatabaseScope) async throws(StoreUnavailable) -> [String] {
         try await read(scope) { [logger] connection in
@@ -135,7 +135,7 @@ extension PostgresLeadStore {
     @Test func aQueryWithoutItsTenantFilterSeesOnlyTheScopedTenant() async throws {
         try await ScratchDatabase.with { database in
             try await withAuditStore(database.url) { store in
-                let postgres = try #require(store as? PostgresLeadStore)
+                let postgres = try #require(store as? Functions.PostgresDatabase)
                 for tenant in ["wall-1", "wall-2"] {
                     var lead = newLead(tenant)
                     lead.name = "of \(tenant)"

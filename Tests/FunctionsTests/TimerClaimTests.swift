@@ -55,11 +55,11 @@ import Testing
             }
             let total = runs.count.withLock { $0 }
             let claimed = try await withAuditStore(url) { store -> Int in
-                if let postgres = store as? PostgresLeadStore {
+                if let postgres = store as? Functions.PostgresDatabase {
                     return try await postgres.client.query("SELECT count(*)::int FROM timer_runs WHERE function = 'Tick'", logger: logger)
                         .decode(Int.self).reduce(0, +)
                 }
-                let sqlite = try #require(store as? SQLiteLeadStore)
+                let sqlite = try #require(store as? SQLiteDatabase)
                 return try await sqlite.run("SELECT count(*) AS n FROM timer_runs WHERE function = 'Tick'", []).first?.column("n")?.integer ?? -1
             }
             #expect(total >= 2, "the timer fired (\(total))")

@@ -63,7 +63,7 @@ enum PostgresAudit {
     }
 }
 
-extension PostgresLeadStore: AuditStore {
+extension PostgresDatabase: AuditStore {
     func append(_ record: AuditRecord) async throws(StoreUnavailable) -> AuditEvent {
         try await transaction(record.tenantID.map { .tenant($0.text) } ?? .crossTenant(.platformChain)) { [logger] connection in
             try await PostgresAudit.append(record, on: connection, logger: logger)
@@ -190,7 +190,7 @@ extension PostgresLeadStore: AuditStore {
     }
 
     func checkpoints() async throws(StoreUnavailable) -> [ChainID: ChainHead] {
-        try await read(.crossTenant(.verifier)) { [logger] connection in
+        try await withCrossTenantTransaction(.verifier) { [logger] connection in
             var result: [ChainID: ChainHead] = [:]
             for try await (chain, seq, hash) in try await connection.query(
                 "SELECT chain_id, seq, event_hash FROM audit_verifier_positions", logger: logger
@@ -213,7 +213,7 @@ extension PostgresLeadStore: AuditStore {
     }
 }
 
-extension PostgresLeadStore {
+extension PostgresDatabase {
     func treeSize(_ chain: String) async throws(StoreUnavailable) -> Int64 {
         try await read(.chain(chain)) { [logger] connection in
             var size: Int64 = 0

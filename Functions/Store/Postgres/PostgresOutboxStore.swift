@@ -4,7 +4,7 @@ import PostgresNIO
 /// The email outbox on PostgreSQL: due rows are claimed with `FOR UPDATE SKIP LOCKED` and a
 /// lease, so concurrent dispatchers (other instances) take disjoint rows and a crashed one's rows
 /// come back when its lease expires.
-extension PostgresLeadStore: OutboxStore {
+extension PostgresDatabase: OutboxStore {
     static let outboxColumns = """
         tenant_id, id::text, idempotency_key, request_hash, template, recipient, vars::text, status, attempts, message_id, \
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
@@ -67,7 +67,7 @@ extension PostgresLeadStore: OutboxStore {
     }
 
     func markSent(_ email: OutboxEmail, owner: String, messageID: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
-        try await transaction(.tenant(email.tenantID.text)) { [logger] connection -> Bool in
+        try await withTenantTransaction(email.tenantID) { [logger] connection -> Bool in
             var updated = false
             for try await _ in try await connection.query(
                 """
@@ -111,7 +111,7 @@ extension PostgresLeadStore: OutboxStore {
     }
 
     func outboxBacklog() async throws(StoreUnavailable) -> (pending: Int, oldest: String?) {
-        try await read(.crossTenant(.outboxDispatcher)) { [logger] connection in
+        try await withCrossTenantTransaction(.outboxDispatcher) { [logger] connection in
             var result: (pending: Int, oldest: String?) = (0, nil)
             for try await (count, oldest) in try await connection.query(
                 """
@@ -126,10 +126,10 @@ extension PostgresLeadStore: OutboxStore {
     }
 }
 
-extension PostgresLeadStore: RevocationTable {
+extension PostgresDatabase: RevocationTable {
     func storeRevocation(field: String, tenant: TenantID, record: [UInt8], expiresAt: Int64) async throws(StoreUnavailable) {
         let text = String(decoding: record, as: UTF8.self)
-        _ = try await transaction(.tenant(tenant.text)) { [logger] connection in
+        _ = try await withTenantTransaction(tenant) { [logger] connection in
             try await connection.query(
                 """
                 INSERT INTO session_revocations (field, tenant_id, record, expires_at)
@@ -140,7 +140,7 @@ extension PostgresLeadStore: RevocationTable {
     }
 
     func revocationRecords(now: Int64) async throws(StoreUnavailable) -> [[UInt8]] {
-        try await read(.crossTenant(.revocationSync)) { [logger] connection in
+        try await withCrossTenantTransaction(.revocationSync) { [logger] connection in
             var records: [[UInt8]] = []
             for try await record in try await connection.query(
                 "SELECT record FROM session_revocations WHERE expires_at > \(now)", logger: logger
@@ -152,7 +152,7 @@ extension PostgresLeadStore: RevocationTable {
     }
 
     func pruneRevocations(now: Int64) async throws(StoreUnavailable) {
-        _ = try await transaction(.crossTenant(.revocationSync)) { [logger] connection in
+        _ = try await withCrossTenantTransaction(.revocationSync) { [logger] connection in
             try await connection.query("DELETE FROM session_revocations WHERE expires_at <= \(now)", logger: logger)
             return true
         }

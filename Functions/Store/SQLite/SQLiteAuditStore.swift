@@ -22,8 +22,8 @@ enum SQLiteAudit {
         _ = try await connection.query(
             "INSERT INTO audit_events (\(eventColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                .text(event.chainID), .integer(Int(event.seq)), .text(event.eventID), SQLiteLeadStore.text(event.tenantID),
-                .text(event.occurredAt), SQLiteLeadStore.text(event.actorSub), SQLiteLeadStore.text(event.actorEmail),
+                .text(event.chainID), .integer(Int(event.seq)), .text(event.eventID), SQLiteDatabase.text(event.tenantID),
+                .text(event.occurredAt), SQLiteDatabase.text(event.actorSub), SQLiteDatabase.text(event.actorEmail),
                 .text(event.eventType), .text(event.severity), .text(event.details.canonicalText), .text(event.prevEventHash),
                 .text(event.currentEventHash),
             ])
@@ -60,7 +60,7 @@ enum SQLiteAudit {
     }
 }
 
-extension SQLiteLeadStore: AuditStore {
+extension SQLiteDatabase: AuditStore {
     func append(_ record: AuditRecord) async throws(StoreUnavailable) -> AuditEvent {
         try await transaction { connection in try await SQLiteAudit.append(record, on: connection) }
     }
@@ -149,7 +149,7 @@ extension SQLiteLeadStore: AuditStore {
     }
 }
 
-extension SQLiteLeadStore {
+extension SQLiteDatabase {
     func treeSize(_ chain: String) async throws(StoreUnavailable) -> Int64 {
         let row = try await run("SELECT max(idx) AS last FROM audit_tree_nodes WHERE chain_id = ? AND level = 0", [.text(chain)]).first
         return row?.column("last")?.integer.map { Int64($0) + 1 } ?? 0

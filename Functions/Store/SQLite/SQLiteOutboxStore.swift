@@ -3,7 +3,7 @@ import SQLiteNIO
 
 /// The email outbox on SQLite: claims run in a `BEGIN IMMEDIATE` transaction (the single write
 /// lock orders dispatchers, also across processes on one file) and set the same lease.
-extension SQLiteLeadStore: OutboxStore {
+extension SQLiteDatabase: OutboxStore {
     func outboxBacklog() async throws(StoreUnavailable) -> (pending: Int, oldest: String?) {
         let row = try await run("SELECT count(*) AS pending, min(created_at) AS oldest FROM email_outbox WHERE status = 'pending'", []).first
         return (row?.column("pending")?.integer ?? 0, row?.column("oldest")?.string)
@@ -103,7 +103,7 @@ extension SQLiteLeadStore: OutboxStore {
     }
 }
 
-extension SQLiteLeadStore: RevocationTable {
+extension SQLiteDatabase: RevocationTable {
     func storeRevocation(field: String, tenant: TenantID, record: [UInt8], expiresAt: Int64) async throws(StoreUnavailable) {
         _ = try await run(
             "INSERT INTO session_revocations (field, tenant_id, record, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (field) DO NOTHING",

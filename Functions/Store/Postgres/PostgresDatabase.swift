@@ -1,0 +1,152 @@
+import CoreMetrics
+import Foundation
+import FunctionRuntime
+import Logging
+import NIOSSL
+import PostgresNIO
+import ServiceLifecycle
+
+/// `postgres://user:password@host:port/database?sslmode=disable|prefer|require|verify-ca|verify-full`
+/// `[&sslrootcert=PATH|system]`, as libpq reads them: `require` encrypts without verifying,
+/// `verify-ca` verifies the chain, `verify-full` the chain and the host name; the trust roots are
+/// `sslrootcert`, else `TLS_CA_FILE` (`caFile`), else the system store.
+enum PostgresURL {
+    static func configuration(_ text: String, caFile: String? = nil) throws(StoreUnavailable) -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: text), components.scheme == "postgres" || components.scheme == "postgresql",
+            let host = components.host, !host.isEmpty, let user = components.user
+        else { throw StoreUnavailable(description: "DATABASE_URL must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE") }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        let mode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer"
+        let tls: PostgresClient.Configuration.TLS
+        switch mode {
+        case "disable": tls = .disable
+        case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
+        case "require":
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none  // libpq's `require` encrypts without verifying
+            tls = .require(configuration)
+        case "verify-ca", "verify-full":
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            let root = components.queryItems?.first(where: { $0.name == "sslrootcert" })?.value ?? caFile
+            if let root, !root.isEmpty, root != "system" {
+                guard FileManager.default.isReadableFile(atPath: root) else {
+                    throw StoreUnavailable(description: "DATABASE_URL sslrootcert / TLS_CA_FILE '\(root)' is not a readable file")
+                }
+                configuration.trustRoots = .file(root)
+            }
+            configuration.certificateVerification = mode == "verify-full" ? .fullVerification : .noHostnameVerification
+            tls = .require(configuration)
+        default: throw StoreUnavailable(description: "DATABASE_URL sslmode '\(mode)' is not supported")
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
+            password: components.password?.removingPercentEncoding, database: database.isEmpty ? nil : database, tls: tls)
+        configuration.options.connectTimeout = .seconds(3)
+        configuration.options.maximumConnections = 20
+        configuration.options.additionalStartupParameters = [("application_name", "fnhost"), ("statement_timeout", "5000")]
+        return configuration
+    }
+}
+
+/// The module's PostgreSQL database: the `PostgresClient` pool (a `Service`), the transaction
+/// entry points — `withTenantTransaction` for tenant work, `withCrossTenantTransaction` for the
+/// explicit cross-tenant paths, `transaction(scope)` underneath (an audit chain's scope is its
+/// tenant, or cross-tenant for the platform chain) — and the deadline every call races. The
+/// repositories are extensions in their own files: leads (`PostgresLeads.swift`), the audit log
+/// (`PostgresAuditStore.swift`), the outbox and revocations (`PostgresOutboxStore.swift`), timers
+/// (`TimerStore.swift`). Values are always bound through interpolation.
+struct PostgresDatabase: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+    let deadline: Duration
+    private let crossTenantUses: [DatabaseScope.Reason: CoreMetrics.Counter]
+
+    init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(3), metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
+        self.client = client
+        self.logger = logger
+        self.deadline = deadline
+        crossTenantUses = DatabaseScope.counters(metrics)
+    }
+
+    /// A write transaction that cannot outlive its answer: PostgreSQL itself ends any statement or
+    /// lock wait past the remaining deadline (`SET LOCAL statement_timeout`, `lock_timeout`), and
+    /// the transaction commits only if the caller is still waiting (`TransactionDeadline`). The same
+    /// first statement sets the row-level-security scope (`app.tenant_id` or `app.cross_tenant`,
+    /// transaction-local, so a pooled connection never carries it to the next caller): this is the
+    /// one entry point for tenant work.
+    func transaction<T: Sendable>(
+        _ scope: DatabaseScope, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        if case .crossTenant(let reason) = scope { crossTenantUses[reason]?.increment() }
+        let span = Tracing.start("postgres transaction", attributes: [("db.system", .string("postgresql"))])
+        do {
+            let value = try await scopedTransaction(scope, body)
+            span?.end()
+            return value
+        } catch {
+            span?.end(failed: true)
+            throw error
+        }
+    }
+
+    private func scopedTransaction<T: Sendable>(
+        _ scope: DatabaseScope, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
+            try await client.withTransaction(logger: logger) { connection in
+                let limit = String(gate.remainingMilliseconds)
+                _ = try await connection.query(
+                    """
+                    SELECT set_config('statement_timeout', \(limit), true), set_config('lock_timeout', \(limit), true),
+                           set_config('app.tenant_id', \(scope.tenantSetting), true), set_config('app.cross_tenant', \(scope.crossTenantSetting), true)
+                    """, logger: logger)
+                let result = try await body(connection)
+                try gate.beginCommit()
+                return result
+            }
+        }
+    }
+
+    /// A read in its own short transaction with the row-level-security scope set (for reads off the
+    /// hot path; the hot ones set it inside their SQL functions, in one round trip).
+    func read<T: Sendable>(
+        _ scope: DatabaseScope, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        try await transaction(scope, body)
+    }
+
+    /// Tenant work, the one entry point for it: every statement of `body` sees and writes the rows
+    /// of `tenant` only (row-level security), and the transaction is bounded by the deadline.
+    func withTenantTransaction<T: Sendable>(
+        _ tenant: TenantID, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        try await transaction(.tenant(tenant.text), body)
+    }
+
+    /// One of the explicit cross-tenant paths (`DatabaseScope.Reason`), counted by reason.
+    func withCrossTenantTransaction<T: Sendable>(
+        _ reason: DatabaseScope.Reason, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreUnavailable) -> T {
+        try await transaction(.crossTenant(reason), body)
+    }
+
+    func permissionRows() async throws(StoreUnavailable) -> [(String, Bool, Bool)] {
+        try await withDeadline(deadline) { [client, logger] in
+            var rows: [(String, Bool, Bool)] = []
+            for try await row in try await client.query(
+                "SELECT permission, read_only, step_up FROM module_permissions", logger: logger
+            ).decode((String, Bool, Bool).self) {
+                rows.append(row)
+            }
+            return rows
+        }
+    }
+
+    func ping() async -> Bool {
+        (try? await withDeadline(.seconds(2)) { [client, logger] in
+            var ok = false
+            for try await value in try await client.query("SELECT 1", logger: logger).decode(Int32.self) { ok = value == 1 }
+            return ok
+        }) ?? false
+    }
+}
