@@ -259,30 +259,53 @@ final class Generation: Sendable {
         self.copy = copy
     }
 
+    /// Where this process stages the generations' binaries (removed when the watcher stops).
+    static func stagingFolder(binary: String) -> URL {
+        URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent(".fnhost-watch-\(getpid())")
+    }
+
     /// Starts generation `number` and waits until it reports itself running.
     static func launch(
         _ number: Int, options: WatchOptions, client: HTTPClient, logger: Logger
     ) async throws(ReloadError) -> Generation {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-watch-\(getpid())")
-        let copy = folder.appendingPathComponent("fnhost-\(number)")
+        // Beside the binary (same file system), under a name of this generation's own: the next build
+        // replaces the binary's file while this generation runs from its own name.
+        let built = URL(fileURLWithPath: options.binary)
+        let folder = stagingFolder(binary: options.binary)
+        let copy = folder.appendingPathComponent("\(built.lastPathComponent)-\(number)")
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             try? FileManager.default.removeItem(at: copy)
-            // A copy: the next build may rewrite the binary while this generation runs.
-            try FileManager.default.copyItem(at: URL(fileURLWithPath: options.binary), to: copy)
+            // A hard link: nothing is written, so no descriptor open for writing can make the file
+            // "busy" for exec (a process that forks while a copy is being written inherits one).
+            // Linkers write a new file and rename it over the old name, never into the linked one.
+            if link(built.path, copy.path) != 0 {
+                try FileManager.default.copyItem(at: built, to: copy)
+            }
         } catch {
-            throw ReloadError("cannot copy the built binary \(options.binary): \(error.localizedDescription)")
+            throw ReloadError("cannot stage the built binary \(options.binary): \(error.localizedDescription)")
         }
         let port = try await freeLoopbackPort()
-        let process = Process()
-        process.executableURL = copy
-        process.arguments = ["start", "--script-root", options.scriptRoot, "--port", String(port), "--address", "127.0.0.1"]
-        do {
-            try process.run()
-        } catch {
-            try? FileManager.default.removeItem(at: copy)
-            throw ReloadError("cannot start \(copy.path): \(error.localizedDescription)")
+        var attempt = 0
+        var started: Process?
+        while started == nil {
+            let process = Process()
+            process.executableURL = copy
+            process.arguments = ["start", "--script-root", options.scriptRoot, "--port", String(port), "--address", "127.0.0.1"]
+            do {
+                try process.run()
+                started = process
+            } catch {
+                // A copied file may be briefly busy (another thread's child between fork and exec).
+                attempt += 1
+                guard attempt < 5 else {
+                    try? FileManager.default.removeItem(at: copy)
+                    throw ReloadError("cannot start \(copy.path): \(error.localizedDescription)")
+                }
+                await pause(milliseconds: 100)
+            }
         }
+        guard let process = started else { throw ReloadError("cannot start \(copy.path)") }
         let generation = Generation(target: .init(generation: number, port: port), process: process, copy: copy)
         let deadline = ContinuousClock.now + options.readyTimeout
         while ContinuousClock.now < deadline, !Task.isCancelled {
@@ -387,6 +410,7 @@ struct ReloadWatcher: Service {
         }
         _ = router.switchTo(nil)
         if let last = serving.take() { await last.stop(logger: logger) }
+        try? FileManager.default.removeItem(at: Generation.stagingFolder(binary: options.binary))
     }
 
     /// Builds; on success starts the next generation, switches to it and stops the previous one.
