@@ -84,3 +84,30 @@ summary=$(cd "$work" && "$binary" verify-audit --full 2>/dev/null | tail -1)
 finished=$(date +%s.%N)
 echo "$summary"
 python3 -c 'import re,sys,json; n=int(re.search(r"(\d+) events", sys.argv[1]).group(1)); t=float(sys.argv[3])-float(sys.argv[2]); print(f"{n} events verified in {t:.2f} s (process start included): {n/t:,.0f} events/s"); open(sys.argv[4],"a").write(json.dumps({"scenario":"verify_audit_full","events":n,"seconds":round(t,3),"events_per_s":round(n/t)})+"\n"); print(json.dumps({"scenario":"verify_audit_full","events":n,"seconds":round(t,3),"events_per_s":round(n/t)}))' "$summary" "$started" "$finished" "$json"
+
+# Allocations per request (scripts/malloc-count.c, LD_PRELOAD) on a second, counted instance: the
+# allocator calls and bytes asked for during a wrk run, divided by its requests (background work of
+# those seconds included, so this is an upper bound).
+if command -v cc >/dev/null; then
+  cc -O2 -shared -fPIC -o "$work/malloc-count.so" "$repo/scripts/malloc-count.c" -lpthread
+  counts="$work/malloc-count.txt"
+  (cd "$work" && MALLOC_COUNT_FILE="$counts" LD_PRELOAD="$work/malloc-count.so" LOG_LEVEL=warning exec "$binary" start --port "$port" > "$work/fnhost-counted.log" 2>&1) &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  # allocations NAME [wrk args…]: warm up, then count over a short run.
+  allocations() {
+    local name=$1; shift
+    wrk -t"$threads" -c"$connections" -d2s "$@" > /dev/null
+    sleep 0.2; local before; before=$(cat "$counts")
+    local out; out=$(wrk -t"$threads" -c"$connections" -d3s -s "$report" "$@")
+    sleep 0.2; local after; after=$(cat "$counts")
+    python3 -c 'import json,sys
+r=json.loads(sys.argv[1]); b=[int(x) for x in sys.argv[2].split()]; a=[int(x) for x in sys.argv[3].split()]; n=max(r["requests"],1)
+print(json.dumps({"scenario":"allocations_"+sys.argv[4],"requests":r["requests"],"allocations_per_request":round((a[0]-b[0])/n,1),
+ "bytes_per_request":round((a[1]-b[1])/n),"frees_per_request":round((a[2]-b[2])/n,1)}))' \
+      "$(echo "$out" | grep '^BENCH ' | cut -c7-)" "$before" "$after" "$name" | tee -a "$json"
+  }
+  allocations health "$base/health"
+  allocations listing -H "Authorization: Bearer $token" "$base/api/leads?limit=20"
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; pid=""
+fi

@@ -107,11 +107,18 @@ struct HostRequest: Sendable {
     var request: Request
     let requestID: String
     let context: HostRequestContext
+    /// Taken once: every stage matches on it (`URI.path` builds a new string on each call).
+    let path: String
+
+    init(request: Request, requestID: String, context: HostRequestContext) {
+        self.request = request
+        self.requestID = requestID
+        self.context = context
+        path = request.uri.path
+    }
 
     /// Asked only by the stages that need it (the admin endpoints).
     var isFromLoopback: Bool { context.isFromLoopback }
-
-    var path: String { request.uri.path }
 
     var query: QueryItems { request.uri.query.map { QueryItems(parsing: Substring($0)) } ?? QueryItems() }
 

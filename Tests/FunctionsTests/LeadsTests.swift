@@ -262,6 +262,44 @@ extension TestClientProtocol {
         }
     }
 
+    /// Stale statistics cannot make a listing sort the tenant's rows: in a fresh database with 6,000
+    /// leads bulk-inserted and never analyzed, the plan PostgreSQL runs inside `fnhost_leads_json`
+    /// and `fnhost_leads_page` (shown by auto_explain, nested statements) walks leads_tenant_newest
+    /// with no Sort node — the listing functions run with sorts off (migration 9). Without it this
+    /// plan sorted every row of the tenant, and plpgsql kept it for the connection (184 listings/s).
+    @Test func listingsWalkTheIndexWhateverTheStatistics() async throws {
+        try await ScratchDatabase.with { database in
+            _ = try await withAuditStore(database.url) { _ in 0 }  // migrated
+            try await ScratchDatabase.superuser(database.adminURL) { client in
+                _ = try await client.query(
+                    """
+                    INSERT INTO leads (tenant_id, id, name, email, status, created_by, created_at, updated_at)
+                    SELECT CASE WHEN i % 3 = 0 THEN 't-other' ELSE 't-big' END, gen_random_uuid(), 'n' || i, 'e' || i || '@x.example',
+                           'new', 'u', now() - (i || ' ms')::interval, now()
+                    FROM generate_series(1, 9000) AS i
+                    """, logger: ScratchDatabase.logger)
+            }
+            let script = """
+                LOAD 'auto_explain';
+                SET auto_explain.log_min_duration = 0;
+                SET auto_explain.log_nested_statements = on;
+                SET auto_explain.log_level = notice;
+                SET client_min_messages = notice;
+                SELECT count(*) FROM fnhost_leads_json('t-big', 20, NULL, NULL);
+                SELECT count(*) FROM fnhost_leads_page('t-big', 20, now(), '00000000-0000-0000-0000-000000000000');
+                """
+            let run = try await runProgram("/usr/bin/env", ["psql", database.adminURL, "-X", "-v", "ON_ERROR_STOP=1", "-c", script])
+            #expect(run.status == 0, "\(run.output)")
+            // Each function's inner query is explained once; the outer SELECTs are function scans.
+            let nested = run.output.components(separatedBy: "Query Text:").filter { $0.contains("FROM public.leads") }
+            #expect(nested.count == 2, "\(run.output)")
+            for plan in nested {
+                #expect(plan.contains("leads_tenant_newest"), "\(plan)")
+                #expect(!plan.contains("Sort"), "\(plan)")
+            }
+        }
+    }
+
     @Test func queryPlansUseTheTenantIndex() async throws {
         let database = try Backend.postgres.databaseURL()
         let logger = Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }
