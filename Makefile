@@ -28,9 +28,13 @@ watch: build
 	.build/debug/fnhost start --watch --port $(PORT)
 
 ## Every test: unit, in-process HTTP, and end-to-end against the real fnhost binary.
+## At most TEST_WIDTH tests at once (Swift Testing runs every test in parallel otherwise: on two cores
+## 288 tests with their own servers starve each other past the timing bounds the outage tests keep).
+TEST_WIDTH ?= 8
 test: deps venv
 	$(SWIFT) build --build-tests
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" FNHOST_BIN=$(CURDIR)/.build/debug/fnhost scripts/with-services.sh $(SWIFT) test
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" FNHOST_BIN=$(CURDIR)/.build/debug/fnhost \
+	  scripts/with-services.sh $(SWIFT) test --experimental-maximum-parallelization-width $(TEST_WIDTH)
 	scripts/fuzz.sh 4
 	scripts/promtool.sh
 

@@ -27,11 +27,11 @@ import Testing
         #expect(await readyDuringLock == false, "not ready while writes cannot be taken")
         await offThePool { holder.waitUntilExit() }
         let second = newLead("t-stall")
-        // Writable again (the old code failed every later write until restart). A loaded machine may
-        // miss the short deadline once, so a few tries; a connection stuck in BEGIN never recovers.
-        var written = false
-        for _ in 0..<5 where !written {
-            written = (try? await store.create(tenant: tenant, lead: second, audit: record("t-stall"))) != nil
+        // Writable again (the old code failed every later write until restart). A loaded CI machine
+        // missed the short deadline five times in a row once, so tries for up to 30 s; a connection
+        // stuck in BEGIN never recovers, however long.
+        let written = await eventually(timeout: .seconds(30), every: .milliseconds(100)) {
+            (try? await store.create(tenant: tenant, lead: second, audit: record("t-stall"))) != nil
         }
         #expect(written, "writable again: no transaction or lock left behind")
         // Read back through a second connection with a generous deadline (the check is about what was committed).
@@ -41,9 +41,7 @@ import Testing
             let events = try await reader.auditEvents(AuditQuery(scope: .chain(.tenant(tenant)), limit: 10))
             #expect(events.count == 1, "one event, for the write that succeeded")
         }
-        var ready = false
-        for _ in 0..<20 where !ready { ready = await store.ping() }  // a loaded machine may miss one 700 ms deadline
-        #expect(ready)
+        #expect(await eventually(timeout: .seconds(30), every: .milliseconds(100)) { await store.ping() })  // a loaded machine may miss a 700 ms deadline
     }
 
     /// PostgreSQL: a lock held by another session past the deadline. The 503 must mean "not
