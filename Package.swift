@@ -85,6 +85,7 @@ let package = Package(
             dependencies: [
                 "FunctionRuntime", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             path: "Tests/RuntimeTests"

@@ -68,7 +68,7 @@ public struct HTTPFront: HTTPResponder {
     }
 
     public func respond(to request: Request, context: HostRequestContext) async throws -> Response {
-        let requestID = request.headers[.requestID].flatMap { RequestIDs.isSane($0) ? $0 : nil } ?? RequestIDs.generate()
+        let requestID = RequestIDs.taken(from: request.headers)
         let incoming = HostRequest(request: request, requestID: requestID, context: context)
         var response = await answer(incoming)
         response.headers[.requestID] = requestID

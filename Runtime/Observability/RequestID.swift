@@ -1,5 +1,11 @@
+import HTTPTypes
 /// Request ids: the caller's `X-Request-Id` when it is sane, else a fresh random one.
 public enum RequestIDs {
+    /// The caller's `X-Request-Id` when it is sane, else a new one.
+    public static func taken(from headers: HTTPFields) -> String {
+        headers[.requestID].flatMap { isSane($0) ? $0 : nil } ?? generate()
+    }
+
     /// 1–128 characters of `A-Z a-z 0-9 - _ . :` — enough for UUIDs and trace ids, nothing a log or header could be abused with.
     public static func isSane(_ candidate: String) -> Bool {
         let utf8 = candidate.utf8

@@ -55,10 +55,7 @@ public enum HotReload {
     static func run(
         _ options: WatchOptions, address: String, port: Int, logger: Logger, router: GenerationRouter, stopsOnSignals: Bool
     ) async throws {
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(2)), decompression: .disabled)
-        configuration.connectionPool.retryConnectionEstablishment = false
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let client = proxyClient()
         let watcher = ReloadWatcher(options: options, router: router, client: client, logger: logger)
         let application = Application(
             responder: ReloadProxy(router: router, client: client, logger: logger),
@@ -84,6 +81,16 @@ public enum HotReload {
         }
         try await client.shutdown()
         logger.info("Watcher stopped")
+    }
+}
+
+extension HotReload {
+    /// The proxy's client: no redirects followed, no decompression, a refused connect fails at once.
+    static func proxyClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(2)), decompression: .disabled)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 }
 
@@ -144,7 +151,7 @@ struct ReloadProxy: HTTPResponder {
     let logger: Logger
 
     func respond(to request: Request, context: HostRequestContext) async throws -> Response {
-        let requestID = request.headers[.requestID].flatMap { RequestIDs.isSane($0) ? $0 : nil } ?? RequestIDs.generate()
+        let requestID = RequestIDs.taken(from: request.headers)
         let path = request.uri.path
         // The child sees the proxy's loopback address; the admin API stays loopback-only here.
         if !context.isFromLoopback, path == "/admin" || path.utf8.starts(with: "/admin/".utf8) {
@@ -152,9 +159,11 @@ struct ReloadProxy: HTTPResponder {
         }
         let body: ByteBuffer
         do {
-            body = try await request.body.collect(upTo: HTTPFront.maxPayloadSize)
+            // The host's own body rules (a declared or actual body over the limit is 413 unread).
+            body = try await HostRequest(request: request, requestID: requestID, context: context)
+                .body(limit: HTTPFront.maxPayloadSize)
         } catch {
-            return Self.error(.payloadTooLarge(limit: HTTPFront.maxPayloadSize, what: "request body"), requestID: requestID)
+            return Self.error(error, requestID: requestID)
         }
         guard let target = router.acquire() else {
             return Self.error(.serviceUnavailable("no build is serving yet; see the build output"), requestID: requestID)
@@ -178,7 +187,14 @@ struct ReloadProxy: HTTPResponder {
                 "the serving generation did not answer", metadata: [
                     "generation": .stringConvertible(target.generation), "error": .string(String(describing: type(of: error))),
                 ])
-            return Self.error(.serviceUnavailable("the function host is restarting; try again"), requestID: requestID)
+            // Never connected: nothing reached the generation. Otherwise it may have acted on the
+            // request before failing (it crashed), and the answer says the outcome is unknown.
+            return Self.error(
+                .serviceUnavailable(
+                    Self.neverConnected(error)
+                        ? "the function host is restarting; try again"
+                        : "the function host stopped while answering; the outcome is unknown, check before retrying"),
+                requestID: requestID)
         }
         var headers = HTTPFields()
         for (name, value) in answer.headers where !Self.hopByHop.contains(Array(name.lowercased().utf8)) {
@@ -187,6 +203,14 @@ struct ReloadProxy: HTTPResponder {
         return Response(
             status: HTTPResponse.Status(code: Int(answer.status.code), reasonPhrase: answer.status.reasonPhrase),
             headers: headers, body: ResponseBody(asyncSequence: answer.body))
+    }
+
+    /// A failure to connect (refused, connect timeout): the request was never sent.
+    static func neverConnected(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return true }
+        return false
     }
 
     static func error(_ error: FunctionError, requestID: String) -> Response {

@@ -1,4 +1,9 @@
+import AsyncHTTPClient
 import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
 import Logging
 import Testing
 import TestSupport
@@ -66,6 +71,41 @@ import FoundationNetworking
         #expect(FreePort.refuses(target.port), "the generation stopped")
         #expect(await eventually(timeout: .seconds(10)) { FreePort.refuses(port) }, "the port is released")
         #expect(router.current == nil)
+    }
+
+    /// The proxy's own answers, in the contract's shape: a generation that refuses connections is
+    /// "restarting" (nothing was sent), a declared body over the limit is 413 without being read or
+    /// forwarded, and nothing serving yet is 503.
+    @Test func theProxysOwnAnswersAreContractErrors() async throws {
+        let client = HotReload.proxyClient()
+        let router = GenerationRouter()
+        let refusing = try RefusingPort()
+        let proxy = ReloadProxy(router: router, client: client, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+        do {
+            try await Application(responder: proxy).test(.live) { test in
+                func send(_ headers: HTTPFields = [:], body: ByteBuffer? = nil) async throws -> (HTTPResponse.Status, String, HTTPFields) {
+                    try await test.execute(uri: "/api/leads", method: .post, headers: headers, body: body) {
+                        ($0.status, String(buffer: $0.body), $0.headers)
+                    }
+                }
+                let (idle, idleBody, _) = try await send()
+                #expect(idle == .serviceUnavailable && idleBody.contains(#""code":"SERVICE_UNAVAILABLE""#))
+                _ = router.switchTo(.init(generation: 1, port: refusing.port))
+                let (refused, refusedBody, refusedHeaders) = try await send([.requestID: "req-refused-1"], body: ByteBuffer(string: "{}"))
+                #expect(refused == .serviceUnavailable)
+                #expect(refusedBody.contains("restarting; try again") && refusedBody.contains(#""request_id":"req-refused-1""#), "\(refusedBody)")
+                #expect(refusedHeaders[.requestID] == "req-refused-1")
+                #expect(router.inFlight(1) == 0)
+                let (large, largeBody, _) = try await send([.contentLength: String(HTTPFront.maxPayloadSize + 1)])
+                #expect(large == .contentTooLarge && largeBody.contains(#""code":"PAYLOAD_TOO_LARGE""#), "\(largeBody)")
+            }
+        } catch {
+            refusing.close()
+            try await client.shutdown()
+            throw error
+        }
+        refusing.close()
+        try await client.shutdown()
     }
 
     @Test func snapshotsNameWhatChanged() throws {
