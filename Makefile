@@ -7,7 +7,7 @@ BUILD_PACKAGES := pkg-config python3-venv
 VENV         := .build/venv
 BENCH_PACKAGES := wrk curl
 
-.PHONY: run watch build release test bench package clean deps venv fuzz coverage
+.PHONY: run watch build release test bench profile package clean deps venv fuzz coverage
 
 deps:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -55,6 +55,12 @@ bench: release
 	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
 	BENCH_JSON=$(CURDIR)/.build/bench.jsonl scripts/with-services.sh scripts/bench.sh .build/release/fnhost
 	scripts/json-bench.sh
+
+## perf profile of the authenticated listing under wrk (release build): CPU and context switches per request,
+## the report by library and by symbol (PROFILE_OUT=DIR keeps perf.data, PROFILE_URL=PATH profiles another path).
+profile: release
+	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
+	scripts/with-services.sh scripts/profile.sh .build/release/fnhost
 
 ## Azure deployment layout in dist/ (host.json, NAME/function.json, fnhost with the Swift stdlib linked
 ## statically, stripped) and the same as dist.zip, the one package Flex Consumption deploys (fnhost stays executable).

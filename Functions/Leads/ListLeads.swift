@@ -8,12 +8,20 @@ struct ListLeads: AuthorizedFunction {
     func handle(_ request: FunctionRequest, principal: Principal) async throws -> FunctionResponse {
         let limit = try LeadRequests.limit(request)
         let cursor = try LeadRequests.cursor(request)
-        let page: [LeadJSON]
+        let page: LeadPage
         do {
-            page = try await store.listJSON(tenant: principal.tenantID, limit: limit + 1, after: cursor)
+            page = try await store.listPage(tenant: principal.tenantID, limit: limit, after: cursor)
         } catch {
             throw error.functionError
         }
-        return .page(page, limit: limit, cursor: \.cursor.encoded) { lead, writer in writer.raw(lead.json) }
+        let items = page.items
+        let next = page.next?.encoded
+        return .json { writer in
+            writer.beginObject()
+            writer.key("items")
+            writer.raw(items)
+            writer.field("next_cursor", next)
+            writer.endObject()
+        }
     }
 }

@@ -21,17 +21,18 @@ struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
 /// The module's database: leads and the audit log, on one connection pool.
 typealias ModuleStore = LeadStore & AuditStore & OutboxStore & TimerStore & RevocationTable
 
-/// One lead of a listing as ready-made JSON (the API shape), with its position for the next cursor.
-struct LeadJSON: Sendable {
-    var json: String
-    var cursor: LeadCursor
+/// One page of a listing as the API returns it: the items as a ready-made JSON array (the API
+/// shape, in order) and the cursor of the next page, if there is one.
+struct LeadPage: Sendable {
+    var items: String
+    var next: LeadCursor?
 }
 
 protocol LeadStore: Sendable {
     func list(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead]
-    /// The same page as `list`, each lead already written as its API JSON (PostgreSQL builds it,
-    /// so a listing decodes one column per row instead of ten).
-    func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON]
+    /// The page of at most `limit` leads after `cursor`, written as its API JSON, and whether more
+    /// follow (PostgreSQL builds the whole page: one row, one column, instead of a row per lead).
+    func listPage(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> LeadPage
     func get(tenant: TenantID, id: String) async throws(StoreUnavailable) -> Lead?
     /// Writes the lead and its audit event in one transaction: both or neither. With an idempotency
     /// key the key is recorded in the same transaction; a key seen before answers `.replayed` (same
@@ -70,12 +71,18 @@ extension LeadStore {
         try await create(tenant: tenant, lead: lead, audit: audit, idempotency: nil)
     }
 
-    func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
-        try await list(tenant: tenant, limit: limit, after: cursor).map { lead in
-            var writer = JSONWriter(capacity: 320)
+    /// The page from `list` (one lead more than asked, to know whether more follow).
+    func listPage(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> LeadPage {
+        let leads = try await list(tenant: tenant, limit: limit + 1, after: cursor)
+        var writer = JSONWriter(capacity: 320 * min(leads.count, limit) + 2)
+        writer.beginArray()
+        for lead in leads.prefix(limit) {
+            writer.comma()
             lead.write(to: &writer)
-            return LeadJSON(json: String(decoding: writer.bytes, as: UTF8.self), cursor: LeadCursor(createdAt: lead.createdAt, id: lead.id))
         }
+        writer.endArray()
+        let next = leads.count > limit ? leads.prefix(limit).last.map { LeadCursor(createdAt: $0.createdAt, id: $0.id) } : nil
+        return LeadPage(items: String(decoding: writer.bytes, as: UTF8.self), next: next)
     }
 
     /// Every lead of the tenant, newest first, a page at a time, so an export never holds them all.
@@ -98,7 +105,7 @@ func withDeadline<T: Sendable>(
     let outcome = DeadlineOutcome<T>()
     let result: Result<T, StoreUnavailable> = await withCheckedContinuation { continuation in
         outcome.install(continuation)
-        let work = Task {
+        let work = Task(executorPreference: EventLoopTaskExecutor.current) {
             do {
                 outcome.finish(.success(try await operation()))
             } catch {
@@ -173,7 +180,7 @@ func withTransactionDeadline<T: Sendable>(
             if gate.expire() { outcome.finish(.failure(StoreUnavailable(description: "timed out"))) }
         }
         outcome.onFinish { timer.cancel() }
-        Task {
+        Task(executorPreference: EventLoopTaskExecutor.current) {
             do {
                 outcome.finish(.success(try await operation(gate)))
             } catch {

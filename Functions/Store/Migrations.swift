@@ -327,6 +327,59 @@ enum Migrations {
                 "ALTER FUNCTION fnhost_leads_json(text, bigint, timestamptz, uuid) SET enable_sort = off",
                 "ALTER FUNCTION fnhost_leads_page(text, bigint, timestamptz, uuid) SET enable_sort = off",
             ]),
+        // The listing's whole page in one row, from JSON written once per change: every insert or
+        // update stores the lead's API JSON (`api_json`, by trigger, exactly `row_to_json` of the API
+        // columns as `fnhost_leads_json` built it per read), and `fnhost_leads_json_page` joins a page's
+        // stored JSON into one array with whether more follow and the last lead's position for the
+        // cursor. Rows written before this migration have no `api_json` and are rendered on read, so
+        // nothing is rewritten here (no table-wide UPDATE on a large table). Measured on the listing:
+        // PostgreSQL ~210 µs → see docs/benchmarks.md, fnhost ~3 µs less per lead (one row to decode).
+        Migration(
+            version: 10, name: "a listing page as one row, from JSON stored per change",
+            statements: [
+                "ALTER TABLE leads ADD COLUMN api_json text",
+                """
+                CREATE FUNCTION fnhost_lead_api_json() RETURNS trigger LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    SELECT row_to_json(x)::text INTO NEW.api_json FROM (SELECT NEW.id::text AS id, NEW.name AS name, NEW.email AS email, NEW.phone AS phone, NEW.company AS company, NEW.status AS status, NEW.notes AS notes, NEW.created_by AS created_by, to_char(NEW.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at, to_char(NEW.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at) x;
+                    RETURN NEW;
+                END
+                $fn$
+                """,
+                "CREATE TRIGGER leads_api_json BEFORE INSERT OR UPDATE ON leads FOR EACH ROW EXECUTE FUNCTION fnhost_lead_api_json()",
+                """
+                CREATE FUNCTION fnhost_leads_json_page(p_tenant text, p_limit bigint, p_after_created timestamptz, p_after_id uuid)
+                RETURNS TABLE (o_items text, o_more boolean, o_last_created text, o_last_id text) LANGUAGE plpgsql
+                SET enable_sort = off AS $fn$
+                BEGIN
+                    PERFORM set_config('app.tenant_id', p_tenant, true);
+                    IF p_after_created IS NULL THEN
+                        RETURN QUERY WITH page AS (
+                            SELECT coalesce(l.api_json, (SELECT row_to_json(x)::text FROM (SELECT l.id::text AS id, l.name AS name, l.email AS email, l.phone AS phone, l.company AS company, l.status AS status, l.notes AS notes, l.created_by AS created_by, to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at, to_char(l.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at) x)) AS lead, l.created_at, l.id,
+                                   row_number() OVER (ORDER BY l.created_at DESC, l.id DESC) AS n
+                            FROM public.leads l
+                            WHERE l.tenant_id = p_tenant ORDER BY l.created_at DESC, l.id DESC LIMIT p_limit + 1)
+                        SELECT coalesce('[' || string_agg(page.lead, ',' ORDER BY page.n) FILTER (WHERE page.n <= p_limit) || ']', '[]'),
+                               count(*) > p_limit,
+                               max(to_char(page.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) FILTER (WHERE page.n = p_limit),
+                               max(page.id::text) FILTER (WHERE page.n = p_limit)
+                        FROM page;
+                    ELSE
+                        RETURN QUERY WITH page AS (
+                            SELECT coalesce(l.api_json, (SELECT row_to_json(x)::text FROM (SELECT l.id::text AS id, l.name AS name, l.email AS email, l.phone AS phone, l.company AS company, l.status AS status, l.notes AS notes, l.created_by AS created_by, to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at, to_char(l.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at) x)) AS lead, l.created_at, l.id,
+                                   row_number() OVER (ORDER BY l.created_at DESC, l.id DESC) AS n
+                            FROM public.leads l
+                            WHERE l.tenant_id = p_tenant AND (l.created_at, l.id) < (p_after_created, p_after_id) ORDER BY l.created_at DESC, l.id DESC LIMIT p_limit + 1)
+                        SELECT coalesce('[' || string_agg(page.lead, ',' ORDER BY page.n) FILTER (WHERE page.n <= p_limit) || ']', '[]'),
+                               count(*) > p_limit,
+                               max(to_char(page.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) FILTER (WHERE page.n = p_limit),
+                               max(page.id::text) FILTER (WHERE page.n = p_limit)
+                        FROM page;
+                    END IF;
+                END
+                $fn$
+                """,
+            ]),
     ]
 
     static let sqlite: [Migration] = [

@@ -144,6 +144,7 @@ extension PostgresMigrator {
     ]
     static let runtimeFunctions = [
         "fnhost_leads_json(text, bigint, timestamptz, uuid)", "fnhost_leads_page(text, bigint, timestamptz, uuid)", "fnhost_lead(text, uuid)",
+        "fnhost_leads_json_page(text, bigint, timestamptz, uuid)",
     ]
 
     /// `role` as a quoted SQL identifier.

@@ -30,9 +30,9 @@ enum StoreSetup {
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
-            let client = PostgresClient(
-                configuration: configuration, eventLoopGroup: SpreadEventLoopGroup(base: .singleton), backgroundLogger: logger)
-            context.services.append(client)
+            let pool = PostgresPool(configuration: configuration, size: 20, logger: logger)
+            context.services.append(pool)
+            let client = pool.clients[0]
             // Migrations run as the schema owner (`DATABASE_MIGRATION_URL`, default `DATABASE_URL`);
             // a separate runtime role then gets exactly the module's grants (docs/data.md).
             let migrationURL: String?
@@ -100,7 +100,7 @@ enum StoreSetup {
                     }
                 }
             }
-            return PostgresDatabase(client: client, logger: logger, metrics: context.metricsFactory)
+            return PostgresDatabase(pool: pool, logger: logger, metrics: context.metricsFactory)
         }
         let path: String
         if let url {

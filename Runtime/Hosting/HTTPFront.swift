@@ -70,7 +70,8 @@ public struct HTTPFront: HTTPResponder {
     public func respond(to request: Request, context: HostRequestContext) async throws -> Response {
         let requestID = RequestIDs.taken(from: request.headers)
         let incoming = HostRequest(request: request, requestID: requestID, context: context)
-        var response = await answer(incoming)
+        // The request's async calls run inline on the event loop, without a hop each (`EventLoopTaskExecutor`).
+        var response = await withTaskExecutorPreference(EventLoopTaskExecutor.of(context.channel.eventLoop)) { await answer(incoming) }
         response.headers[.requestID] = requestID
         return response
     }

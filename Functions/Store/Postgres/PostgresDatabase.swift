@@ -56,16 +56,23 @@ enum PostgresURL {
 /// (`PostgresAuditStore.swift`), the outbox and revocations (`PostgresOutboxStore.swift`), timers
 /// (`TimerStore.swift`). Values are always bound through interpolation.
 struct PostgresDatabase: Sendable {
-    let client: PostgresClient
+    let pool: PostgresPool
+    /// The client of the event loop the caller runs on (`PostgresPool`).
+    var client: PostgresClient { pool.client }
     let logger: Logger
     let deadline: Duration
     private let crossTenantUses: [DatabaseScope.Reason: CoreMetrics.Counter]
 
-    init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(3), metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
-        self.client = client
+    init(pool: PostgresPool, logger: Logger, deadline: Duration = .seconds(3), metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
+        self.pool = pool
         self.logger = logger
         self.deadline = deadline
         crossTenantUses = DatabaseScope.counters(metrics)
+    }
+
+    /// Over one client the caller runs (tests, command-line runs).
+    init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(3), metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
+        self.init(pool: PostgresPool(client: client), logger: logger, deadline: deadline, metrics: metrics)
     }
 
     /// A write transaction that cannot outlive its answer: PostgreSQL itself ends any statement or

@@ -49,13 +49,14 @@ extension PostgresDatabase: LeadStore {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    /// The listing as JSON built by PostgreSQL (`row_to_json` of the API columns, timestamps already
-    /// in their text form) plus the position for the cursor, by `fnhost_leads_json`.
-    typealias JSONRow = (String, String, String)
+    /// A whole page built by PostgreSQL (`fnhost_leads_json_page`, migration 10): the items as one
+    /// JSON array, whether more follow, and the position of the page's last lead for the cursor. One
+    /// row whatever the page size, so the cost of a listing in fnhost does not grow with its rows.
+    typealias PageRow = (String, Bool, String?, String?)
 
     struct FirstPageJSON: LeadPageStatement {
-        static let sql = "SELECT * FROM fnhost_leads_json($1, $2, NULL, NULL)"
-        typealias Row = PostgresDatabase.JSONRow
+        static let sql = "SELECT * FROM fnhost_leads_json_page($1, $2, NULL, NULL)"
+        typealias Row = PostgresDatabase.PageRow
         let tenant: String
         var cursor: LeadCursor? { nil }
         let limit: Int
@@ -64,8 +65,8 @@ extension PostgresDatabase: LeadStore {
     }
 
     struct NextPageJSON: LeadPageStatement {
-        static let sql = "SELECT * FROM fnhost_leads_json($1, $4, $2::timestamptz, $3::uuid)"
-        typealias Row = PostgresDatabase.JSONRow
+        static let sql = "SELECT * FROM fnhost_leads_json_page($1, $4, $2::timestamptz, $3::uuid)"
+        typealias Row = PostgresDatabase.PageRow
         let tenant: String
         let cursor: LeadCursor?
         let limit: Int
@@ -73,23 +74,20 @@ extension PostgresDatabase: LeadStore {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    func listJSON(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [LeadJSON] {
+    func listPage(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> LeadPage {
         let tenant = tenant.text
-        let span = Tracing.start("postgres fnhost_leads_json", attributes: [("db.system", .string("postgresql"))])
+        let span = Tracing.start("postgres fnhost_leads_json_page", attributes: [("db.system", .string("postgresql"))])
         defer { span?.end() }
         return try await withDeadline(deadline) { [client, logger] in
-            var page: [LeadJSON] = []
-            page.reserveCapacity(limit)
+            var found: PageRow?
             if let cursor {
-                for try await row in try await client.execute(NextPageJSON(tenant: tenant, cursor: cursor, limit: limit), logger: logger) {
-                    page.append(LeadJSON(json: row.0, cursor: LeadCursor(createdAt: row.1, id: row.2)))
-                }
+                for try await row in try await client.execute(NextPageJSON(tenant: tenant, cursor: cursor, limit: limit), logger: logger) { found = row }
             } else {
-                for try await row in try await client.execute(FirstPageJSON(tenant: tenant, limit: limit), logger: logger) {
-                    page.append(LeadJSON(json: row.0, cursor: LeadCursor(createdAt: row.1, id: row.2)))
-                }
+                for try await row in try await client.execute(FirstPageJSON(tenant: tenant, limit: limit), logger: logger) { found = row }
             }
-            return page
+            guard let found else { return LeadPage(items: "[]", next: nil) }
+            let next = found.1 ? found.2.flatMap { created in found.3.map { LeadCursor(createdAt: created, id: $0) } } : nil
+            return LeadPage(items: found.0, next: next)
         }
     }
 
