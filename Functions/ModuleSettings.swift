@@ -7,6 +7,8 @@ enum ModuleSettingSpecs {
     static let databaseURL = SettingSpec("DATABASE_URL", secret: true)
     static let databaseMigrationURL = SettingSpec("DATABASE_MIGRATION_URL", secret: true)
     static let databaseMigrations = SettingSpec("DATABASE_MIGRATIONS", default: "auto")
+    static let databasePoolSize = SettingSpec("DATABASE_POOL_SIZE", .number(1...1000), default: "20")
+    static let databasePoolKeepOpen = SettingSpec("DATABASE_POOL_KEEP_OPEN", .number(0...1000), default: "0")
     static let redisURL = SettingSpec("REDIS_URL")
     static let tlsCAFile = SettingSpec("TLS_CA_FILE")
     static let cacheSigningKey = SettingSpec("CACHE_SIGNING_KEY", secret: true)
@@ -35,7 +37,7 @@ enum ModuleSettingSpecs {
     static let auditLogOrigin = SettingSpec("AUDIT_LOG_ORIGIN", default: CheckpointSigner.defaultOrigin)
 
     static let all: [SettingSpec] = [
-        databaseURL, databaseMigrationURL, databaseMigrations, redisURL, tlsCAFile, cacheSigningKey, jwksURI, jwtIssuer,
+        databaseURL, databaseMigrationURL, databaseMigrations, databasePoolSize, databasePoolKeepOpen, redisURL, tlsCAFile, cacheSigningKey, jwksURI, jwtIssuer,
         jwtAudience, rbacURL, rbacKey, emailURL, emailKey, rbacCacheTTL, rbacStaleMax, superAdminGroup, stagingAdminEmails,
         ratePerSecond, rateBurst, instanceCountHint, webhookSecret, emailRetryBase, emailRetryMax, emailRetryHorizon,
         emailDispatchSchedule, auditVerifySchedule, auditSigningKey, auditLogOrigin,

@@ -25,6 +25,8 @@ export REDIS_URL=${FNHOST_TEST_REDIS_URL:?run through scripts/with-services.sh}
 # One bench user sends thousands of requests a second: a budget that high keeps the limiter in
 # the path (one Redis round trip per request) without turning the run into 429s.
 export RATE_LIMIT_PER_SECOND=${RATE_LIMIT_PER_SECOND:-1000000} RATE_LIMIT_BURST=${RATE_LIMIT_BURST:-1000000}
+# A steady load: the whole pool stays open (no idle-timeout timer per release; docs/settings.md).
+export DATABASE_POOL_KEEP_OPEN=${DATABASE_POOL_KEEP_OPEN:-20}
 (cd "$work" && LOG_LEVEL=${LOG_LEVEL:-info} exec "$binary" start --port "$port" > "$work/fnhost.log" 2>&1) &
 pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -5,7 +5,7 @@
 # records it with `perf record -g` during a wrk run and prints: wrk's figures, fnhost's CPU and context
 # switches per request (/proc), and perf's report by library and by symbol. PROFILE_OUT=DIR keeps
 # perf.data and the reports; PROFILE_URL=PATH profiles another path (e.g. /health); PROFILE_SYSTEM=1 records every process
-# (PostgreSQL, Redis, wrk too; `perf report --comm postgres` on the kept perf.data); PROFILE_RECORD=0 measures
+# (PostgreSQL, Redis, wrk too; PROFILE_WRITES=N profiles audited writes over N tenants instead; `perf report --comm postgres` on the kept perf.data); PROFILE_RECORD=0 measures
 # without perf (the figures alone); PROFILE_EVENTS=E1,E2 counts perf events (e.g. uprobes made with `perf probe -x
 # libswift_Concurrency.so -a swift_task_create`) per request instead of sampling.
 set -euo pipefail
@@ -21,7 +21,7 @@ cp "$repo/function.json" "$work/"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 export DATABASE_URL=${FNHOST_TEST_DATABASE_URL:?run through scripts/with-services.sh}
 export REDIS_URL=${FNHOST_TEST_REDIS_URL:?run through scripts/with-services.sh}
-export RATE_LIMIT_PER_SECOND=1000000 RATE_LIMIT_BURST=1000000
+export RATE_LIMIT_PER_SECOND=1000000 RATE_LIMIT_BURST=1000000 DATABASE_POOL_KEEP_OPEN=${DATABASE_POOL_KEEP_OPEN:-20}
 (cd "$work" && LOG_LEVEL=${LOG_LEVEL:-info} exec "$binary" start --port "$port" > "$work/fnhost.log" 2>&1) &
 pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -32,7 +32,19 @@ for i in $(seq 1 100); do
     -d "{\"name\":\"Lead $i\",\"email\":\"lead$i@bench.example\",\"company\":\"Bench $i\"}"
 done
 url="$base${PROFILE_URL:-/api/leads?limit=20}"
-wrk -t2 -c64 -d3s -H "Authorization: Bearer $token" "$url" > /dev/null
+# PROFILE_WRITES=N: audited writes (POST /api/leads) over N tenants instead of the GET.
+script="$repo/scripts/bench-report.lua"
+if [ -n "${PROFILE_WRITES:-}" ]; then
+  for i in $(seq 1 "$PROFILE_WRITES"); do
+    (cd "$work" && "$binary" token --tenant "t-write-$i" --user u-bench --perm LEADS_WRITE | tail -1)
+  done > "$work/tokens"
+  export TOKENS_FILE="$work/tokens"
+  cat "$repo/scripts/bench-post.lua" "$repo/scripts/bench-report.lua" > "$work/post.lua"
+  script="$work/post.lua"
+  url="$base"
+  PROFILE_URL="POST /api/leads, $PROFILE_WRITES tenants"
+fi
+wrk -t2 -c64 -d3s -s "$script" -H "Authorization: Bearer $token" "$url" > /dev/null
 stat() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 switches() { awk '/ctxt_switches/ { n += $2 } END { print n }' /proc/"$pid"/task/*/status; }
 # PostgreSQL's and Redis's CPU too (every process of the postgres user, redis-server): what a request costs the machine.
@@ -48,7 +60,7 @@ elif [ "${PROFILE_RECORD:-1}" = 1 ]; then
 else
   sleep 6 & perf_pid=$!
 fi
-report=$(wrk -t2 -c64 -d6s --latency -s "$repo/scripts/bench-report.lua" -H "Authorization: Bearer $token" "$url" | grep '^BENCH ' | cut -c7-)
+report=$(wrk -t2 -c64 -d6s --latency -s "$script" -H "Authorization: Bearer $token" "$url" | grep '^BENCH ' | cut -c7-)
 wait "$perf_pid" || true
 cpu1=$(stat); sw1=$(switches); svc1=$(services_cpu)
 python3 -c 'import json,sys

@@ -48,6 +48,27 @@ struct AuditEvent: Sendable, Equatable {
         writer.endObject()
     }
 
+    /// The canonical form split around the two values only the chain's head decides: `canonical` is
+    /// `before + occurred_at + "\",\"seq\":" + seq + after` (keys in order, so `occurred_at` is followed by
+    /// `seq`). PostgreSQL seals an event under the head's lock from these (`fnhost_audit_append`).
+    var canonicalParts: (before: [UInt8], after: [UInt8]) {
+        var head = JSONWriter(capacity: 512)
+        head.beginObject()
+        head.field("actor_email", actorEmail)
+        head.field("actor_sub", actorSub)
+        head.field("chain_id", chainID)
+        head.key("details")
+        details.writeCanonical(to: &head)
+        head.field("event_id", eventID)
+        head.field("event_type", eventType)
+        head.key("occurred_at")
+        var tail = JSONWriter(capacity: 128)
+        tail.field("severity", severity)
+        tail.field("tenant_id", tenantID)
+        tail.endObject()
+        return (head.bytes + [UInt8(ascii: "\"")], [UInt8(ascii: ",")] + tail.bytes)
+    }
+
     /// `lowercase hex SHA-256(prev_event_hash + "\n" + canonical)`.
     static func hash(prev: String, canonical: [UInt8]) -> String {
         var hasher = SHA256()

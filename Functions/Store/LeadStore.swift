@@ -134,6 +134,10 @@ final class TransactionDeadline: Sendable {
 
     struct Expired: Error {}
 
+    /// The database refused the change (an error it answered, not a lost connection): nothing was
+    /// committed, even if the commit had begun (a single-statement change fails as a whole).
+    struct NotCommitted: Error {}
+
     private let phase = Mutex(Phase.running)
     let end: ContinuousClock.Instant
 
@@ -184,7 +188,7 @@ func withTransactionDeadline<T: Sendable>(
             do {
                 outcome.finish(.success(try await operation(gate)))
             } catch {
-                if gate.current == .committing {
+                if gate.current == .committing, !(error is TransactionDeadline.NotCommitted) {
                     logger?.error("database COMMIT failed: the outcome of the change is unknown", metadata: ["error": .string(String(describing: type(of: error)))])
                     outcome.finish(.failure(StoreUnavailable(description: "commit outcome unknown", outcomeUnknown: true)))
                 } else {

@@ -380,6 +380,77 @@ enum Migrations {
                 $fn$
                 """,
             ]),
+        // One statement seals and appends an audit event under the chain head's lock, so the lock
+        // is held from this statement to COMMIT only (before: head upsert, seal in Swift, insert + move
+        // head, COMMIT). The hash is the same as Swift's (`AuditEvent.canonicalParts`); the caller
+        // checks it before the transaction commits.
+        Migration(
+            version: 11, name: "audit events sealed in one statement under the head's lock",
+            statements: [
+                """
+                CREATE FUNCTION fnhost_audit_append(
+                    p_chain text, p_event_id uuid, p_tenant text, p_now text, p_actor_sub text, p_actor_email text,
+                    p_event_type text, p_severity text, p_details jsonb, p_before bytea, p_after bytea)
+                RETURNS TABLE (o_seq bigint, o_occurred_at text, o_prev_hash text, o_hash text) LANGUAGE plpgsql AS $fn$
+                DECLARE
+                    v_seq bigint;
+                    v_prev text;
+                    v_last timestamptz;
+                    v_at text;
+                    v_hash text;
+                BEGIN
+                    -- Lock the head without writing a row version for it (one version per event: the UPDATE below).
+                    SELECT h.seq, h.head_hash, h.last_occurred_at INTO v_seq, v_prev, v_last
+                    FROM public.audit_chain_heads h WHERE h.chain_id = p_chain FOR UPDATE;
+                    IF NOT FOUND THEN
+                        -- The chain's first event: create the head (a concurrent first event waits here for
+                        -- ours to commit, then locks the head ours moved), then lock it.
+                        INSERT INTO public.audit_chain_heads (chain_id, seq, head_hash) VALUES (p_chain, 0, repeat('0', 64))
+                        ON CONFLICT (chain_id) DO NOTHING;
+                        SELECT h.seq, h.head_hash, h.last_occurred_at INTO STRICT v_seq, v_prev, v_last
+                        FROM public.audit_chain_heads h WHERE h.chain_id = p_chain FOR UPDATE;
+                    END IF;
+                    v_seq := v_seq + 1;
+                    v_at := CASE WHEN v_last IS NOT NULL AND v_last > p_now::timestamptz
+                                 THEN to_char(v_last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') ELSE p_now END;
+                    v_hash := encode(sha256(convert_to(v_prev, 'UTF8') || decode('0a', 'hex') || p_before
+                                            || convert_to(v_at || '","seq":' || v_seq::text, 'UTF8') || p_after), 'hex');
+                    INSERT INTO public.audit_events (chain_id, seq, event_id, tenant_id, occurred_at, actor_sub, actor_email, event_type,
+                                                     severity, details, prev_event_hash, current_event_hash)
+                    VALUES (p_chain, v_seq, p_event_id, p_tenant, v_at::timestamptz, p_actor_sub, p_actor_email, p_event_type,
+                            p_severity, p_details, v_prev, v_hash);
+                    UPDATE public.audit_chain_heads SET seq = v_seq, head_hash = v_hash, last_occurred_at = v_at::timestamptz
+                    WHERE chain_id = p_chain;
+                    RETURN QUERY SELECT v_seq, v_at, v_prev, v_hash;
+                END
+                $fn$
+                """,
+                // A create without an idempotency key in one statement, hence one implicit transaction: the
+                // tenant scope and the lock wait bound are transaction-local, the lead and its event commit
+                // together, and the chain's head is locked only while the statement runs (no round trip to
+                // the client between the append and COMMIT). Past `p_limit_ms` the statement fails, so
+                // nothing commits after the caller's deadline.
+                """
+                CREATE FUNCTION fnhost_create_lead(
+                    p_tenant text, p_limit_ms integer, p_id uuid, p_name text, p_email text, p_phone text, p_company text,
+                    p_status text, p_notes text, p_created_by text, p_created_at timestamptz, p_updated_at timestamptz,
+                    p_chain text, p_event_id uuid, p_now text, p_actor_sub text, p_actor_email text, p_event_type text,
+                    p_severity text, p_details jsonb, p_before bytea, p_after bytea)
+                RETURNS TABLE (o_seq bigint, o_occurred_at text, o_prev_hash text, o_hash text) LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    PERFORM set_config('lock_timeout', p_limit_ms::text, true), set_config('app.tenant_id', p_tenant, true),
+                            set_config('app.cross_tenant', 'off', true);
+                    INSERT INTO public.leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
+                    VALUES (p_tenant, p_id, p_name, p_email, p_phone, p_company, p_status, p_notes, p_created_by, p_created_at, p_updated_at);
+                    RETURN QUERY SELECT * FROM public.fnhost_audit_append(
+                        p_chain, p_event_id, p_tenant, p_now, p_actor_sub, p_actor_email, p_event_type, p_severity, p_details, p_before, p_after);
+                    IF clock_timestamp() > statement_timestamp() + p_limit_ms * interval '1 millisecond' THEN
+                        RAISE EXCEPTION 'the caller''s deadline passed' USING ERRCODE = 'query_canceled';
+                    END IF;
+                END
+                $fn$
+                """,
+            ]),
     ]
 
     static let sqlite: [Migration] = [

@@ -30,7 +30,15 @@ enum StoreSetup {
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
-            let pool = PostgresPool(configuration: configuration, size: 20, logger: logger)
+            let size: Int
+            let keepOpen: Int
+            do {
+                size = Int(try ModuleSettingSpecs.databasePoolSize.number(context.settings))
+                keepOpen = Int(try ModuleSettingSpecs.databasePoolKeepOpen.number(context.settings))
+            } catch {
+                throw ModuleConfigurationError(error.description)
+            }
+            let pool = PostgresPool(configuration: configuration, size: size, keepOpen: keepOpen, logger: logger)
             context.services.append(pool)
             let client = pool.clients[0]
             // Migrations run as the schema owner (`DATABASE_MIGRATION_URL`, default `DATABASE_URL`);

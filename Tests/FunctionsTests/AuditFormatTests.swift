@@ -44,6 +44,28 @@ struct AuditFormatTests {
         #expect(platform.currentEventHash == "ebc55e36aadc77d5f637dac2fcd2f9e297eaffa9775f1d93ca55485c42c635af")
     }
 
+    /// What PostgreSQL hashes under the head's lock (`fnhost_audit_append`) is the canonical form:
+    /// `before + occurred_at + "\",\"seq\":" + seq + after`, for hostile details and identifiers too.
+    @Test func canonicalPartsFrameTheValuesTheHeadDecides() throws {
+        let details: [[String: JSONValue]] = [
+            [:], ["lead_id": .string("x")], ["occurred_at": .string("2026"), "seq": .number(3)],
+            ["q": .string("\"occurred_at\":\"x\",\"seq\":1,"), "n": .array([.null, .bool(true), .number(-15)])],
+            ["\u{212A}": .string("caf\u{E9}\u{0}\n")],
+        ]
+        for (index, detail) in details.enumerated() {
+            for tenant in ["t-acme", "caf\u{E9}", "cafe\u{301}"] as [String?] + [nil] {
+                let record = AuditRecord(
+                    tenantID: tenant.map { TenantID(trusted: $0) }, actorSub: index % 2 == 0 ? "u-\u{212A}" : nil, actorEmail: "a\"b@x.example",
+                    eventType: "LEAD_CREATED", severity: .warning, details: detail)
+                let head = ChainHead(seq: Int64(index) * 1_000_003, hash: String(repeating: "b", count: 64), occurredAt: nil)
+                let event = try AuditEvent.sealed(record, eventID: "e-\(index)", occurredAt: "2026-12-01T10:00:00.00000\(index)Z", after: head)
+                let (before, after) = event.canonicalParts
+                let framed = before + Array(event.occurredAt.utf8) + Array("\",\"seq\":\(event.seq)".utf8) + after
+                #expect(framed == event.canonical, "\(String(decoding: event.canonical, as: UTF8.self))")
+            }
+        }
+    }
+
     @Test func sealingAppendsToTheHead() throws {
         let record = AuditRecord(
             tenantID: "t-acme", actorSub: "u-42", actorEmail: "ada@acme.example", eventType: "LEAD_CREATED", severity: .info,

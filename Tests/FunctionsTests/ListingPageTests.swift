@@ -128,4 +128,36 @@ import Testing
             }
         }
     }
+
+    /// A statement first run before its function existed (postgres-nio remembers a failed preparation
+    /// for the connection's life) does not keep failing once the function is there: the refused
+    /// connection is replaced. One connection in the pool, so a poisoned one would fail every call.
+    @Test func aStatementRefusedBeforeItsMigrationWorksOnceTheSchemaIsThere() async throws {
+        try await ScratchDatabase.with { database in
+            _ = try await withAuditStore(database.url) { _ in 0 }  // migrated
+            var configuration = try PostgresURL.configuration(database.url)
+            configuration.options.maximumConnections = 1
+            let client = PostgresClient(configuration: configuration, backgroundLogger: ScratchDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                let store = Functions.PostgresDatabase(client: client, logger: ScratchDatabase.logger, deadline: .seconds(30))
+                let tenant = "t-poison".tenant
+                try await store.create(tenant: tenant, lead: Self.lead("kept", at: 1), audit: record(tenant.text))
+                let rename = "ALTER FUNCTION fnhost_leads_json_page(text, bigint, timestamptz, uuid) RENAME TO fnhost_leads_json_page_away"
+                let back = "ALTER FUNCTION fnhost_leads_json_page_away(text, bigint, timestamptz, uuid) RENAME TO fnhost_leads_json_page"
+                try await ScratchDatabase.superuser(database.adminURL) { admin in
+                    _ = try await admin.query(PostgresQuery(unsafeSQL: rename), logger: ScratchDatabase.logger)
+                }
+                await #expect(throws: StoreUnavailable.self) { try await store.listPage(tenant: tenant, limit: 5, after: nil) }
+                try await ScratchDatabase.superuser(database.adminURL) { admin in
+                    _ = try await admin.query(PostgresQuery(unsafeSQL: back), logger: ScratchDatabase.logger)
+                }
+                let page = try await store.listPage(tenant: tenant, limit: 5, after: nil)
+                #expect(try Self.items(page).map(Self.fields).compactMap { $0["name"] ?? nil } == [Array("kept".utf8)])
+                let again = try await store.listPage(tenant: tenant, limit: 5, after: nil)
+                #expect(again.items == page.items)
+            }
+        }
+    }
 }

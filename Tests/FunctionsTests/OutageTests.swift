@@ -207,6 +207,11 @@ import Testing
             let served = await eventually(timeout: .seconds(40), every: .milliseconds(500)) {
                 (try? await Self.create(client, token, "late"))?.status == .created
             }
+            if !served {
+                let last = try? await Self.create(client, token, "late")
+                let ready = try? await client.execute(uri: "/health/ready", method: .get) { String(buffer: $0.body) }
+                Issue.record("not serving after the database came back: \(String(describing: last?.status)) \(last?.body ?? "") ready: \(ready ?? "")")
+            }
             #expect(served, "migrated in the background and serving")
             #expect(try await client.execute(uri: "/health/ready", method: .get) { $0.status } == .ok)
         }

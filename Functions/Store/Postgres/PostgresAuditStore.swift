@@ -30,36 +30,60 @@ enum PostgresAudit {
             formatError: formatError)
     }
 
-    /// Appends inside the caller's transaction: lock (or create) the head, seal, insert, move the head.
+    /// Appends inside the caller's transaction, in one statement (`fnhost_audit_append`, migration 11):
+    /// PostgreSQL locks (or creates) the head, takes the next seq and the time (never before the
+    /// chain's last), hashes the canonical form around them (`AuditEvent.canonicalParts`), inserts
+    /// the event and moves the head. The head stays locked only from this statement to COMMIT (before:
+    /// three round trips). The returned hash is checked against the event as Swift seals it, so a
+    /// difference between the two sealings can never enter a chain.
     static func append(_ record: AuditRecord, on connection: PostgresConnection, logger: Logger) async throws -> AuditEvent {
-        let chain = record.tenantID.map { AuditJSON.storable($0.text) } ?? AuditEvent.platformChain
-        var head = ChainHead.empty
-        let locked = try await connection.query(
-            """
-            INSERT INTO audit_chain_heads (chain_id, seq, head_hash) VALUES (\(chain), 0, \(AuditEvent.genesisHash))
-            ON CONFLICT (chain_id) DO UPDATE SET seq = audit_chain_heads.seq
-            RETURNING seq, head_hash, to_char(last_occurred_at AT TIME ZONE 'UTC', \(unescaped: timestamp))
-            """, logger: logger)
-        for try await (seq, hash, occurredAt) in locked.decode((Int64, String, String?).self) {
-            head = ChainHead(seq: seq, hash: hash, occurredAt: occurredAt)
-        }
-        let event = try AuditEvent.sealed(
-            record, eventID: RequestIDs.generate(), occurredAt: head.nextTimestamp(now: Timestamps.now()), after: head)
+        var event = try AuditEvent.sealed(record, eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
+        let (before, after) = event.canonicalParts
         let details = event.details.canonicalText
-        try await connection.query(
-            """
-            WITH event AS (
-                INSERT INTO audit_events (chain_id, seq, event_id, tenant_id, occurred_at, actor_sub, actor_email, event_type,
-                                          severity, details, prev_event_hash, current_event_hash)
-                VALUES (\(event.chainID), \(event.seq), \(event.eventID)::uuid, \(event.tenantID), \(event.occurredAt)::timestamptz,
-                        \(event.actorSub), \(event.actorEmail), \(event.eventType), \(event.severity), \(details)::jsonb,
-                        \(event.prevEventHash), \(event.currentEventHash))
-            )
-            UPDATE audit_chain_heads SET seq = \(event.seq), head_hash = \(event.currentEventHash),
-                   last_occurred_at = \(event.occurredAt)::timestamptz
-            WHERE chain_id = \(event.chainID)
-            """, logger: logger)
+        var found = false
+        for (seq, occurredAt, prev, hash) in try await connection.rows(
+            AppendStatement(event: event, details: details, before: ByteBuffer(bytes: before), after: ByteBuffer(bytes: after)), logger: logger)
+        {
+            event.seq = seq
+            event.occurredAt = occurredAt
+            event.prevEventHash = prev
+            event.currentEventHash = hash
+            found = true
+        }
+        guard found, event.computedHash.utf8.elementsEqual(event.currentEventHash.utf8) else { throw SealMismatch() }
         return event
+    }
+
+    /// PostgreSQL sealed an event differently from Swift: the transaction is rolled back.
+    struct SealMismatch: Error {}
+
+    struct AppendStatement: PostgresPreparedStatement {
+        static let sql = """
+            SELECT o_seq, o_occurred_at, o_prev_hash, o_hash FROM fnhost_audit_append($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)
+            """
+        typealias Row = (Int64, String, String, String)
+        let event: AuditEvent
+        let details: String
+        let before: ByteBuffer
+        let after: ByteBuffer
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 11)
+            bindings.append(event.chainID)
+            bindings.append(event.eventID)
+            bindings.append(event.tenantID)
+            bindings.append(event.occurredAt)
+            bindings.append(event.actorSub)
+            bindings.append(event.actorEmail)
+            bindings.append(event.eventType)
+            bindings.append(event.severity)
+            bindings.append(details)
+            bindings.append(before)
+            bindings.append(after)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 }
 

@@ -101,17 +101,34 @@ struct PostgresDatabase: Sendable {
     ) async throws(StoreUnavailable) -> T {
         try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
             try await client.withTransaction(logger: logger) { connection in
-                let limit = String(gate.remainingMilliseconds)
-                _ = try await connection.query(
-                    """
-                    SELECT set_config('statement_timeout', \(limit), true), set_config('lock_timeout', \(limit), true),
-                           set_config('app.tenant_id', \(scope.tenantSetting), true), set_config('app.cross_tenant', \(scope.crossTenantSetting), true)
-                    """, logger: logger)
+                _ = try await connection.rows(TransactionSettings(limit: String(gate.remainingMilliseconds), scope: scope), logger: logger)
                 let result = try await body(connection)
                 try gate.beginCommit()
                 return result
             }
         }
+    }
+
+    /// The first statement of every transaction (prepared: parsed and planned once per connection):
+    /// the remaining deadline as `statement_timeout`/`lock_timeout`, and the row-level-security scope.
+    struct TransactionSettings: PostgresPreparedStatement {
+        static let sql = """
+            SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true),
+                   set_config('app.tenant_id', $2, true), set_config('app.cross_tenant', $3, true)
+            """
+        typealias Row = Void
+        let limit: String
+        let scope: DatabaseScope
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 3)
+            bindings.append(limit)
+            bindings.append(scope.tenantSetting)
+            bindings.append(scope.crossTenantSetting)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws {}
     }
 
     /// A read in its own short transaction with the row-level-security scope set (for reads off the

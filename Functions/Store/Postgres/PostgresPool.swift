@@ -12,22 +12,30 @@ import Synchronization
 /// connection on another loop makes every query two cross-thread hops (the query written on the
 /// connection's loop, the task resumed there, the response written back on the first), each a
 /// wake-up of a parked thread. With a client per loop the request, its query and its rows stay on
-/// one thread. Each client keeps its connections open (`minimumConnections` = its share of the
-/// pool), so releasing a connection schedules no idle-timeout timer (postgres-nio runs each timer
-/// as a task group of its own; per request that was a third of the listing's CPU).
+/// one thread. `keepOpen` connections (`DATABASE_POOL_KEEP_OPEN`, spread the same way) stay open
+/// though idle: releasing one of those schedules no idle-timeout timer (postgres-nio runs each timer
+/// as a task group of its own; under a steady load, ~9 % of the listing's throughput). The rest open
+/// on demand and close after 60 s idle, so an idle instance holds only what it keeps open.
+///
+/// Trap: PostgreSQL's `max_connections` (100 by default) is shared by every instance; kept-open
+/// connections count against it all the time (the test suite's hosts exhausted it when each kept 20).
 final class PostgresPool: Service, Sendable {
     private let loops: [any EventLoop]
     let clients: [PostgresClient]
     private let next = Atomic<Int>(0)
     private let runsClients: Bool
 
-    /// `size` connections in all, spread evenly over the loops of `group` (at least one per loop).
-    init(configuration: PostgresClient.Configuration, size: Int, group: MultiThreadedEventLoopGroup = .singleton, logger: Logger) {
+    /// At most `size` connections in all (at least one per loop), `keepOpen` of them open though idle,
+    /// both spread evenly over the loops of `group`.
+    init(
+        configuration: PostgresClient.Configuration, size: Int, keepOpen: Int = 0, group: MultiThreadedEventLoopGroup = .singleton,
+        logger: Logger
+    ) {
         let loops = Array(group.makeIterator())
         let share = max(1, (size + loops.count - 1) / loops.count)
         var configuration = configuration
         configuration.options.maximumConnections = share
-        configuration.options.minimumConnections = share
+        configuration.options.minimumConnections = min(share, (max(0, keepOpen) + loops.count - 1) / loops.count)
         self.loops = loops
         clients = loops.map { loop in PostgresClient(configuration: configuration, eventLoopGroup: loop, backgroundLogger: logger) }
         runsClients = true
