@@ -44,6 +44,44 @@ import Testing
         #expect(await eventually(timeout: .seconds(30), every: .milliseconds(100)) { await store.ping() })  // a loaded machine may miss a 700 ms deadline
     }
 
+    /// The same for a create without an idempotency key, which is one statement (`fnhost_create_lead`):
+    /// blocked on the chain's head past the deadline, it answers 503 in time and commits nothing.
+    @Test func aSingleStatementCreatePastTheDeadlineCommitsNothing() async throws {
+        let url = try Backend.postgres.databaseURL()
+        try await LeadsHarness.run(.postgres) { host, key, client in
+            let tenant = "t-lock1-\(UUID().uuidString.prefix(6))"
+            await LeadsHarness.grant(host, tenant: tenant, user: "u", ["LEADS_READ", "LEADS_WRITE", "AUDIT_READ"])
+            let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
+            try await withAuditStore(url) { store in
+                let postgres = try #require(store as? Functions.PostgresDatabase)
+                #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"first","email":"f@b.example"}"#).status == .created)
+                let locked = AsyncStream<Void>.makeStream()
+                let holder = Task {
+                    try await postgres.client.withTransaction(logger: ScratchDatabase.logger) { connection in
+                        try await connection.query("SELECT set_config('app.tenant_id', \(tenant), true)", logger: ScratchDatabase.logger)
+                        try await connection.query(
+                            "SELECT seq FROM audit_chain_heads WHERE chain_id = \(tenant) FOR UPDATE", logger: ScratchDatabase.logger)
+                        locked.continuation.yield()
+                        try await Task.sleep(for: .seconds(5))
+                    }
+                }
+                for await _ in locked.stream { break }
+                let started = ContinuousClock.now
+                let blocked = try await client.send(.post, "/api/leads", token: token, json: #"{"name":"blocked","email":"b@b.example"}"#)
+                #expect(blocked.status == .serviceUnavailable && blocked.code == "SERVICE_UNAVAILABLE", "\(blocked.body)")
+                #expect(!blocked.message.contains("unknown"), "the database refused it: nothing changed, and the answer says so")
+                #expect(ContinuousClock.now - started < .milliseconds(4500), "answered at the deadline")
+                try await holder.value
+                let list = try await client.send(.get, "/api/leads", token: token)
+                let names = (list.json["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+                #expect(names == ["first"], "the 503 committed nothing, even after the lock went away")
+                let audit = try await client.send(.get, "/api/audit?event_type=LEAD_CREATED", token: token)
+                #expect((audit.json["items"] as? [Any])?.count == 1, "and appended no event")
+                #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"after","email":"a@b.example"}"#).status == .created)
+            }
+        }
+    }
+
     /// PostgreSQL: a lock held by another session past the deadline. The 503 must mean "not
     /// committed" even after the lock goes away, and no connection is left idle in transaction.
     @Test func aLockPastTheDeadlineCommitsNothingOnPostgres() async throws {
