@@ -44,6 +44,23 @@ import Testing
         #expect(await eventually(timeout: .seconds(30), every: .milliseconds(100)) { await store.ping() })  // a loaded machine may miss a 700 ms deadline
     }
 
+    /// Locks `tenant`'s chain head in another session for `duration` (returns once it is held): the
+    /// tenant's next append waits on it.
+    static func holdChainHead(_ tenant: String, on postgres: Functions.PostgresDatabase, for duration: Duration) async throws -> Task<Void, any Error> {
+        let locked = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await postgres.client.withTransaction(logger: ScratchDatabase.logger) { connection in
+                // Row-level security: the head row is visible in its tenant's scope only.
+                try await connection.query("SELECT set_config('app.tenant_id', \(tenant), true)", logger: ScratchDatabase.logger)
+                try await connection.query("SELECT seq FROM audit_chain_heads WHERE chain_id = \(tenant) FOR UPDATE", logger: ScratchDatabase.logger)
+                locked.continuation.yield()
+                try await Task.sleep(for: duration)
+            }
+        }
+        for await _ in locked.stream { break }
+        return holder
+    }
+
     /// The same for a create without an idempotency key, which is one statement (`fnhost_create_lead`):
     /// blocked on the chain's head past the deadline, it answers 503 in time and commits nothing.
     @Test func aSingleStatementCreatePastTheDeadlineCommitsNothing() async throws {
@@ -55,17 +72,7 @@ import Testing
             try await withAuditStore(url) { store in
                 let postgres = try #require(store as? Functions.PostgresDatabase)
                 #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"first","email":"f@b.example"}"#).status == .created)
-                let locked = AsyncStream<Void>.makeStream()
-                let holder = Task {
-                    try await postgres.client.withTransaction(logger: ScratchDatabase.logger) { connection in
-                        try await connection.query("SELECT set_config('app.tenant_id', \(tenant), true)", logger: ScratchDatabase.logger)
-                        try await connection.query(
-                            "SELECT seq FROM audit_chain_heads WHERE chain_id = \(tenant) FOR UPDATE", logger: ScratchDatabase.logger)
-                        locked.continuation.yield()
-                        try await Task.sleep(for: .seconds(5))
-                    }
-                }
-                for await _ in locked.stream { break }
+                let holder = try await Self.holdChainHead(tenant, on: postgres, for: .seconds(5))
                 let started = ContinuousClock.now
                 let blocked = try await client.send(.post, "/api/leads", token: token, json: #"{"name":"blocked","email":"b@b.example"}"#)
                 #expect(blocked.status == .serviceUnavailable && blocked.code == "SERVICE_UNAVAILABLE", "\(blocked.body)")
@@ -95,18 +102,7 @@ import Testing
                 // The tenant's chain head exists after a first write; holding its row lock blocks this tenant's
                 // next append (and nothing of other tests sharing the database).
                 #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"first","email":"f@b.example"}"#).status == .created)
-                let locked = AsyncStream<Void>.makeStream()
-                let holder = Task {
-                    try await postgres.client.withTransaction(logger: ScratchDatabase.logger) { connection in
-                        // Row-level security: the head row is visible in its tenant's scope only.
-                        try await connection.query("SELECT set_config('app.tenant_id', \(tenant), true)", logger: ScratchDatabase.logger)
-                        try await connection.query(
-                            "SELECT seq FROM audit_chain_heads WHERE chain_id = \(tenant) FOR UPDATE", logger: ScratchDatabase.logger)
-                        locked.continuation.yield()
-                        try await Task.sleep(for: .seconds(5))
-                    }
-                }
-                for await _ in locked.stream { break }
+                let holder = try await Self.holdChainHead(tenant, on: postgres, for: .seconds(5))
                 let started = ContinuousClock.now
                 let blocked = try await client.create(token: token, json: #"{"name":"blocked","email":"b@b.example"}"#, key: "k-lock")
                 #expect(blocked.status == .serviceUnavailable && blocked.code == "SERVICE_UNAVAILABLE")
