@@ -74,6 +74,10 @@ struct TokenVerifier: Sendable {
 
     func verify(_ token: String) async throws(TokenRejection) -> Identity {
         guard token.utf8.count <= Self.maxTokenBytes else { throw .tooLarge }
+        // A compact JWS is ASCII (base64url and dots). Checked on bytes before the cache lookup: the
+        // cache is keyed by the token as a Swift String, whose equality is canonical equivalence, so a
+        // copy with K written as KELVIN SIGN (U+212A) would otherwise hit the real token's entry.
+        guard token.utf8.allSatisfy(Self.isTokenByte) else { throw .malformed }
         let generation = jwks.generationNow
         if let identity = verified.lookup(token, now: now(), generation: generation) {
             if let revocations, revocations.isRevoked(identity) { throw .revoked }
@@ -103,6 +107,16 @@ struct TokenVerifier: Sendable {
         verified.store(token, identity, now: now(), generation: keySet.generation)
         await logins?.observe(identity, now: now())
         return identity
+    }
+
+    /// base64url (`A-Z a-z 0-9 - _`, `=` tolerated) and the dots between the parts.
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "="):
+            true
+        default: false
+        }
     }
 
     func check(_ claims: HostClaims, token: String) throws(TokenRejection) -> Identity {

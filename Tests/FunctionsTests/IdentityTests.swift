@@ -25,6 +25,16 @@ import Testing
             #expect(status == .ok)
             #expect(body["tenant"] == "t-acme")
 
+            // The verified token is cached now; a copy with K written as KELVIN SIGN is the same Swift
+            // String (canonical equivalence) but not the same bytes, and must not hit that entry.
+            var kelvin = good.unicodeScalars
+            let k = try #require(kelvin.firstIndex(of: "K"), "a 700-character base64url token without K")
+            kelvin.replaceSubrange(k...k, with: ["\u{212A}"])
+            let hostile = String(kelvin)
+            #expect(hostile == good, "the precondition: Swift's String equality merges them")
+            #expect(try await client.call(.get, "/probe/read", token: hostile).0 == .unauthorized)
+            #expect(try await client.call(.get, "/probe/read", token: good + "\u{301}").0 == .unauthorized)
+
             let publicPEM = Array(key.key.publicKey.pemRepresentation.utf8)
             let now = Date().timeIntervalSince1970
             let cases: [(String, String?)] = [
