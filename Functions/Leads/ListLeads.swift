@@ -1,4 +1,5 @@
 import FunctionRuntime
+import NIOCore
 
 /// `GET /api/leads?limit=N&cursor=C` — the tenant's leads, newest first, keyset-paginated.
 struct ListLeads: AuthorizedFunction {
@@ -14,14 +15,16 @@ struct ListLeads: AuthorizedFunction {
         } catch {
             throw error.functionError
         }
-        let items = page.items
-        let next = page.next?.encoded
-        return .json { writer in
-            writer.beginObject()
-            writer.key("items")
-            writer.raw(items)
-            writer.field("next_cursor", next)
-            writer.endObject()
-        }
+        // {"items":[…],"next_cursor":…}: the page's bytes as the store returned them, written once.
+        var nextCursor = JSONWriter(capacity: 64)
+        if let next = page.next?.encoded { nextCursor.string(next) } else { nextCursor.null() }
+        var body = ByteBuffer()
+        body.reserveCapacity(page.items.readableBytes + nextCursor.bytes.count + 32)
+        body.writeStaticString(#"{"items":"#)
+        body.writeImmutableBuffer(page.items)
+        body.writeStaticString(#","next_cursor":"#)
+        body.writeBytes(nextCursor.bytes)
+        body.writeStaticString("}")
+        return .json(body)
     }
 }

@@ -1,5 +1,6 @@
 import FunctionRuntime
 import Logging
+import NIOCore
 import NIOPosix
 import Synchronization
 
@@ -24,7 +25,8 @@ typealias ModuleStore = LeadStore & AuditStore & OutboxStore & TimerStore & Revo
 /// One page of a listing as the API returns it: the items as a ready-made JSON array (the API
 /// shape, in order) and the cursor of the next page, if there is one.
 struct LeadPage: Sendable {
-    var items: String
+    /// The JSON array, as the database returned it (PostgreSQL: the column's bytes, not copied).
+    var items: ByteBuffer
     var next: LeadCursor?
 }
 
@@ -82,7 +84,7 @@ extension LeadStore {
         }
         writer.endArray()
         let next = leads.count > limit ? leads.prefix(limit).last.map { LeadCursor(createdAt: $0.createdAt, id: $0.id) } : nil
-        return LeadPage(items: String(decoding: writer.bytes, as: UTF8.self), next: next)
+        return LeadPage(items: ByteBuffer(bytes: writer.bytes), next: next)
     }
 
     /// Every lead of the tenant, newest first, a page at a time, so an export never holds them all.

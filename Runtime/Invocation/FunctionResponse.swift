@@ -34,6 +34,13 @@ public struct FunctionResponse: Sendable {
         return FunctionResponse(status: status, headers: headers, body: .bytes(ByteBuffer(bytes: bytes)))
     }
 
+    /// A JSON response from a buffer already encoded (no copy).
+    public static func json(_ buffer: ByteBuffer, status: HTTPResponse.Status = .ok) -> FunctionResponse {
+        var headers = HTTPFields()
+        headers[.contentType] = jsonContentType
+        return FunctionResponse(status: status, headers: headers, body: .bytes(buffer))
+    }
+
     /// A JSON response built with a `JSONWriter`.
     public static func json(status: HTTPResponse.Status = .ok, _ build: (inout JSONWriter) -> Void) -> FunctionResponse {
         var writer = JSONWriter()

@@ -52,7 +52,7 @@ extension PostgresDatabase: LeadStore {
     /// A whole page built by PostgreSQL (`fnhost_leads_json_page`, migration 10): the items as one
     /// JSON array, whether more follow, and the position of the page's last lead for the cursor. One
     /// row whatever the page size, so the cost of a listing in fnhost does not grow with its rows.
-    typealias PageRow = (String, Bool, String?, String?)
+    typealias PageRow = (ByteBuffer, Bool, String?, String?)
 
     struct FirstPageJSON: LeadPageStatement {
         static let sql = "SELECT * FROM fnhost_leads_json_page($1, $2, NULL, NULL)"
@@ -85,7 +85,7 @@ extension PostgresDatabase: LeadStore {
             } else {
                 found = try await client.rows(FirstPageJSON(tenant: tenant, limit: limit), logger: logger).first
             }
-            guard let found else { return LeadPage(items: "[]", next: nil) }
+            guard let found else { return LeadPage(items: ByteBuffer(string: "[]"), next: nil) }
             let next = found.1 ? found.2.flatMap { created in found.3.map { LeadCursor(createdAt: created, id: $0) } } : nil
             return LeadPage(items: found.0, next: next)
         }
