@@ -434,8 +434,8 @@ enum Migrations {
                 CREATE FUNCTION fnhost_create_lead(
                     p_tenant text, p_limit_ms integer, p_id uuid, p_name text, p_email text, p_phone text, p_company text,
                     p_status text, p_notes text, p_created_by text, p_created_at timestamptz, p_updated_at timestamptz,
-                    p_chain text, p_event_id uuid, p_now text, p_actor_sub text, p_actor_email text, p_event_type text,
-                    p_severity text, p_details jsonb, p_before bytea, p_after bytea)
+                    p_chain text, p_event_id uuid, p_event_tenant text, p_now text, p_actor_sub text, p_actor_email text,
+                    p_event_type text, p_severity text, p_details jsonb, p_before bytea, p_after bytea)
                 RETURNS TABLE (o_seq bigint, o_occurred_at text, o_prev_hash text, o_hash text) LANGUAGE plpgsql AS $fn$
                 BEGIN
                     PERFORM set_config('lock_timeout', p_limit_ms::text, true), set_config('app.tenant_id', p_tenant, true),
@@ -443,7 +443,7 @@ enum Migrations {
                     INSERT INTO public.leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
                     VALUES (p_tenant, p_id, p_name, p_email, p_phone, p_company, p_status, p_notes, p_created_by, p_created_at, p_updated_at);
                     RETURN QUERY SELECT * FROM public.fnhost_audit_append(
-                        p_chain, p_event_id, p_tenant, p_now, p_actor_sub, p_actor_email, p_event_type, p_severity, p_details, p_before, p_after);
+                        p_chain, p_event_id, p_event_tenant, p_now, p_actor_sub, p_actor_email, p_event_type, p_severity, p_details, p_before, p_after);
                     IF clock_timestamp() > statement_timestamp() + p_limit_ms * interval '1 millisecond' THEN
                         RAISE EXCEPTION 'the caller''s deadline passed' USING ERRCODE = 'query_canceled';
                     END IF;

@@ -146,7 +146,7 @@ extension PostgresMigrator {
         "fnhost_leads_json(text, bigint, timestamptz, uuid)", "fnhost_leads_page(text, bigint, timestamptz, uuid)", "fnhost_lead(text, uuid)",
         "fnhost_leads_json_page(text, bigint, timestamptz, uuid)",
         "fnhost_audit_append(text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
-        "fnhost_create_lead(text, integer, uuid, text, text, text, text, text, text, text, timestamptz, timestamptz, text, uuid, text, text, text, text, text, jsonb, bytea, bytea)",
+        "fnhost_create_lead(text, integer, uuid, text, text, text, text, text, text, text, timestamptz, timestamptz, text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
     ]
 
     /// `role` as a quoted SQL identifier.

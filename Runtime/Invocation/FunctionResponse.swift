@@ -29,9 +29,7 @@ public struct FunctionResponse: Sendable {
 
     /// A JSON response from bytes already encoded.
     public static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> FunctionResponse {
-        var headers = HTTPFields()
-        headers[.contentType] = jsonContentType
-        return FunctionResponse(status: status, headers: headers, body: .bytes(ByteBuffer(bytes: bytes)))
+        json(ByteBuffer(bytes: bytes), status: status)
     }
 
     /// A JSON response from a buffer already encoded (no copy).

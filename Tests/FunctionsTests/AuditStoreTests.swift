@@ -531,3 +531,33 @@ extension Duration {
         }
     }
 }
+
+/// The sealing PostgreSQL does under the head's lock (`fnhost_audit_append`, migration 11).
+@Suite struct PostgresSealingTests {
+    /// A chain never goes back in time: with its last event an hour ahead of this clock (another
+    /// instance's), the next event takes that time, on both write paths (a create in one statement,
+    /// a keyed create in a transaction), and the chain verifies.
+    @Test(arguments: [false, true]) func aChainNeverGoesBackInTime(keyed: Bool) async throws {
+        try await ScratchDatabase.with { database in
+            let tenant = "t-clock"
+            try await withAuditStore(database.url) { store in
+                try await store.create(tenant: tenant.tenant, lead: newLead(tenant), audit: record(tenant))
+                let ahead = "2099-01-01T00:00:00.123456Z"
+                try await ScratchDatabase.superuser(database.adminURL) { admin in
+                    _ = try await admin.query(
+                        "UPDATE audit_chain_heads SET last_occurred_at = \(ahead)::timestamptz WHERE chain_id = \(tenant)",
+                        logger: ScratchDatabase.logger)
+                }
+                let key = keyed ? CreateIdempotency(key: "k-clock", requestHash: "h", response: "{}") : nil
+                #expect(try await store.create(tenant: tenant.tenant, lead: newLead(tenant), audit: record(tenant), idempotency: key) == .created)
+                let events = try await chain(store, tenant)
+                #expect(events.count == 2)
+                #expect(events.last?.occurredAt == ahead, "\(events.map(\.occurredAt))")
+                #expect((events.first?.occurredAt ?? "") < ahead)
+                let report = try await AuditChainVerifier(store: store).verify(tenant: tenant, full: true)
+                #expect(report.breaks.isEmpty, "\(report.breaks)")
+                #expect(report.events == 2)
+            }
+        }
+    }
+}

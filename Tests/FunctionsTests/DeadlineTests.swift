@@ -61,8 +61,35 @@ import Testing
         return holder
     }
 
+    /// A create of `tenant` blocked on its chain head (locked 5 s by another session after a first
+    /// create) answers 503 at the deadline, and nothing of it is committed once the lock goes away:
+    /// the listing shows only the first lead and the log one `LEAD_CREATED`.
+    static func blockedCreateCommitsNothing(
+        _ client: any TestClientProtocol, token: String, tenant: String, on postgres: Functions.PostgresDatabase, key: String?
+    ) async throws {
+        #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"first","email":"f@b.example"}"#).status == .created)
+        let holder = try await holdChainHead(tenant, on: postgres, for: .seconds(5))
+        let started = ContinuousClock.now
+        let body = #"{"name":"blocked","email":"b@b.example"}"#
+        let blocked: Reply
+        if let key {
+            blocked = try await client.create(token: token, json: body, key: key)
+        } else {
+            blocked = try await client.send(.post, "/api/leads", token: token, json: body)
+        }
+        #expect(blocked.status == .serviceUnavailable && blocked.code == "SERVICE_UNAVAILABLE", "\(blocked.body)")
+        #expect(!blocked.message.contains("unknown"), "nothing changed, and the answer says so")
+        #expect(ContinuousClock.now - started < .milliseconds(4500), "answered at the deadline")
+        try await holder.value
+        let list = try await client.send(.get, "/api/leads", token: token)
+        let names = (list.json["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        #expect(names == ["first"], "the 503 committed nothing, even after the lock went away")
+        let audit = try await client.send(.get, "/api/audit?event_type=LEAD_CREATED", token: token)
+        #expect((audit.json["items"] as? [Any])?.count == 1, "and appended no event")
+    }
+
     /// The same for a create without an idempotency key, which is one statement (`fnhost_create_lead`):
-    /// blocked on the chain's head past the deadline, it answers 503 in time and commits nothing.
+    /// it bounds its own lock wait and fails itself past the deadline.
     @Test func aSingleStatementCreatePastTheDeadlineCommitsNothing() async throws {
         let url = try Backend.postgres.databaseURL()
         try await LeadsHarness.run(.postgres) { host, key, client in
@@ -71,26 +98,15 @@ import Testing
             let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
             try await withAuditStore(url) { store in
                 let postgres = try #require(store as? Functions.PostgresDatabase)
-                #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"first","email":"f@b.example"}"#).status == .created)
-                let holder = try await Self.holdChainHead(tenant, on: postgres, for: .seconds(5))
-                let started = ContinuousClock.now
-                let blocked = try await client.send(.post, "/api/leads", token: token, json: #"{"name":"blocked","email":"b@b.example"}"#)
-                #expect(blocked.status == .serviceUnavailable && blocked.code == "SERVICE_UNAVAILABLE", "\(blocked.body)")
-                #expect(!blocked.message.contains("unknown"), "the database refused it: nothing changed, and the answer says so")
-                #expect(ContinuousClock.now - started < .milliseconds(4500), "answered at the deadline")
-                try await holder.value
-                let list = try await client.send(.get, "/api/leads", token: token)
-                let names = (list.json["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
-                #expect(names == ["first"], "the 503 committed nothing, even after the lock went away")
-                let audit = try await client.send(.get, "/api/audit?event_type=LEAD_CREATED", token: token)
-                #expect((audit.json["items"] as? [Any])?.count == 1, "and appended no event")
+                try await Self.blockedCreateCommitsNothing(client, token: token, tenant: tenant, on: postgres, key: nil)
                 #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"after","email":"a@b.example"}"#).status == .created)
             }
         }
     }
 
-    /// PostgreSQL: a lock held by another session past the deadline. The 503 must mean "not
-    /// committed" even after the lock goes away, and no connection is left idle in transaction.
+    /// PostgreSQL: a lock held by another session past the deadline (a keyed create: the transaction
+    /// path). The 503 must mean "not committed" even after the lock goes away, and no connection is
+    /// left idle in transaction.
     @Test func aLockPastTheDeadlineCommitsNothingOnPostgres() async throws {
         let url = try Backend.postgres.databaseURL()
         try await LeadsHarness.run(.postgres) { host, key, client in
@@ -99,20 +115,7 @@ import Testing
             let token = try LeadsHarness.token(key, tenant: tenant, user: "u")
             try await withAuditStore(url) { store in
                 let postgres = try #require(store as? Functions.PostgresDatabase)
-                // The tenant's chain head exists after a first write; holding its row lock blocks this tenant's
-                // next append (and nothing of other tests sharing the database).
-                #expect(try await client.send(.post, "/api/leads", token: token, json: #"{"name":"first","email":"f@b.example"}"#).status == .created)
-                let holder = try await Self.holdChainHead(tenant, on: postgres, for: .seconds(5))
-                let started = ContinuousClock.now
-                let blocked = try await client.create(token: token, json: #"{"name":"blocked","email":"b@b.example"}"#, key: "k-lock")
-                #expect(blocked.status == .serviceUnavailable && blocked.code == "SERVICE_UNAVAILABLE")
-                #expect(ContinuousClock.now - started < .milliseconds(4500), "answered at the deadline")
-                try await holder.value
-                let list = try await client.send(.get, "/api/leads", token: token)
-                let names = (list.json["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
-                #expect(names == ["first"], "the 503 committed nothing, even after the lock went away")
-                let audit = try await client.send(.get, "/api/audit?event_type=LEAD_CREATED", token: token)
-                #expect((audit.json["items"] as? [Any])?.count == 1, "and appended no event")
+                try await Self.blockedCreateCommitsNothing(client, token: token, tenant: tenant, on: postgres, key: "k-lock")
                 let idle = try await postgres.client.query(
                     """
                     SELECT count(*)::int FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'

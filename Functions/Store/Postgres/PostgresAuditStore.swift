@@ -37,49 +37,31 @@ enum PostgresAudit {
     /// three round trips). The returned hash is checked against the event as Swift seals it, so a
     /// difference between the two sealings can never enter a chain.
     static func append(_ record: AuditRecord, on connection: PostgresConnection, logger: Logger) async throws -> AuditEvent {
-        var event = try AuditEvent.sealed(record, eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
-        let (before, after) = event.canonicalParts
-        let details = event.details.canonicalText
-        var found = false
-        for (seq, occurredAt, prev, hash) in try await connection.rows(
-            AppendStatement(event: event, details: details, before: ByteBuffer(bytes: before), after: ByteBuffer(bytes: after)), logger: logger)
-        {
-            event.seq = seq
-            event.occurredAt = occurredAt
-            event.prevEventHash = prev
-            event.currentEventHash = hash
-            found = true
-        }
-        guard found, event.computedHash.utf8.elementsEqual(event.currentEventHash.utf8) else { throw SealMismatch() }
+        let draft = try AuditEvent.sealed(record, eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
+        let sealed = try await connection.rows(
+            AppendStatement(event: draft, details: draft.details.canonicalText, parts: draft.canonicalParts), logger: logger)
+        guard let event = draft.sealedBy(sealed.first) else { throw SealMismatch() }
         return event
     }
 
     /// PostgreSQL sealed an event differently from Swift: the transaction is rolled back.
     struct SealMismatch: Error {}
 
+    /// What `fnhost_audit_append` answers: seq, occurred_at, prev_event_hash, current_event_hash.
+    typealias Seal = (Int64, String, String, String)
+
     struct AppendStatement: PostgresPreparedStatement {
         static let sql = """
             SELECT o_seq, o_occurred_at, o_prev_hash, o_hash FROM fnhost_audit_append($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)
             """
-        typealias Row = (Int64, String, String, String)
+        typealias Row = PostgresAudit.Seal
         let event: AuditEvent
         let details: String
-        let before: ByteBuffer
-        let after: ByteBuffer
+        let parts: (before: [UInt8], after: [UInt8])
 
         func makeBindings() throws -> PostgresBindings {
             var bindings = PostgresBindings(capacity: 11)
-            bindings.append(event.chainID)
-            bindings.append(event.eventID)
-            bindings.append(event.tenantID)
-            bindings.append(event.occurredAt)
-            bindings.append(event.actorSub)
-            bindings.append(event.actorEmail)
-            bindings.append(event.eventType)
-            bindings.append(event.severity)
-            bindings.append(details)
-            bindings.append(before)
-            bindings.append(after)
+            bindings.appendEventArguments(event, details: details, parts: parts)
             return bindings
         }
 
@@ -309,5 +291,19 @@ extension PostgresDatabase {
             }
             return inserted
         }
+    }
+}
+
+extension AuditEvent {
+    /// This draft with the values PostgreSQL decided under the head's lock, if they seal it as Swift
+    /// does (nil: no answer, or a different hash).
+    func sealedBy(_ seal: PostgresAudit.Seal?) -> AuditEvent? {
+        guard let (seq, occurredAt, prev, hash) = seal else { return nil }
+        var event = self
+        event.seq = seq
+        event.occurredAt = occurredAt
+        event.prevEventHash = prev
+        event.currentEventHash = hash
+        return event.computedHash.utf8.elementsEqual(hash.utf8) ? event : nil
     }
 }

@@ -100,28 +100,26 @@ extension PostgresDatabase: LeadStore {
         let span = Tracing.start("postgres fnhost_create_lead", attributes: [("db.system", .string("postgresql"))])
         defer { span?.end() }
         return try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
-            try await client.withConnection { connection in
+            // Sealed before the connection: a record the format refuses fails here, plainly not committed.
+            let draft = try AuditEvent.sealed(audit, eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
+            let details = draft.details.canonicalText
+            let parts = draft.canonicalParts
+            return try await client.withConnection { connection in
                 try gate.beginCommit()
-                var event = try AuditEvent.sealed(audit, eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
                 let statement = CreateLeadStatement(
-                    tenant: tenant.text, limit: Int32(clamping: gate.remainingMilliseconds), lead: lead, event: event,
-                    details: event.details.canonicalText, parts: event.canonicalParts)
+                    tenant: tenant.text, limit: Int32(clamping: gate.remainingMilliseconds), lead: lead, event: draft, details: details, parts: parts)
+                let sealed: [PostgresAudit.Seal]
                 do {
-                    for (seq, occurredAt, prev, hash) in try await connection.rows(statement, logger: logger) {
-                        event.seq = seq
-                        event.occurredAt = occurredAt
-                        event.prevEventHash = prev
-                        event.currentEventHash = hash
-                    }
+                    sealed = try await connection.rows(statement, logger: logger)
                 } catch let error as PSQLError where error.serverInfo != nil {
                     logger.warning(
                         "create refused by the database; nothing committed",
                         metadata: ["sqlstate": .string(error.serverInfo?[.sqlState] ?? ""), "detail": .string(error.serverInfo?[.message] ?? "")])
                     throw TransactionDeadline.NotCommitted()
                 }
-                if !event.computedHash.utf8.elementsEqual(event.currentEventHash.utf8) {
+                if draft.sealedBy(sealed.first) == nil {
                     // Committed already: the verifier will report the chain; say so loudly now.
-                    logger.critical("an audit event was sealed differently by PostgreSQL", metadata: ["chain_id": .string(event.chainID)])
+                    logger.critical("an audit event was sealed differently by PostgreSQL", metadata: ["chain_id": .string(draft.chainID)])
                 }
                 return CreateOutcome.created
             }
@@ -132,9 +130,9 @@ extension PostgresDatabase: LeadStore {
         static let sql = """
             SELECT o_seq, o_occurred_at, o_prev_hash, o_hash FROM fnhost_create_lead(
                 $1, $2, $3::uuid, $4, $5, $6, $7, $8, $9, $10, $11::timestamptz, $12::timestamptz,
-                $13, $14::uuid, $15, $16, $17, $18, $19, $20::jsonb, $21, $22)
+                $13, $14::uuid, $15, $16, $17, $18, $19, $20, $21::jsonb, $22, $23)
             """
-        typealias Row = (Int64, String, String, String)
+        typealias Row = PostgresAudit.Seal
         let tenant: String
         let limit: Int32
         let lead: Lead
@@ -143,29 +141,11 @@ extension PostgresDatabase: LeadStore {
         let parts: (before: [UInt8], after: [UInt8])
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 22)
+            var bindings = PostgresBindings(capacity: 23)
             bindings.append(tenant)
             bindings.append(limit)
-            bindings.append(lead.id)
-            bindings.append(lead.name)
-            bindings.append(lead.email)
-            bindings.append(lead.phone)
-            bindings.append(lead.company)
-            bindings.append(lead.status)
-            bindings.append(lead.notes)
-            bindings.append(lead.createdBy)
-            bindings.append(lead.createdAt)
-            bindings.append(lead.updatedAt)
-            bindings.append(event.chainID)
-            bindings.append(event.eventID)
-            bindings.append(event.occurredAt)
-            bindings.append(event.actorSub)
-            bindings.append(event.actorEmail)
-            bindings.append(event.eventType)
-            bindings.append(event.severity)
-            bindings.append(details)
-            bindings.append(ByteBuffer(bytes: parts.before))
-            bindings.append(ByteBuffer(bytes: parts.after))
+            bindings.appendLeadColumns(lead)
+            bindings.appendEventArguments(event, details: details, parts: parts)
             return bindings
         }
 
@@ -185,16 +165,7 @@ extension PostgresDatabase: LeadStore {
         func makeBindings() throws -> PostgresBindings {
             var bindings = PostgresBindings(capacity: 11)
             bindings.append(tenant)
-            bindings.append(lead.id)
-            bindings.append(lead.name)
-            bindings.append(lead.email)
-            bindings.append(lead.phone)
-            bindings.append(lead.company)
-            bindings.append(lead.status)
-            bindings.append(lead.notes)
-            bindings.append(lead.createdBy)
-            bindings.append(lead.createdAt)
-            bindings.append(lead.updatedAt)
+            bindings.appendLeadColumns(lead)
             return bindings
         }
 
@@ -248,26 +219,24 @@ extension PostgresDatabase: LeadStore {
         let tenant = tenant.text
         return try await withTenantTransaction(scope) { [logger] connection -> CreateOutcome in
             // Claims the key; a concurrent request with the same key waits here until the first commits.
-            do {
-                var claimed = false
-                for try await _ in try await connection.query(
-                    """
-                    INSERT INTO lead_requests (tenant_id, idempotency_key, request_hash, lead_id, response)
-                    VALUES (\(tenant), \(idempotency.key), \(idempotency.requestHash), \(lead.id)::uuid, \(idempotency.response))
-                    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING 1
-                    """, logger: logger
-                ).decode(Int.self) {
-                    claimed = true
+            var claimed = false
+            for try await _ in try await connection.query(
+                """
+                INSERT INTO lead_requests (tenant_id, idempotency_key, request_hash, lead_id, response)
+                VALUES (\(tenant), \(idempotency.key), \(idempotency.requestHash), \(lead.id)::uuid, \(idempotency.response))
+                ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING 1
+                """, logger: logger
+            ).decode(Int.self) {
+                claimed = true
+            }
+            if !claimed {
+                for try await (hash, response) in try await connection.query(
+                    "SELECT request_hash, response FROM lead_requests WHERE tenant_id = \(tenant) AND idempotency_key = \(idempotency.key)",
+                    logger: logger
+                ).decode((String, String).self) {
+                    return hash.utf8.elementsEqual(idempotency.requestHash.utf8) ? .replayed(response: response) : .conflict
                 }
-                if !claimed {
-                    for try await (hash, response) in try await connection.query(
-                        "SELECT request_hash, response FROM lead_requests WHERE tenant_id = \(tenant) AND idempotency_key = \(idempotency.key)",
-                        logger: logger
-                    ).decode((String, String).self) {
-                        return hash.utf8.elementsEqual(idempotency.requestHash.utf8) ? .replayed(response: response) : .conflict
-                    }
-                    return .conflict
-                }
+                return .conflict
             }
             _ = try await connection.rows(InsertLead(tenant: tenant, lead: lead), logger: logger)
             _ = try await PostgresAudit.append(audit, on: connection, logger: logger)
@@ -343,5 +312,38 @@ extension LeadPageStatement {
         }
         bindings.append(limit)
         return bindings
+    }
+}
+
+extension PostgresBindings {
+    /// A lead's columns after its tenant, in `leads` order: id, name, email, phone, company, status,
+    /// notes, created_by, created_at, updated_at (the insert statement and `fnhost_create_lead`).
+    mutating func appendLeadColumns(_ lead: Lead) {
+        append(lead.id)
+        append(lead.name)
+        append(lead.email)
+        append(lead.phone)
+        append(lead.company)
+        append(lead.status)
+        append(lead.notes)
+        append(lead.createdBy)
+        append(lead.createdAt)
+        append(lead.updatedAt)
+    }
+
+    /// An event's arguments to `fnhost_audit_append` (and the tail of `fnhost_create_lead`'s): chain,
+    /// event id, tenant, the caller's time, actor, type, severity, details, the canonical form's parts.
+    mutating func appendEventArguments(_ event: AuditEvent, details: String, parts: (before: [UInt8], after: [UInt8])) {
+        append(event.chainID)
+        append(event.eventID)
+        append(event.tenantID)
+        append(event.occurredAt)
+        append(event.actorSub)
+        append(event.actorEmail)
+        append(event.eventType)
+        append(event.severity)
+        append(details)
+        append(ByteBuffer(bytes: parts.before))
+        append(ByteBuffer(bytes: parts.after))
     }
 }
