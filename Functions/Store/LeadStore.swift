@@ -203,7 +203,7 @@ func withTransactionDeadline<T: Sendable>(
 }
 
 /// Resumes a continuation exactly once, whichever of the work and the timer finishes first.
-private final class DeadlineOutcome<T: Sendable>: Sendable {
+final class DeadlineOutcome<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<Result<T, StoreUnavailable>, Never>?
         var pending: Result<T, StoreUnavailable>?
@@ -216,6 +216,9 @@ private final class DeadlineOutcome<T: Sendable>: Sendable {
     func install(_ continuation: CheckedContinuation<Result<T, StoreUnavailable>, Never>) {
         state.withLock { $0.continuation = continuation }
     }
+
+    /// Answered already (the result, or the deadline).
+    var isFinished: Bool { state.withLock { $0.done } }
 
     func onFinish(_ cleanup: @escaping @Sendable () -> Void) {
         let runNow = state.withLock { state -> Bool in

@@ -451,6 +451,71 @@ enum Migrations {
                 $fn$
                 """,
             ]),
+        // Listing pages read in batches (`PageBatches`): the pages that requests on one event loop ask for
+        // while that loop's previous batch is in flight go to PostgreSQL in one call, one row per page
+        // (`o_index`, 1-based). Each page sets the row-level-security tenant before its own query and is
+        // filtered by it too, so a page never sees another tenant's rows whatever its neighbours in the batch.
+        // A page's p_limit + 1 rows go into three arrays in one aggregate and the items, whether more
+        // follow and the cursor are read off those (migration 10's page used a window function and
+        // FILTERed aggregates: 7,300-8,000 → 10,000 calls/s in pgbench). Rows written before migration 10
+        // are rendered by a function called only for them (migration 10's inline subquery was a subplan set
+        // up on every call). A page without a cursor passes '' for both cursor fields.
+        Migration(
+            version: 12, name: "listing pages in batches, one row per page",
+            statements: [
+                """
+                CREATE FUNCTION fnhost_lead_rendered_json(l public.leads) RETURNS text LANGUAGE sql STABLE AS $fn$
+                    SELECT row_to_json(x)::text FROM (SELECT l.id::text AS id, l.name AS name, l.email AS email, l.phone AS phone, l.company AS company, l.status AS status, l.notes AS notes, l.created_by AS created_by, to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at, to_char(l.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS updated_at) x
+                $fn$
+                """,
+                """
+                CREATE FUNCTION fnhost_leads_json_pages(p_tenants text[], p_limits bigint[], p_after_created text[], p_after_ids text[])
+                RETURNS TABLE (o_index integer, o_items text, o_more boolean, o_last_created text, o_last_id text) LANGUAGE plpgsql
+                SET enable_sort = off AS $fn$
+                DECLARE
+                    n integer := coalesce(cardinality(p_tenants), 0);
+                BEGIN
+                    IF coalesce(cardinality(p_limits), 0) <> n OR coalesce(cardinality(p_after_created), 0) <> n
+                       OR coalesce(cardinality(p_after_ids), 0) <> n OR n > 256 THEN
+                        RAISE EXCEPTION 'a batch of pages needs one tenant, limit and cursor per page (at most 256)' USING ERRCODE = 'invalid_parameter_value';
+                    END IF;
+                    FOR i IN 1 .. n LOOP
+                        IF p_limits[i] IS NULL OR p_limits[i] < 1 OR p_limits[i] > 1000 THEN
+                            RAISE EXCEPTION 'a page''s limit is 1 to 1000' USING ERRCODE = 'invalid_parameter_value';
+                        END IF;
+                        PERFORM set_config('app.tenant_id', p_tenants[i], true);
+                        IF p_after_created[i] = '' THEN
+                            RETURN QUERY SELECT i,
+                                CASE WHEN cardinality(t.leads) > p_limits[i] THEN '[' || array_to_string(t.leads[1:p_limits[i]], ',') || ']'
+                                     ELSE coalesce('[' || array_to_string(t.leads, ',') || ']', '[]') END,
+                                coalesce(cardinality(t.leads), 0) > p_limits[i],
+                                CASE WHEN cardinality(t.leads) > p_limits[i]
+                                     THEN to_char(t.created[p_limits[i]] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
+                                CASE WHEN cardinality(t.leads) > p_limits[i] THEN t.ids[p_limits[i]]::text END
+                            FROM (SELECT array_agg(s.lead) AS leads, array_agg(s.created_at) AS created, array_agg(s.id) AS ids FROM (
+                                SELECT coalesce(l.api_json, public.fnhost_lead_rendered_json(l)) AS lead, l.created_at, l.id
+                                FROM public.leads l
+                                WHERE l.tenant_id = p_tenants[i]
+                                ORDER BY l.created_at DESC, l.id DESC LIMIT p_limits[i] + 1) s) t;
+                        ELSE
+                            RETURN QUERY SELECT i,
+                                CASE WHEN cardinality(t.leads) > p_limits[i] THEN '[' || array_to_string(t.leads[1:p_limits[i]], ',') || ']'
+                                     ELSE coalesce('[' || array_to_string(t.leads, ',') || ']', '[]') END,
+                                coalesce(cardinality(t.leads), 0) > p_limits[i],
+                                CASE WHEN cardinality(t.leads) > p_limits[i]
+                                     THEN to_char(t.created[p_limits[i]] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
+                                CASE WHEN cardinality(t.leads) > p_limits[i] THEN t.ids[p_limits[i]]::text END
+                            FROM (SELECT array_agg(s.lead) AS leads, array_agg(s.created_at) AS created, array_agg(s.id) AS ids FROM (
+                                SELECT coalesce(l.api_json, public.fnhost_lead_rendered_json(l)) AS lead, l.created_at, l.id
+                                FROM public.leads l
+                                WHERE l.tenant_id = p_tenants[i] AND (l.created_at, l.id) < (p_after_created[i]::timestamptz, p_after_ids[i]::uuid)
+                                ORDER BY l.created_at DESC, l.id DESC LIMIT p_limits[i] + 1) s) t;
+                        END IF;
+                    END LOOP;
+                END
+                $fn$
+                """,
+            ]),
     ]
 
     static let sqlite: [Migration] = [

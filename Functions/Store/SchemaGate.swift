@@ -145,6 +145,7 @@ extension PostgresMigrator {
     static let runtimeFunctions = [
         "fnhost_leads_json(text, bigint, timestamptz, uuid)", "fnhost_leads_page(text, bigint, timestamptz, uuid)", "fnhost_lead(text, uuid)",
         "fnhost_leads_json_page(text, bigint, timestamptz, uuid)",
+        "fnhost_lead_rendered_json(leads)", "fnhost_leads_json_pages(text[], bigint[], text[], text[])",
         "fnhost_audit_append(text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
         "fnhost_create_lead(text, integer, uuid, text, text, text, text, text, text, text, timestamptz, timestamptz, text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
     ]

@@ -264,7 +264,8 @@ extension TestClientProtocol {
 
     /// Stale statistics cannot make a listing sort the tenant's rows: in a fresh database with 6,000
     /// leads bulk-inserted and never analyzed, the plan PostgreSQL runs inside `fnhost_leads_json`
-    /// `fnhost_leads_page` and `fnhost_leads_json_page` (auto_explain, nested statements) walks leads_tenant_newest
+    /// `fnhost_leads_page`, `fnhost_leads_json_page` and both pages of `fnhost_leads_json_pages` (auto_explain, nested
+    /// statements) walks leads_tenant_newest
     /// with no Sort node — the listing functions run with sorts off (migration 9). Without it this
     /// plan sorted every row of the tenant, and plpgsql kept it for the connection (184 listings/s).
     @Test func listingsWalkTheIndexWhateverTheStatistics() async throws {
@@ -288,12 +289,13 @@ extension TestClientProtocol {
                 SELECT count(*) FROM fnhost_leads_json('t-big', 20, NULL, NULL);
                 SELECT count(*) FROM fnhost_leads_page('t-big', 20, now(), '00000000-0000-0000-0000-000000000000');
                 SELECT count(*) FROM fnhost_leads_json_page('t-big', 20, NULL, NULL);
+                SELECT count(*) FROM fnhost_leads_json_pages(ARRAY['t-big', 't-big'], ARRAY[20, 5]::bigint[], ARRAY['', to_char(now(), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')], ARRAY['', '00000000-0000-0000-0000-000000000000']);
                 """
             let run = try await runProgram("/usr/bin/env", ["psql", database.adminURL, "-X", "-v", "ON_ERROR_STOP=1", "-c", script])
             #expect(run.status == 0, "\(run.output)")
             // Each function's inner query is explained once; the outer SELECTs are function scans.
             let nested = run.output.components(separatedBy: "Query Text:").filter { $0.contains("FROM public.leads") }
-            #expect(nested.count == 3, "\(run.output)")
+            #expect(nested.count == 5, "\(run.output)")  // the batch: one first page, one page after a cursor
             for plan in nested {
                 #expect(plan.contains("leads_tenant_newest"), "\(plan)")
                 #expect(!plan.contains("Sort"), "\(plan)")

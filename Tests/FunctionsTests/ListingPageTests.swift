@@ -8,8 +8,8 @@ import Testing
 
 @testable import Functions
 
-/// `listPage`: a listing's page as one JSON array (PostgreSQL: one row from `fnhost_leads_json_page`
-/// over the JSON stored per change, migration 10; SQLite: written from the leads).
+/// `listPage`: a listing's page as one JSON array (PostgreSQL: one row from `fnhost_leads_json_pages`
+/// over the JSON stored per change, migrations 10 and 12; SQLite: written from the leads).
 @Suite struct ListingPageTests {
     /// Text that JSON must escape, and text it must not touch (compared on bytes).
     static let hostileNames = [
@@ -144,8 +144,8 @@ import Testing
                 let store = Functions.PostgresDatabase(client: client, logger: ScratchDatabase.logger, deadline: .seconds(30))
                 let tenant = "t-poison".tenant
                 try await store.create(tenant: tenant, lead: Self.lead("kept", at: 1), audit: record(tenant.text))
-                let rename = "ALTER FUNCTION fnhost_leads_json_page(text, bigint, timestamptz, uuid) RENAME TO fnhost_leads_json_page_away"
-                let back = "ALTER FUNCTION fnhost_leads_json_page_away(text, bigint, timestamptz, uuid) RENAME TO fnhost_leads_json_page"
+                let rename = "ALTER FUNCTION fnhost_leads_json_pages(text[], bigint[], text[], text[]) RENAME TO fnhost_leads_json_pages_away"
+                let back = "ALTER FUNCTION fnhost_leads_json_pages_away(text[], bigint[], text[], text[]) RENAME TO fnhost_leads_json_pages"
                 try await ScratchDatabase.superuser(database.adminURL) { admin in
                     _ = try await admin.query(PostgresQuery(unsafeSQL: rename), logger: ScratchDatabase.logger)
                 }

@@ -72,7 +72,7 @@ struct PostgresDatabase: Sendable {
 
     /// Over one client the caller runs (tests, command-line runs).
     init(client: PostgresClient, logger: Logger, deadline: Duration = .seconds(3), metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
-        self.init(pool: PostgresPool(client: client), logger: logger, deadline: deadline, metrics: metrics)
+        self.init(pool: PostgresPool(client: client, logger: logger), logger: logger, deadline: deadline, metrics: metrics)
     }
 
     /// A write transaction that cannot outlive its answer: PostgreSQL itself ends any statement or

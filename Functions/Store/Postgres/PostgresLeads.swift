@@ -49,46 +49,13 @@ extension PostgresDatabase: LeadStore {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    /// A whole page built by PostgreSQL (`fnhost_leads_json_page`, migration 10): the items as one
-    /// JSON array, whether more follow, and the position of the page's last lead for the cursor. One
-    /// row whatever the page size, so the cost of a listing in fnhost does not grow with its rows.
-    typealias PageRow = (ByteBuffer, Bool, String?, String?)
-
-    struct FirstPageJSON: LeadPageStatement {
-        static let sql = "SELECT * FROM fnhost_leads_json_page($1, $2, NULL, NULL)"
-        typealias Row = PostgresDatabase.PageRow
-        let tenant: String
-        var cursor: LeadCursor? { nil }
-        let limit: Int
-
-        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-    }
-
-    struct NextPageJSON: LeadPageStatement {
-        static let sql = "SELECT * FROM fnhost_leads_json_page($1, $4, $2::timestamptz, $3::uuid)"
-        typealias Row = PostgresDatabase.PageRow
-        let tenant: String
-        let cursor: LeadCursor?
-        let limit: Int
-
-        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-    }
-
+    /// A whole page built by PostgreSQL: the items as one JSON array, whether more follow, and the
+    /// position of the page's last lead for the cursor — one row whatever the page size, read with the
+    /// other pages this event loop's requests ask for meanwhile (`PageBatches`, migration 12).
     func listPage(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> LeadPage {
-        let tenant = tenant.text
-        let span = Tracing.start("postgres fnhost_leads_json_page", attributes: [("db.system", .string("postgresql"))])
+        let span = Tracing.start("postgres fnhost_leads_json_pages", attributes: [("db.system", .string("postgresql"))])
         defer { span?.end() }
-        return try await withDeadline(deadline) { [client, logger] in
-            let found: PageRow?
-            if let cursor {
-                found = try await client.rows(NextPageJSON(tenant: tenant, cursor: cursor, limit: limit), logger: logger).first
-            } else {
-                found = try await client.rows(FirstPageJSON(tenant: tenant, limit: limit), logger: logger).first
-            }
-            guard let found else { return LeadPage(items: ByteBuffer(string: "[]"), next: nil) }
-            let next = found.1 ? found.2.flatMap { created in found.3.map { LeadCursor(createdAt: created, id: $0) } } : nil
-            return LeadPage(items: found.0, next: next)
-        }
+        return try await pool.pages.page(PageBatches.Request(tenant: tenant.text, limit: limit, cursor: cursor), deadline: deadline)
     }
 
     /// A create without an idempotency key: the lead and its audit event in one statement, so one

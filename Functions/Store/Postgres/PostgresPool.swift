@@ -22,6 +22,8 @@ import Synchronization
 final class PostgresPool: Service, Sendable {
     private let loops: [any EventLoop]
     let clients: [PostgresClient]
+    /// The listing's page batcher of each client, in the same order (`PageBatches`).
+    let pageBatches: [PageBatches]
     private let next = Atomic<Int>(0)
     private let runsClients: Bool
 
@@ -37,14 +39,17 @@ final class PostgresPool: Service, Sendable {
         configuration.options.maximumConnections = share
         configuration.options.minimumConnections = min(share, (max(0, keepOpen) + loops.count - 1) / loops.count)
         self.loops = loops
-        clients = loops.map { loop in PostgresClient(configuration: configuration, eventLoopGroup: loop, backgroundLogger: logger) }
+        let clients = loops.map { loop in PostgresClient(configuration: configuration, eventLoopGroup: loop, backgroundLogger: logger) }
+        self.clients = clients
+        pageBatches = zip(clients, loops).map { PageBatches(client: $0, loop: $1, logger: logger) }
         runsClients = true
     }
 
     /// One client the caller runs itself (tests, command-line runs).
-    init(client: PostgresClient) {
+    init(client: PostgresClient, logger: Logger = Logger(label: "fnhost.postgres")) {
         loops = []
         clients = [client]
+        pageBatches = [PageBatches(client: client, loop: nil, logger: logger)]
         runsClients = false
     }
 
@@ -53,6 +58,13 @@ final class PostgresPool: Service, Sendable {
         if clients.count == 1 { return clients[0] }
         for index in loops.indices where loops[index].inEventLoop { return clients[index] }
         return clients[next.add(1, ordering: .relaxed).oldValue % clients.count]
+    }
+
+    /// The page batcher of the caller's event loop, chosen as `client` is.
+    var pages: PageBatches {
+        if pageBatches.count == 1 { return pageBatches[0] }
+        for index in loops.indices where loops[index].inEventLoop { return pageBatches[index] }
+        return pageBatches[next.add(1, ordering: .relaxed).oldValue % pageBatches.count]
     }
 
     /// Runs every client until cancelled or shut down (the pool is the module's `Service`).
