@@ -75,8 +75,8 @@ import Testing
                 let postgres = try #require(store as? Functions.PostgresDatabase)
                 try await store.create(tenant: "t-good".tenant, lead: ListingPageTests.lead("good", at: 1), audit: record("t-good"))
                 let batches = postgres.pool.pages
-                let good = PageBatches.Request(tenant: "t-good", limit: 5, cursor: nil)
-                let bad = PageBatches.Request(tenant: "t-\u{0}bad", limit: 5, cursor: nil)
+                let good = PageBatches.Request(tenant: "t-good".tenant, limit: 5, cursor: nil)
+                let bad = PageBatches.Request(tenant: "t-\u{0}bad".tenant, limit: 5, cursor: nil)
                 let results = try await Self.withLeadsLocked(database, for: .milliseconds(600)) {
                     // The first page waits for the lock; the next two wait for it, then go as one batch.
                     let first = Task { try await batches.page(good, deadline: .seconds(20)) }
@@ -101,7 +101,7 @@ import Testing
                 let postgres = try #require(store as? Functions.PostgresDatabase)
                 try await store.create(tenant: "t-late".tenant, lead: ListingPageTests.lead("late", at: 1), audit: record("t-late"))
                 let batches = postgres.pool.pages
-                let request = PageBatches.Request(tenant: "t-late", limit: 5, cursor: nil)
+                let request = PageBatches.Request(tenant: "t-late".tenant, limit: 5, cursor: nil)
                 let elapsed = try await Self.withLeadsLocked(database, for: .seconds(3)) {
                     let started = ContinuousClock.now
                     let stalled = Task { try? await batches.page(request, deadline: .seconds(20)) }

@@ -23,7 +23,7 @@ import Synchronization
 /// it too; `PageBatchTests` reads many tenants' pages concurrently and checks every item's owner.
 final class PageBatches: Sendable {
     struct Request: Sendable {
-        let tenant: String
+        let tenant: TenantID
         let limit: Int
         let cursor: LeadCursor?
     }
@@ -153,7 +153,7 @@ final class PageBatches: Sendable {
 
         func makeBindings() throws -> PostgresBindings {
             var bindings = PostgresBindings(capacity: 4)
-            bindings.append(requests.map(\.tenant))
+            bindings.append(requests.map(\.tenant.text))
             bindings.append(requests.map { Int64($0.limit) })
             bindings.append(requests.map { $0.cursor?.createdAt ?? "" })
             bindings.append(requests.map { $0.cursor?.id ?? "" })

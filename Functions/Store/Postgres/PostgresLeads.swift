@@ -55,7 +55,7 @@ extension PostgresDatabase: LeadStore {
     func listPage(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> LeadPage {
         let span = Tracing.start("postgres fnhost_leads_json_pages", attributes: [("db.system", .string("postgresql"))])
         defer { span?.end() }
-        return try await pool.pages.page(PageBatches.Request(tenant: tenant.text, limit: limit, cursor: cursor), deadline: deadline)
+        return try await pool.pages.page(PageBatches.Request(tenant: tenant, limit: limit, cursor: cursor), deadline: deadline)
     }
 
     /// A create without an idempotency key: the lead and its audit event in one statement, so one
