@@ -459,7 +459,8 @@ enum Migrations {
         // follow and the cursor are read off those (migration 10's page used a window function and
         // FILTERed aggregates: 7,300-8,000 → 10,000 calls/s in pgbench). Rows written before migration 10
         // are rendered by a function called only for them (migration 10's inline subquery was a subplan set
-        // up on every call). A page without a cursor passes '' for both cursor fields.
+        // up on every call). A page without a cursor passes '' for both cursor fields, read as a position after
+        // every lead, so one query (and one plan) serves first pages and pages after a cursor.
         Migration(
             version: 12, name: "listing pages in batches, one row per page",
             statements: [
@@ -484,33 +485,19 @@ enum Migrations {
                             RAISE EXCEPTION 'a page''s limit is 1 to 1000' USING ERRCODE = 'invalid_parameter_value';
                         END IF;
                         PERFORM set_config('app.tenant_id', p_tenants[i], true);
-                        IF p_after_created[i] = '' THEN
-                            RETURN QUERY SELECT i,
-                                CASE WHEN cardinality(t.leads) > p_limits[i] THEN '[' || array_to_string(t.leads[1:p_limits[i]], ',') || ']'
-                                     ELSE coalesce('[' || array_to_string(t.leads, ',') || ']', '[]') END,
-                                coalesce(cardinality(t.leads), 0) > p_limits[i],
-                                CASE WHEN cardinality(t.leads) > p_limits[i]
-                                     THEN to_char(t.created[p_limits[i]] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
-                                CASE WHEN cardinality(t.leads) > p_limits[i] THEN t.ids[p_limits[i]]::text END
-                            FROM (SELECT array_agg(s.lead) AS leads, array_agg(s.created_at) AS created, array_agg(s.id) AS ids FROM (
-                                SELECT coalesce(l.api_json, public.fnhost_lead_rendered_json(l)) AS lead, l.created_at, l.id
-                                FROM public.leads l
-                                WHERE l.tenant_id = p_tenants[i]
-                                ORDER BY l.created_at DESC, l.id DESC LIMIT p_limits[i] + 1) s) t;
-                        ELSE
-                            RETURN QUERY SELECT i,
-                                CASE WHEN cardinality(t.leads) > p_limits[i] THEN '[' || array_to_string(t.leads[1:p_limits[i]], ',') || ']'
-                                     ELSE coalesce('[' || array_to_string(t.leads, ',') || ']', '[]') END,
-                                coalesce(cardinality(t.leads), 0) > p_limits[i],
-                                CASE WHEN cardinality(t.leads) > p_limits[i]
-                                     THEN to_char(t.created[p_limits[i]] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
-                                CASE WHEN cardinality(t.leads) > p_limits[i] THEN t.ids[p_limits[i]]::text END
-                            FROM (SELECT array_agg(s.lead) AS leads, array_agg(s.created_at) AS created, array_agg(s.id) AS ids FROM (
-                                SELECT coalesce(l.api_json, public.fnhost_lead_rendered_json(l)) AS lead, l.created_at, l.id
-                                FROM public.leads l
-                                WHERE l.tenant_id = p_tenants[i] AND (l.created_at, l.id) < (p_after_created[i]::timestamptz, p_after_ids[i]::uuid)
-                                ORDER BY l.created_at DESC, l.id DESC LIMIT p_limits[i] + 1) s) t;
-                        END IF;
+                        RETURN QUERY SELECT i,
+                            CASE WHEN cardinality(t.leads) > p_limits[i] THEN '[' || array_to_string(t.leads[1:p_limits[i]], ',') || ']'
+                                 ELSE coalesce('[' || array_to_string(t.leads, ',') || ']', '[]') END,
+                            coalesce(cardinality(t.leads), 0) > p_limits[i],
+                            CASE WHEN cardinality(t.leads) > p_limits[i]
+                                 THEN to_char(t.created[p_limits[i]] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
+                            CASE WHEN cardinality(t.leads) > p_limits[i] THEN t.ids[p_limits[i]]::text END
+                        FROM (SELECT array_agg(s.lead) AS leads, array_agg(s.created_at) AS created, array_agg(s.id) AS ids FROM (
+                            SELECT coalesce(l.api_json, public.fnhost_lead_rendered_json(l)) AS lead, l.created_at, l.id
+                            FROM public.leads l
+                            WHERE l.tenant_id = p_tenants[i] AND (l.created_at, l.id) < (coalesce(nullif(p_after_created[i], '')::timestamptz, 'infinity'),
+                                                                 coalesce(nullif(p_after_ids[i], '')::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+                            ORDER BY l.created_at DESC, l.id DESC LIMIT p_limits[i] + 1) s) t;
                     END LOOP;
                 END
                 $fn$
