@@ -7,30 +7,17 @@
 # perf.data and the reports; PROFILE_URL=PATH profiles another path (e.g. /health); PROFILE_SYSTEM=1 records every process
 # (PostgreSQL, Redis, wrk too; PROFILE_WRITES=N profiles audited writes over N tenants instead; `perf report --comm postgres` on the kept perf.data); PROFILE_RECORD=0 measures
 # without perf (the figures alone); PROFILE_EVENTS=E1,E2 counts perf events (e.g. uprobes made with `perf probe -x
-# libswift_Concurrency.so -a swift_task_create`) per request instead of sampling.
+# libswift_Concurrency.so -a swift_task_create`) per request instead of sampling. Samples are taken on
+# PROFILE_EVENT (default cpu-clock: perf's default, cycles, is not counted on a VM without a PMU, and
+# perf then records nothing); the host's start-up and seeding are scripts/bench-host.sh, as bench.sh's.
 set -euo pipefail
 binary=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 repo=$(cd "$(dirname "$0")/.." && pwd)
 "$repo/scripts/ensure-packages.sh" wrk linux-perf
 out=${PROFILE_OUT:-$(mktemp -d)}
 mkdir -p "$out"
-work=$(mktemp -d)
-pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-cp "$repo/function.json" "$work/"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-export DATABASE_URL=${FNHOST_TEST_DATABASE_URL:?run through scripts/with-services.sh}
-export REDIS_URL=${FNHOST_TEST_REDIS_URL:?run through scripts/with-services.sh}
-export RATE_LIMIT_PER_SECOND=1000000 RATE_LIMIT_BURST=1000000 DATABASE_POOL_KEEP_OPEN=${DATABASE_POOL_KEEP_OPEN:-20}
-(cd "$work" && LOG_LEVEL=${LOG_LEVEL:-info} exec "$binary" start --port "$port" > "$work/fnhost.log" 2>&1) &
-pid=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
-base="http://127.0.0.1:$port"
-token=$(cd "$work" && "$binary" token --tenant t-bench --user u-bench --perm LEADS_READ --perm LEADS_WRITE | tail -1)
-for i in $(seq 1 100); do
-  curl -fsS -o /dev/null -X POST "$base/api/leads" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    -d "{\"name\":\"Lead $i\",\"email\":\"lead$i@bench.example\",\"company\":\"Bench $i\"}"
-done
+# shellcheck source=scripts/bench-host.sh
+source "$repo/scripts/bench-host.sh"
 url="$base${PROFILE_URL:-/api/leads?limit=20}"
 # PROFILE_WRITES=N: audited writes (POST /api/leads) over N tenants instead of the GET.
 script="$repo/scripts/bench-report.lua"
@@ -55,7 +42,7 @@ if [ -n "${PROFILE_EVENTS:-}" ]; then
   perf_pid=$!
 elif [ "${PROFILE_RECORD:-1}" = 1 ]; then
   if [ "${PROFILE_SYSTEM:-0}" = 1 ]; then target=(-a); else target=(-p "$pid"); fi
-  perf record -F 999 -g -o "$out/perf.data" "${target[@]}" -- sleep 6 2> /dev/null &
+  perf record -e "${PROFILE_EVENT:-cpu-clock}" -F 999 -g -o "$out/perf.data" "${target[@]}" -- sleep 6 2> /dev/null &
   perf_pid=$!
 else
   sleep 6 & perf_pid=$!

@@ -131,9 +131,23 @@ public struct RouteTemplate: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// On contiguous bytes, lengths first: every request tries the routes in turn, and comparing
+    /// through `String.UTF8View` iterators showed in the listing's profile.
     static func equalsIgnoringASCIICase(_ lhs: Substring, _ rhs: String) -> Bool {
-        lhs.utf8.elementsEqual(rhs.utf8) { a, b in
-            a == b || (a | 0x20 == b | 0x20 && (a | 0x20) >= UInt8(ascii: "a") && (a | 0x20) <= UInt8(ascii: "z"))
+        var lhs = lhs
+        var rhs = rhs
+        return lhs.withUTF8 { left in
+            rhs.withUTF8 { right in
+                guard left.count == right.count else { return false }
+                for index in 0..<left.count {
+                    let a = left[index]
+                    let b = right[index]
+                    guard a == b || (a | 0x20 == b | 0x20 && (a | 0x20) >= UInt8(ascii: "a") && (a | 0x20) <= UInt8(ascii: "z")) else {
+                        return false
+                    }
+                }
+                return true
+            }
         }
     }
 

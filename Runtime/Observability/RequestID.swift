@@ -8,15 +8,17 @@ public enum RequestIDs {
 
     /// 1–128 characters of `A-Z a-z 0-9 - _ . :` — enough for UUIDs and trace ids, nothing a log or header could be abused with.
     public static func isSane(_ candidate: String) -> Bool {
-        let utf8 = candidate.utf8
-        guard !utf8.isEmpty, utf8.count <= 128 else { return false }
-        return utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
-                UInt8(ascii: ":"):
-                true
-            default: false
+        var candidate = candidate
+        return candidate.withUTF8 { utf8 in
+            guard !utf8.isEmpty, utf8.count <= 128 else { return false }
+            return utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                    UInt8(ascii: ":"):
+                    true
+                default: false
+                }
             }
         }
     }
@@ -25,14 +27,7 @@ public enum RequestIDs {
 
     /// A random version-4 UUID in lowercase text form.
     public static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for index in 0..<8 {
-            bytes[index] = UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64(index)))
-            bytes[8 + index] = UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64(index)))
-        }
+        var bytes = RandomBytes.take(16)
         bytes[6] = bytes[6] & 0x0F | 0x40
         bytes[8] = bytes[8] & 0x3F | 0x80
         var text = [UInt8]()

@@ -62,16 +62,10 @@ public struct TraceContext: Sendable, Equatable {
         return (trace, span, flags[0] & 1 == 1)
     }
 
-    /// `count` random bytes (8 or 16), never all zero: one generator call per 8 bytes.
+    /// `count` random bytes (8 or 16), never all zero.
     static func randomID(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        var id: [UInt8] = []
-        id.reserveCapacity(count)
-        while id.count < count {
-            var word = generator.next() as UInt64
-            withUnsafeBytes(of: &word) { id.append(contentsOf: $0.prefix(count - id.count)) }
-        }
-        if !id.contains(where: { $0 != 0 }) { id[count - 1] = 1 }
+        var id = RandomBytes.take(count)
+        if !id.isEmpty, !id.contains(where: { $0 != 0 }) { id[count - 1] = 1 }
         return id
     }
 

@@ -136,15 +136,17 @@ public final class SecretRedactor: Sendable {
         }
     }
 
-    var isEmpty: Bool { values.withLock { $0.isEmpty } }
-
     public func redact(_ text: String) -> String {
+        String(decoding: redact(bytes: Array(text.utf8)), as: UTF8.self)
+    }
+
+    /// `bytes` with every registered value replaced by `[REDACTED]`; `bytes` itself when none occurs.
+    public func redact(bytes: [UInt8]) -> [UInt8] {
         let current = values.withLock { $0 }
-        guard !current.isEmpty else { return text }
-        var text = text
-        let found = text.withUTF8 { line in current.contains { Self.firstIndex(of: $0, in: line) != nil } }
-        guard found else { return text }
-        var bytes = Array(text.utf8)
+        guard !current.isEmpty else { return bytes }
+        let found = bytes.withUnsafeBufferPointer { line in current.contains { Self.firstIndex(of: $0, in: line) != nil } }
+        guard found else { return bytes }
+        var bytes = bytes
         for secret in current {
             var output: [UInt8] = []
             output.reserveCapacity(bytes.count)
@@ -157,7 +159,7 @@ public final class SecretRedactor: Sendable {
             output.append(contentsOf: bytes[start...])
             bytes = output
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     /// Where `needle` starts in `haystack` (bytes), first-byte prefilter then compare.

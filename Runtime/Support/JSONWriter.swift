@@ -74,6 +74,15 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
+    /// A string value whose bytes `fill` appends unescaped: only for text that needs no escape by
+    /// construction (timestamps), written without a `String` in between.
+    mutating func unescapedString(_ fill: (inout [UInt8]) -> Void) {
+        bytes.append(UInt8(ascii: "\""))
+        fill(&bytes)
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
     public mutating func field(_ name: String, _ value: String) {
         key(name)
         string(value)

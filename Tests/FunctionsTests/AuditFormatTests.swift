@@ -1,3 +1,4 @@
+import Foundation
 import FunctionRuntime
 import Testing
 
@@ -125,6 +126,30 @@ struct AuditFormatTests {
         for bad in ["2026-02-31T00:00:00Z", "2026-11-22 08:15:30Z", "2026-11-22T08:15:30", "2026-13-01T00:00:00Z", "yesterday", "2026-11-22T08:15:30+2:00"] {
             #expect(Timestamps.canonical(rfc3339: bad) == nil, "\(bad)")
         }
+    }
+
+    /// Stored timestamps are read and written by arithmetic now (no calendar): against Foundation's
+    /// calendar for random instants 1970…9999, leap days included, both ways.
+    @Test func storedTimestampsMatchFoundationsCalendar() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? .gmt
+        var generator = SystemRandomNumberGenerator()
+        let edges: [Int64] = [0, 951_782_400_000_000, 1_709_164_800_123_456, 253_402_300_799_999_999]
+        for micros in edges + (0..<2000).map({ _ in Int64.random(in: 0...253_402_300_799_999_999, using: &generator) }) {
+            let text = Timestamps.string(microseconds: micros)
+            let date = Date(timeIntervalSince1970: Double(micros / 1_000_000))
+            let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+            let expected = String(
+                format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", c.year ?? 0, c.month ?? 0, c.day ?? 0, c.hour ?? 0, c.minute ?? 0,
+                c.second ?? 0, Int(micros % 1_000_000))
+            #expect(text == expected)
+            #expect(Timestamps.microseconds(text) == micros, "\(text)")
+            #expect(Timestamps.canonical(rfc3339: text) == text)
+        }
+        #expect(Timestamps.canonical(rfc3339: "2024-02-29T23:59:60Z") == "2024-02-29T23:59:59.000000Z")
+        #expect(Timestamps.canonical(rfc3339: "2023-02-29T00:00:00Z") == nil)
+        #expect(Timestamps.canonical(rfc3339: "2000-02-29T00:00:00-00:30") == "2000-02-29T00:30:00.000000Z")
+        #expect(Timestamps.microseconds("2026-11-22T08:15:30.12345Z") == nil)
     }
 
     @Test func cursorsRoundTripAndRejectGarbage() throws {

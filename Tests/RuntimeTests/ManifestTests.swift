@@ -198,6 +198,16 @@ private func catalogError(_ functions: String, http: [String] = [], timers: [Str
         #expect(resolve(.get, "/api/leads/42")?.0 == "GetLead")
         #expect(resolve(.get, "/api/leads/42")?.1 == ["id": "42"])
         #expect(resolve(.get, "/API/Leads/latest")?.0 == "Latest")
+        // Literals compare on bytes, ASCII letters alone folded: no other byte pair (`@`/`` ` ``, `[`/`{`),
+        // no Unicode folding or canonical equivalence, no prefix.
+        #expect(RouteTemplate.equalsIgnoringASCIICase("LaTeSt", "latest"))
+        #expect(!RouteTemplate.equalsIgnoringASCIICase("@", "`"))
+        #expect(!RouteTemplate.equalsIgnoringASCIICase("[", "{"))
+        #expect(!RouteTemplate.equalsIgnoringASCIICase("lates", "latest"))
+        #expect(!RouteTemplate.equalsIgnoringASCIICase("latestt", "latest"))
+        #expect(!RouteTemplate.equalsIgnoringASCIICase("la\u{212A}", "lak"))
+        #expect(!RouteTemplate.equalsIgnoringASCIICase("caf\u{E9}", "cafe\u{301}"))
+        #expect(resolve(.get, "/api/leads/LATEST\u{301}")?.0 == "GetLead")
         #expect(resolve(.get, "/api/leads/a%20b/")?.1 == ["id": "a b"])
         #expect(resolve(.get, "/api/items/7")?.0 == "ByNumber")
         #expect(resolve(.get, "/api/items/seven")?.0 == "ByName")

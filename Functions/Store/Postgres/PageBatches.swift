@@ -146,6 +146,7 @@ final class PageBatches: Sendable {
     }
 
     struct PagesStatement: PostgresPreparedStatement {
+        static let name = "fnhost.PagesStatement"
         static let sql = "SELECT o_index, o_items, o_more, o_last_created, o_last_id FROM fnhost_leads_json_pages($1, $2, $3, $4)"
         typealias Row = (Int32, ByteBuffer, Bool, String?, String?)
 

@@ -51,6 +51,7 @@ enum PostgresAudit {
     typealias Seal = (Int64, String, String, String)
 
     struct AppendStatement: PostgresPreparedStatement {
+        static let name = "fnhost.AppendStatement"
         static let sql = """
             SELECT o_seq, o_occurred_at, o_prev_hash, o_hash FROM fnhost_audit_append($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)
             """

@@ -112,6 +112,7 @@ struct PostgresDatabase: Sendable {
     /// The first statement of every transaction (prepared: parsed and planned once per connection):
     /// the remaining deadline as `statement_timeout`/`lock_timeout`, and the row-level-security scope.
     struct TransactionSettings: PostgresPreparedStatement {
+        static let name = "fnhost.TransactionSettings"
         static let sql = """
             SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true),
                    set_config('app.tenant_id', $2, true), set_config('app.cross_tenant', $3, true)

@@ -30,6 +30,7 @@ extension PostgresDatabase: LeadStore {
     // The hot reads are prepared statements (parsed and planned once per connection) of SQL
     // functions (migration 7) that set the row-level-security tenant and query in one round trip.
     struct FirstPage: LeadPageStatement {
+        static let name = "fnhost.FirstPage"
         static let sql = "SELECT * FROM fnhost_leads_page($1, $2, NULL, NULL)"
         typealias Row = PostgresDatabase.Row
         let tenant: String
@@ -40,6 +41,7 @@ extension PostgresDatabase: LeadStore {
     }
 
     struct NextPage: LeadPageStatement {
+        static let name = "fnhost.NextPage"
         static let sql = "SELECT * FROM fnhost_leads_page($1, $4, $2::timestamptz, $3::uuid)"
         typealias Row = PostgresDatabase.Row
         let tenant: String
@@ -94,6 +96,7 @@ extension PostgresDatabase: LeadStore {
     }
 
     struct CreateLeadStatement: PostgresPreparedStatement {
+        static let name = "fnhost.CreateLeadStatement"
         static let sql = """
             SELECT o_seq, o_occurred_at, o_prev_hash, o_hash FROM fnhost_create_lead(
                 $1, $2, $3::uuid, $4, $5, $6, $7, $8, $9, $10, $11::timestamptz, $12::timestamptz,
@@ -121,6 +124,7 @@ extension PostgresDatabase: LeadStore {
 
     /// A new lead (prepared: the write path's statements are parsed and planned once per connection).
     struct InsertLead: PostgresPreparedStatement {
+        static let name = "fnhost.InsertLead"
         static let sql = """
             INSERT INTO leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
             VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11::timestamptz)
@@ -140,6 +144,7 @@ extension PostgresDatabase: LeadStore {
     }
 
     struct ByID: PostgresPreparedStatement {
+        static let name = "fnhost.ByID"
         static let sql = "SELECT * FROM fnhost_lead($1, $2::uuid)"
         typealias Row = PostgresDatabase.Row
         let tenant: String
