@@ -41,10 +41,10 @@ public final class LogSink: Sendable {
 /// Metadata keys become top-level fields in key order (a key that collides with `ts`, `level`, `msg`
 /// or `logger` is prefixed with `meta.`); integer, floating-point and boolean values stay
 /// JSON numbers and booleans. The handler keeps its metadata as a small array sorted by key, not a
-/// dictionary: a request sets four keys and logs a line or two, and merging and sorting
-/// dictionaries per line was most of a line's cost.
+/// dictionary: a request sets four keys and logs a line or two, and merging and sorting a dictionary
+/// per line showed in the listing's profile (docs/benchmarks.md, session 9).
 public struct JSONLogHandler: LogHandler {
-    public typealias Field = (key: String, value: Logger.Metadata.Value)
+    private typealias Field = (key: String, value: Logger.Metadata.Value)
 
     public var logLevel: Logger.Level
     public var metadataProvider: Logger.MetadataProvider?
