@@ -503,6 +503,53 @@ enum Migrations {
                 $fn$
                 """,
             ]),
+        // Creates without an idempotency key in batches (group commit, `CreateBatches`): the creates that
+        // requests on one event loop ask for while that loop's previous batch is in flight go to
+        // PostgreSQL in one statement, hence one transaction, one row per create (`o_index`, 1-based,
+        // the item's position in `p_items`). Each item is exactly `fnhost_create_lead`'s work — its
+        // tenant's row-level-security scope set before its insert, its event appended under its chain
+        // head's lock — and the items run in chain order (bytes, `COLLATE "C"`, then position), so two
+        // batches always lock heads in the same order and never deadlock. Past `p_limit_ms` (the
+        // batch's most urgent deadline) the statement fails as a whole: nothing commits.
+        Migration(
+            version: 13, name: "creates in batches, one transaction per batch",
+            statements: [
+                """
+                CREATE FUNCTION fnhost_create_leads(p_limit_ms integer, p_items jsonb)
+                RETURNS TABLE (o_index integer, o_seq bigint, o_occurred_at text, o_prev_hash text, o_hash text) LANGUAGE plpgsql AS $fn$
+                DECLARE
+                    r record;
+                BEGIN
+                    IF jsonb_typeof(p_items) IS DISTINCT FROM 'array' OR jsonb_array_length(p_items) > 256 THEN
+                        RAISE EXCEPTION 'a batch of creates is a JSON array of at most 256 items' USING ERRCODE = 'invalid_parameter_value';
+                    END IF;
+                    PERFORM set_config('lock_timeout', p_limit_ms::text, true), set_config('app.cross_tenant', 'off', true);
+                    FOR r IN SELECT x.* FROM ROWS FROM (jsonb_to_recordset(p_items) AS (
+                                 tenant text, id uuid, name text, email text, phone text, company text, status text, notes text,
+                                 created_by text, created_at timestamptz, updated_at timestamptz, chain text, event_id uuid,
+                                 event_tenant text, now text, actor_sub text, actor_email text, event_type text, severity text,
+                                 details jsonb, before text, after text))
+                             WITH ORDINALITY AS x(tenant, id, name, email, phone, company, status, notes, created_by, created_at,
+                                 updated_at, chain, event_id, event_tenant, now, actor_sub, actor_email, event_type, severity, details,
+                                 before, after, i)
+                             ORDER BY x.chain COLLATE "C", x.i LOOP
+                        IF r.tenant IS NULL OR r.chain IS NULL THEN
+                            RAISE EXCEPTION 'a create needs its tenant and chain' USING ERRCODE = 'invalid_parameter_value';
+                        END IF;
+                        PERFORM set_config('app.tenant_id', r.tenant, true);
+                        INSERT INTO public.leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
+                        VALUES (r.tenant, r.id, r.name, r.email, r.phone, r.company, r.status, r.notes, r.created_by, r.created_at, r.updated_at);
+                        RETURN QUERY SELECT r.i::integer, a.* FROM public.fnhost_audit_append(
+                            r.chain, r.event_id, r.event_tenant, r.now, r.actor_sub, r.actor_email, r.event_type, r.severity, r.details,
+                            decode(r.before, 'hex'), decode(r.after, 'hex')) a;
+                    END LOOP;
+                    IF clock_timestamp() > statement_timestamp() + p_limit_ms * interval '1 millisecond' THEN
+                        RAISE EXCEPTION 'the caller''s deadline passed' USING ERRCODE = 'query_canceled';
+                    END IF;
+                END
+                $fn$
+                """,
+            ]),
     ]
 
     static let sqlite: [Migration] = [

@@ -148,6 +148,7 @@ extension PostgresMigrator {
         "fnhost_lead_rendered_json(leads)", "fnhost_leads_json_pages(text[], bigint[], text[], text[])",
         "fnhost_audit_append(text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
         "fnhost_create_lead(text, integer, uuid, text, text, text, text, text, text, text, timestamptz, timestamptz, text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
+        "fnhost_create_leads(integer, jsonb)",
     ]
 
     /// `role` as a quoted SQL identifier.

@@ -60,39 +60,23 @@ extension PostgresDatabase: LeadStore {
         return try await pool.pages.page(PageBatches.Request(tenant: tenant, limit: limit, cursor: cursor), deadline: deadline)
     }
 
-    /// A create without an idempotency key: the lead and its audit event in one statement, so one
-    /// implicit transaction (`fnhost_create_lead`, migration 11) — one round trip instead of five, and the
-    /// chain's head locked only while the statement runs. The deadline answers 503 while the call waits
-    /// for a connection; once the statement is sent the database decides (it fails the statement past the
-    /// deadline), and only a lost connection leaves the outcome unknown.
-    private func createInOneStatement(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) -> CreateOutcome {
-        let span = Tracing.start("postgres fnhost_create_lead", attributes: [("db.system", .string("postgresql"))])
+    /// A create without an idempotency key: the lead and its audit event committed with the other
+    /// creates this event loop's requests ask for meanwhile, in one statement and one transaction
+    /// (`CreateBatches`, migration 13); alone, one statement of `fnhost_create_lead` (migration 11). The
+    /// deadline answers 503 while the create waits for its batch or a connection; once sent the database
+    /// decides (it fails the statement past the deadline), and only a lost connection leaves the outcome
+    /// unknown.
+    private func createInBatch(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) -> CreateOutcome {
+        let span = Tracing.start("postgres fnhost_create_leads", attributes: [("db.system", .string("postgresql"))])
         defer { span?.end() }
-        return try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
-            // Sealed before the connection: a record the format refuses fails here, plainly not committed.
-            let draft = try AuditEvent.sealed(audit, eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
-            let details = draft.details.canonicalText
-            let parts = draft.canonicalParts
-            return try await client.withConnection { connection in
-                try gate.beginCommit()
-                let statement = CreateLeadStatement(
-                    tenant: tenant.text, limit: Int32(clamping: gate.remainingMilliseconds), lead: lead, event: draft, details: details, parts: parts)
-                let sealed: [PostgresAudit.Seal]
-                do {
-                    sealed = try await connection.rows(statement, logger: logger)
-                } catch let error as PSQLError where error.serverInfo != nil {
-                    logger.warning(
-                        "create refused by the database; nothing committed",
-                        metadata: ["sqlstate": .string(error.serverInfo?[.sqlState] ?? ""), "detail": .string(error.serverInfo?[.message] ?? "")])
-                    throw TransactionDeadline.NotCommitted()
-                }
-                if draft.sealedBy(sealed.first) == nil {
-                    // Committed already: the verifier will report the chain; say so loudly now.
-                    logger.critical("an audit event was sealed differently by PostgreSQL", metadata: ["chain_id": .string(draft.chainID)])
-                }
-                return CreateOutcome.created
-            }
+        // Sealed before anything is sent: a record the format refuses fails here, plainly not committed.
+        let draft: AuditEvent
+        do {
+            draft = try AuditEvent.sealed(audit, eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
+        } catch {
+            throw StoreUnavailable(description: String(describing: type(of: error)))
         }
+        return try await pool.creates.create(CreateBatches.Item(tenant: tenant, lead: lead, draft: draft), deadline: deadline)
     }
 
     struct CreateLeadStatement: PostgresPreparedStatement {
@@ -186,7 +170,7 @@ extension PostgresDatabase: LeadStore {
     func create(
         tenant: TenantID, lead: Lead, audit: AuditRecord, idempotency: CreateIdempotency?
     ) async throws(StoreUnavailable) -> CreateOutcome {
-        guard let idempotency else { return try await createInOneStatement(tenant: tenant, lead: lead, audit: audit) }
+        guard let idempotency else { return try await createInBatch(tenant: tenant, lead: lead, audit: audit) }
         let scope = tenant
         let tenant = tenant.text
         return try await withTenantTransaction(scope) { [logger] connection -> CreateOutcome in

@@ -24,6 +24,8 @@ final class PostgresPool: Service, Sendable {
     let clients: [PostgresClient]
     /// The listing's page batcher of each client, in the same order (`PageBatches`).
     let pageBatches: [PageBatches]
+    /// The group-committed creates of each client, in the same order (`CreateBatches`).
+    let createBatches: [CreateBatches]
     private let next = Atomic<Int>(0)
     private let runsClients: Bool
 
@@ -42,6 +44,7 @@ final class PostgresPool: Service, Sendable {
         let clients = loops.map { loop in PostgresClient(configuration: configuration, eventLoopGroup: loop, backgroundLogger: logger) }
         self.clients = clients
         pageBatches = zip(clients, loops).map { PageBatches(client: $0, loop: $1, logger: logger) }
+        createBatches = zip(clients, loops).map { CreateBatches(client: $0, loop: $1, logger: logger) }
         runsClients = true
     }
 
@@ -50,6 +53,7 @@ final class PostgresPool: Service, Sendable {
         loops = []
         clients = [client]
         pageBatches = [PageBatches(client: client, loop: nil, logger: logger)]
+        createBatches = [CreateBatches(client: client, loop: nil, logger: logger)]
         runsClients = false
     }
 
@@ -65,6 +69,13 @@ final class PostgresPool: Service, Sendable {
         if pageBatches.count == 1 { return pageBatches[0] }
         for index in loops.indices where loops[index].inEventLoop { return pageBatches[index] }
         return pageBatches[next.add(1, ordering: .relaxed).oldValue % pageBatches.count]
+    }
+
+    /// The create batcher of the caller's event loop, chosen as `client` is.
+    var creates: CreateBatches {
+        if createBatches.count == 1 { return createBatches[0] }
+        for index in loops.indices where loops[index].inEventLoop { return createBatches[index] }
+        return createBatches[next.add(1, ordering: .relaxed).oldValue % createBatches.count]
     }
 
     /// Runs every client until cancelled or shut down (the pool is the module's `Service`).
