@@ -150,35 +150,6 @@ import Testing
         }
     }
 
-    /// `fnhost_create_leads` takes chain heads in one order whatever the batch's order — chain id bytes
-    /// (`COLLATE "C"`, not the database's collation or canonical equivalence), then position — which is
-    /// what keeps two concurrent batches from deadlocking. Its rows come back in that order, each with
-    /// its item's position.
-    @Test func aBatchTakesChainHeadsInByteOrder() async throws {
-        try await ScratchDatabase.with { database in
-            try await withAuditStore(database.url) { store in
-                let postgres = try #require(store as? Functions.PostgresDatabase)
-                let run = UUID().uuidString.prefix(6).lowercased()
-                let chains = ["t-\(run)-b", "t-\(run)-a", "t-\(run)-caf\u{E9}", "t-\(run)-B", "t-\(run)-cafe\u{301}", "t-\(run)-a"]
-                let items = try chains.map { tenant in
-                    let draft = try AuditEvent.sealed(record(tenant), eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
-                    return CreateBatches.Item(tenant: tenant.tenant, lead: newLead(tenant), draft: draft)
-                }
-                let statement = CreateBatches.CreateLeadsStatement(limit: 5000, items: CreateBatches.CreateLeadsStatement.json(items))
-                let rows = try await postgres.client.withConnection { try await $0.rows(statement, logger: ScratchDatabase.logger) }
-                let expected = chains.indices.sorted { a, b in
-                    let (x, y) = (Array(chains[a].utf8), Array(chains[b].utf8))
-                    return x == y ? a < b : x.lexicographicallyPrecedes(y)
-                }
-                #expect(rows.map { Int($0.0) - 1 } == expected, "heads taken in byte order, then position")
-                #expect(rows.map(\.1) == expected.map { index in chains[..<index].filter { Array($0.utf8) == Array(chains[index].utf8) }.count + 1 }.map(Int64.init))
-                for (row, index) in zip(rows, expected) {
-                    #expect(items[index].draft.sealedBy((row.1, row.2, row.3, row.4)) != nil, "sealed as Swift seals it")
-                }
-            }
-        }
-    }
-
     /// The batch's JSON is what `fnhost_create_leads` reads: absent values are null, the details are
     /// their canonical JSON, the canonical form's parts are hex.
     @Test func theBatchIsOneObjectPerCreate() throws {

@@ -1,7 +1,9 @@
 import FunctionRuntime
 import Logging
 import NIOCore
+import NIOPosix
 import PostgresNIO
+import Synchronization
 
 /// Creates without an idempotency key, committed in batches (group commit), one batcher per event
 /// loop (`PostgresPool`).
@@ -40,31 +42,41 @@ final class CreateBatches: Sendable {
         }
     }
 
-    struct Waiter: BatchWaiter {
+    private final class Waiter: Sendable {
         let item: Item
         let gate: TransactionDeadline
         let outcome: DeadlineOutcome<CreateOutcome>
 
-        var isFinished: Bool { outcome.isFinished }
+        init(item: Item, gate: TransactionDeadline, outcome: DeadlineOutcome<CreateOutcome>) {
+            self.item = item
+            self.gate = gate
+            self.outcome = outcome
+        }
+    }
+
+    private struct State {
+        var waiting: [Waiter] = []
+        var running = false
     }
 
     /// The most creates in one statement (the function accepts 256).
     static let maxBatch = 64
 
     private let client: PostgresClient
+    private let loop: (any EventLoop)?
     private let logger: Logger
-    /// The waiting creates; one batch in flight.
-    private let queue: BatchQueue<Waiter>
+    private let state = Mutex(State())
+    private let largest = Atomic<Int>(0)
 
-    /// The most creates one batch has taken so far (tests, and docs/benchmarks.md's measurements).
-    var largestBatch: Int { queue.largestBatch }
+    /// The most creates one batch has written so far (tests, and docs/benchmarks.md's measurements).
+    var largestBatch: Int { largest.load(ordering: .relaxed) }
 
     /// `loop`: the event loop whose requests this batcher serves (its batches run there); nil for a
     /// client the caller runs itself (tests, command-line runs).
     init(client: PostgresClient, loop: (any EventLoop)?, logger: Logger) {
         self.client = client
+        self.loop = loop
         self.logger = logger
-        queue = BatchQueue(loop: loop, maxBatch: Self.maxBatch)
     }
 
     /// `.created` once the create's batch committed; 503 (`StoreUnavailable`) when `deadline` passes
@@ -72,15 +84,45 @@ final class CreateBatches: Sendable {
     /// connection is lost (`outcomeUnknown`).
     func create(_ item: Item, deadline: Duration) async throws(StoreUnavailable) -> CreateOutcome {
         let gate = TransactionDeadline(deadline)
-        let result = await queue.wait(deadline: deadline, expire: { gate.expire() }, { Waiter(item: item, gate: gate, outcome: $0) }) {
-            Task(executorPreference: queue.executor) { await self.run() }
+        let outcome = DeadlineOutcome<CreateOutcome>()
+        let result: Result<CreateOutcome, StoreUnavailable> = await withCheckedContinuation { continuation in
+            outcome.install(continuation)
+            let timerLoop = loop ?? MultiThreadedEventLoopGroup.singleton.any()
+            let timer = timerLoop.scheduleTask(in: .nanoseconds(deadline.nanosecondsClamped)) {
+                if gate.expire() { outcome.finish(.failure(StoreUnavailable(description: "timed out"))) }
+            }
+            outcome.onFinish { timer.cancel() }
+            let start = state.withLock { state -> Bool in
+                state.waiting.append(Waiter(item: item, gate: gate, outcome: outcome))
+                guard !state.running else { return false }
+                state.running = true
+                return true
+            }
+            if start {
+                let executor = loop.map { EventLoopTaskExecutor.of($0) } ?? EventLoopTaskExecutor.current
+                Task(executorPreference: executor) { await self.run() }
+            }
         }
         return try result.get()
     }
 
     /// Writes batches until nothing waits.
     private func run() async {
-        while let batch = queue.next() { await write(batch) }
+        while true {
+            let batch = state.withLock { state -> [Waiter] in
+                state.waiting.removeAll { $0.outcome.isFinished }
+                guard !state.waiting.isEmpty else {
+                    state.running = false
+                    return []
+                }
+                let count = min(state.waiting.count, Self.maxBatch)
+                let batch = Array(state.waiting.prefix(count))
+                state.waiting.removeFirst(count)
+                return batch
+            }
+            if batch.isEmpty { return }
+            await write(batch)
+        }
     }
 
     private func write(_ batch: [Waiter]) async {
@@ -90,6 +132,7 @@ final class CreateBatches: Sendable {
                 // at its deadline; one whose deadline passed already is left out (it was answered).
                 let claimed = batch.filter { (try? $0.gate.beginCommit()) != nil }
                 guard !claimed.isEmpty else { return }
+                self.largest.max(claimed.count, ordering: .relaxed)
                 if claimed.count == 1 {
                     await self.writeOne(claimed[0], on: connection)
                 } else {

@@ -2,6 +2,7 @@ import FunctionRuntime
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// Listing pages read in batches, one batcher per event loop (`PostgresPool`).
 ///
@@ -27,11 +28,19 @@ final class PageBatches: Sendable {
         let cursor: LeadCursor?
     }
 
-    struct Waiter: BatchWaiter {
+    private final class Waiter: Sendable {
         let request: Request
         let outcome: DeadlineOutcome<LeadPage>
 
-        var isFinished: Bool { outcome.isFinished }
+        init(request: Request, outcome: DeadlineOutcome<LeadPage>) {
+            self.request = request
+            self.outcome = outcome
+        }
+    }
+
+    private struct State {
+        var waiting: [Waiter] = []
+        var running = 0
     }
 
     /// The most pages in one call (the function accepts 256).
@@ -41,32 +50,67 @@ final class PageBatches: Sendable {
     static let defaultInFlight = 1
 
     private let client: PostgresClient
+    private let loop: (any EventLoop)?
+    /// Batches in flight at once (each on its own connection); more pages wait for the next batch.
+    private let inFlight: Int
     private let logger: Logger
-    /// The waiting pages; `inFlight` batches at once (each on its own connection).
-    private let queue: BatchQueue<Waiter>
+    private let state = Mutex(State())
+    private let largest = Atomic<Int>(0)
 
     /// The most pages one batch has read so far (tests, and docs/benchmarks.md's measurements).
-    var largestBatch: Int { queue.largestBatch }
+    var largestBatch: Int { largest.load(ordering: .relaxed) }
 
     /// `loop`: the event loop whose requests this batcher serves (its batches run there); nil for a
     /// client the caller runs itself (tests, command-line runs).
     init(client: PostgresClient, loop: (any EventLoop)?, inFlight: Int = PageBatches.defaultInFlight, logger: Logger) {
         self.client = client
+        self.loop = loop
+        self.inFlight = max(1, inFlight)
         self.logger = logger
-        queue = BatchQueue(loop: loop, inFlight: inFlight, maxBatch: Self.maxBatch)
     }
 
     /// The page, or 503 (`StoreUnavailable`) when `deadline` passes first or the database fails.
     func page(_ request: Request, deadline: Duration) async throws(StoreUnavailable) -> LeadPage {
-        let result = await queue.wait(deadline: deadline, { Waiter(request: request, outcome: $0) }) {
-            Task(executorPreference: queue.executor) { await self.run() }
+        let outcome = DeadlineOutcome<LeadPage>()
+        let result: Result<LeadPage, StoreUnavailable> = await withCheckedContinuation { continuation in
+            outcome.install(continuation)
+            let timerLoop = loop ?? MultiThreadedEventLoopGroup.singleton.any()
+            let timer = timerLoop.scheduleTask(in: .nanoseconds(deadline.nanosecondsClamped)) {
+                outcome.finish(.failure(StoreUnavailable(description: "timed out")))
+            }
+            outcome.onFinish { timer.cancel() }
+            let start = state.withLock { state -> Bool in
+                state.waiting.append(Waiter(request: request, outcome: outcome))
+                guard state.running < inFlight else { return false }
+                state.running += 1
+                return true
+            }
+            if start {
+                let executor = loop.map { EventLoopTaskExecutor.of($0) } ?? EventLoopTaskExecutor.current
+                Task(executorPreference: executor) { await self.run() }
+            }
         }
         return try result.get()
     }
 
-    /// Reads batches until nothing waits.
+    /// Runs batches until nothing waits.
     private func run() async {
-        while let batch = queue.next() { await read(batch) }
+        while true {
+            let batch = state.withLock { state -> [Waiter] in
+                state.waiting.removeAll { $0.outcome.isFinished }
+                guard !state.waiting.isEmpty else {
+                    state.running -= 1
+                    return []
+                }
+                let count = min(state.waiting.count, Self.maxBatch)
+                let batch = Array(state.waiting.prefix(count))
+                state.waiting.removeFirst(count)
+                return batch
+            }
+            if batch.isEmpty { return }
+            largest.max(batch.count, ordering: .relaxed)
+            await read(batch)
+        }
     }
 
     private func read(_ batch: [Waiter]) async {
