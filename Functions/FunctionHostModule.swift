@@ -5,8 +5,9 @@ public struct FunctionHostModule: FunctionModule {
     public init() {}
 
     public var settingDefaults: [String: String] {
-        // The manifest's %PLACEHOLDER% schedules get their declared defaults (ModuleSettingSpecs).
-        var defaults = ["ENVIRONMENT": "development"]
+        // The manifest's %PLACEHOLDER% schedules get their declared defaults (ModuleSettingSpecs). ENVIRONMENT is
+        // the deployment's: the runtime decides it (development under start, production under serve).
+        var defaults: [String: String] = [:]
         for spec in [ModuleSettingSpecs.auditVerifySchedule, ModuleSettingSpecs.emailDispatchSchedule] {
             defaults[spec.name] = spec.defaultValue
         }

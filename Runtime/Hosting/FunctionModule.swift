@@ -76,6 +76,8 @@ public struct ModuleContext: Sendable {
 /// A set of functions the host runs. The runtime knows nothing else about it.
 public protocol FunctionModule: Sendable {
     /// Defaults for the module's settings; `local.settings.json` and the environment override them.
+    /// `ENVIRONMENT` is the deployment's alone: a default given for it here is ignored
+    /// (`HostConfiguration.deploymentOnlySettings`).
     var settingDefaults: [String: String] { get }
 
     /// Secrets that must resolve before the host starts in `staging` and `production`.

@@ -22,7 +22,7 @@ public struct HostConfiguration: Sendable {
                 ? try LocalSettingsFile.load(path: URL(fileURLWithPath: scriptRoot).appendingPathComponent("local.settings.json").path)
                 : LocalSettingsFile()
             let settings = try await SecretsSetup.resolveKeyVaultReferences(
-                in: Settings.layered(settingDefaults, local.values, environment), redactor: redactor)
+                in: Settings.layered(moduleDefaults(settingDefaults), local.values, environment), redactor: redactor)
             var level: Logger.Level?
             if let text = settings.nonEmpty(HostSettings.logLevel.name) {
                 guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
@@ -42,5 +42,14 @@ public struct HostConfiguration: Sendable {
         } catch {
             throw FunctionHost.StartupError(description: String(describing: type(of: error)))
         }
+    }
+
+    /// Settings only the deployment may give, never a module's default: `ENVIRONMENT` decides how closed the host is
+    /// (production under `fnhost serve`), so a module that defaulted it would silently open every deployment that forgot it.
+    public static let deploymentOnlySettings: Set<String> = [HostSettings.environment.name]
+
+    /// The module's defaults without the settings only the deployment may give.
+    static func moduleDefaults(_ defaults: [String: String]) -> [String: String] {
+        defaults.filter { !deploymentOnlySettings.contains($0.key) }
     }
 }

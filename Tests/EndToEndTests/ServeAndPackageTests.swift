@@ -104,7 +104,8 @@ import Testing
         let port = try FreePort.pick()
         let process = try FnhostProcess.start(
             arguments: ["serve", "--script-root", out.path],
-            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": String(port), "FUNCTIONS_CUSTOMHANDLER_WORKER_ID": "w1"])
+            // Development said explicitly: `serve` is production unless the deployment says otherwise.
+            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": String(port), "FUNCTIONS_CUSTOMHANDLER_WORKER_ID": "w1", "ENVIRONMENT": "development"])
         defer { process.terminate() }
         #expect(try await process.waitForPort() == port)
 
@@ -126,6 +127,22 @@ import Testing
         process.terminate()
         #expect(await process.waitForExit() == 0)
         #expect(process.stdoutLines.contains { $0.contains("Executed 'Functions.Health' (Succeeded, Id=azure-req-1)") })
+    }
+
+    /// The real module under `fnhost serve` with no ENVIRONMENT is production: without its required secrets it
+    /// refuses to start, naming the first one missing (it once started as development with open metrics).
+    @Test func serveWithoutEnvironmentRefusesToStartWithoutSecrets() async throws {
+        let out = try await Self.package()
+        // Empty is unset; FnhostProcess already drops ENVIRONMENT from the inherited environment.
+        var environment = ["FUNCTIONS_CUSTOMHANDLER_PORT": String(try FreePort.pick()), "SECRETS_PROVIDER": "env"]
+        for name in ["HOST_JWKS_URI", "HOST_RBAC_API_KEY", "HOST_EMAIL_API_KEY", "WEBHOOK_HMAC_SECRET", "DATABASE_URL",
+                     "METRICS_TOKEN", "AUDIT_SIGNING_KEY", "REDIS_URL"] {
+            environment[name] = ""
+        }
+        let process = try FnhostProcess.start(arguments: ["serve", "--script-root", out.path], environment: environment)
+        defer { process.terminate() }
+        #expect(await process.waitForExit(timeout: .seconds(20)) == 1, "serve without ENVIRONMENT must not start: \(process.stdoutText)")
+        #expect(process.stderrText.contains("required secret") && process.stderrText.contains("is not set"), "\(process.stderrText)")
     }
 
     @Test func productionSecretsNeverReachTheOutput() async throws {
@@ -177,7 +194,8 @@ import Testing
         let root = try ScriptRoot.repository()
         let port = try FreePort.pick()
         let process = try FnhostProcess.start(
-            arguments: ["serve", "--script-root", root], environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": String(port)])
+            arguments: ["serve", "--script-root", root],
+            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": String(port), "ENVIRONMENT": "development"])
         defer { process.terminate() }
         _ = try await process.waitForPort()
         let payload = #"{"Data":{"req":{"Url":"http://localhost:7071/health","Method":"GET","Query":{},"Headers":{"X-Request-Id":["chunky-1"]},"Params":{}}},"Metadata":{}}"#

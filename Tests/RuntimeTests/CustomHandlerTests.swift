@@ -337,6 +337,25 @@ import Testing
         #expect(seen.withLock { $0 } == [.production, .development], "serve defaults to production, start to development")
     }
 
+    /// A module's default cannot make `fnhost serve` development: only the deployment says so (the module once
+    /// defaulted ENVIRONMENT to development and every Azure deployment that forgot the setting ran open).
+    @Test func aModuleDefaultCannotMakeServeDevelopment() async throws {
+        let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Tick", schedule: "0 0 0 1 1 *")))
+        let seen = Mutex<[DeploymentEnvironment]>([])
+        let module = TestModule(settingDefaults: ["ENVIRONMENT": "development"]) { context in
+            let environment = context.environment
+            seen.withLock { $0.append(environment) }
+            context.functions.register("Tick", timer: { _, _ in })
+        }
+        _ = try await FunctionHost.build(
+            options: .init(scriptRoot: root, mode: .customHandler), module: module,
+            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": "0"], logger: CapturedLogs().logger())
+        _ = try await FunctionHost.build(
+            options: .init(scriptRoot: root, mode: .customHandler), module: module,
+            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": "0", "ENVIRONMENT": "staging"], logger: CapturedLogs().logger())
+        #expect(seen.withLock { $0 } == [.production, .staging], "the module's default is ignored; the deployment's value wins")
+    }
+
     @Test func serveRequiresThePort() async throws {
         let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Tick", schedule: "0 0 0 1 1 *")))
         let module = TestModule { context in context.functions.register("Tick", timer: { _, _ in }) }
