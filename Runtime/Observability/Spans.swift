@@ -99,7 +99,9 @@ public enum Tracing {
 /// `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`; `OTEL_SDK_DISABLED=true` or
 /// `OTEL_TRACES_EXPORTER=none` turn it off. Batched (at most 2048 waiting, oldest dropped first),
 /// sent every `OTEL_BSP_SCHEDULE_DELAY` ms (default 1000) and at shutdown; a failed export is
-/// dropped and counted in the log, never retried into memory.
+/// dropped and counted in the log, never retried into memory. Sent through `OutboundHTTP` like every
+/// other outbound call: no redirect is followed (a 3xx is a failed export: the request carries
+/// `OTEL_EXPORTER_OTLP_HEADERS`, often an API key), plain `http` only to loopback, certificates verified.
 public final class SpanExporter: Service, Sendable {
     @TaskLocal public static var current: SpanExporter?
 
@@ -107,15 +109,20 @@ public final class SpanExporter: Service, Sendable {
     let headers: [(String, String)]
     let resource: [(String, SpanValue)]
     let interval: Duration
+    let http: OutboundHTTP
     private let queue = Mutex<[FinishedSpan]>([])
     private let logger: Logger
     static let capacity = 2048
 
-    init(endpoint: String, headers: [(String, String)], resource: [(String, SpanValue)], interval: Duration, logger: Logger) {
+    init(
+        endpoint: String, headers: [(String, String)], resource: [(String, SpanValue)], interval: Duration, logger: Logger,
+        http: OutboundHTTP = OutboundHTTP()
+    ) {
         self.endpoint = endpoint
         self.headers = headers
         self.resource = resource
         self.interval = interval
+        self.http = http
         self.logger = logger
     }
 
@@ -128,15 +135,22 @@ public final class SpanExporter: Service, Sendable {
         if settings.nonEmpty(HostSettings.sdkDisabled.name)?.lowercased() == "true" { return nil }
         if let exporter = settings.nonEmpty(HostSettings.tracesExporter.name)?.lowercased(), exporter == "none" { return nil }
         let endpoint: String
+        let setting: String
         if let traces = settings.nonEmpty(HostSettings.otlpTracesEndpoint.name) {
-            endpoint = traces
+            (endpoint, setting) = (traces, HostSettings.otlpTracesEndpoint.name)
         } else if let base = settings.nonEmpty(HostSettings.otlpEndpoint.name) {
-            endpoint = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
+            (endpoint, setting) = ((base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces", HostSettings.otlpEndpoint.name)
         } else {
             return nil
         }
+        // Neither message echoes the URL: it may carry credentials (user info, a query key).
         guard let url = URL(string: endpoint), url.scheme == "http" || url.scheme == "https", url.host != nil else {
-            throw ConfigurationError(description: "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL")
+            throw ConfigurationError(description: "\(setting) must be an http(s) URL")
+        }
+        guard OutboundHTTP.isAllowedTarget(url) else {
+            throw ConfigurationError(
+                description: "\(setting): plain http is allowed only to a loopback address (127.0.0.0/8, ::1, localhost); "
+                    + "use https for any other collector")
         }
         let protocolName = settings.nonEmpty(HostSettings.otlpTracesProtocol.name) ?? settings.nonEmpty(HostSettings.otlpProtocol.name) ?? "http/protobuf"
         guard protocolName == "http/protobuf" else {
@@ -195,18 +209,27 @@ public final class SpanExporter: Service, Sendable {
         request.headers.add(name: "Content-Type", value: "application/x-protobuf")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(bytes: OTLPEncoding.request(spans: spans, resource: resource)))
+        let http = http
+        let reply: OutboundHTTP.Reply
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-            _ = try? await response.body.collect(upTo: 1 << 16)
-            guard (200..<300).contains(Int(response.status.code)) else {
-                logger.warning("span export refused", metadata: ["status": .stringConvertible(response.status.code), "spans": .stringConvertible(spans.count)])
-                return 0
+            // The export is not part of any trace: no span of its own (it would refill the queue it
+            // empties) and no `traceparent`.
+            reply = try await SpanExporter.$current.withValue(nil) {
+                try await TraceContext.$current.withValue(nil) { try await http.send(request, timeout: .seconds(10), maxBody: 1 << 16) }
             }
-            return spans.count
         } catch {
-            logger.warning("span export failed", metadata: ["reason": .string(String(describing: type(of: error))), "spans": .stringConvertible(spans.count)])
+            let reason = (error as? OutboundHTTP.Failure)?.description ?? String(describing: type(of: error))
+            logger.warning("span export failed", metadata: ["reason": .string(reason), "spans": .stringConvertible(spans.count)])
             return 0
         }
+        guard (200..<300).contains(reply.status) else {
+            // A redirect is refused like any other answer but 2xx; neither its target nor the headers are logged.
+            let message: Logger.Message =
+                (300..<400).contains(reply.status) ? "span export refused: redirects are not followed" : "span export refused"
+            logger.warning(message, metadata: ["status": .stringConvertible(reply.status), "spans": .stringConvertible(spans.count)])
+            return 0
+        }
+        return spans.count
     }
 }
 

@@ -31,7 +31,7 @@ public struct OutboundHTTP: Sendable {
     /// The client every outbound call shares. A refused connection fails at once instead of being
     /// retried with backoff until the deadline (AHC's default): nothing is listening, and holding each
     /// request for the whole deadline while a host is down only turns its outage into ours. Redirects
-    /// are answers, never followed (a host call carries an API key).
+    /// are answers, never followed (a host call or a span export carries an API key).
     public static let sharedClient: HTTPClient = {
         var configuration = HTTPClient.Configuration(
             certificateVerification: .fullVerification, redirectConfiguration: .disallow,
@@ -97,10 +97,22 @@ public struct OutboundHTTP: Sendable {
     public static func isAllowedTarget(_ url: URL) -> Bool {
         switch url.scheme?.lowercased() {
         case "https": return url.host != nil
-        case "http":
-            guard let host = url.host?.lowercased() else { return false }
-            return host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
+        case "http": return url.host.map(isLoopback) ?? false
         default: return false
         }
+    }
+
+    /// `localhost`, `::1` or a dotted quad in 127.0.0.0/8, on bytes with ASCII-only case folding. A name
+    /// that merely starts like one (`127.0.0.1.example.net`) is not loopback: it resolves anywhere.
+    static func isLoopback(_ host: String) -> Bool {
+        let bytes = host.utf8.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
+        if bytes.elementsEqual("localhost".utf8) || bytes.elementsEqual("::1".utf8) || bytes.elementsEqual("[::1]".utf8) { return true }
+        let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return false }
+        let octets = parts.map { part -> Int? in
+            guard (1...3).contains(part.count), part.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+            return part.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        }
+        return octets[0] == 127 && octets.allSatisfy { ($0 ?? 256) <= 255 }
     }
 }

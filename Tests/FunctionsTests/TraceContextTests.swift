@@ -261,14 +261,14 @@ struct DecodedSpan {
         #expect(try SpanExporter.make(settings: Settings.layered([:]), logger: logger) == nil)
         #expect(try SpanExporter.make(settings: Settings.layered(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1", "OTEL_SDK_DISABLED": "true"]), logger: logger) == nil)
         #expect(try SpanExporter.make(settings: Settings.layered(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1", "OTEL_TRACES_EXPORTER": "none"]), logger: logger) == nil)
-        let exporter = try #require(try SpanExporter.make(settings: Settings.layered(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318/"]), logger: logger))
-        #expect(exporter.endpoint == "http://x:4318/v1/traces")
+        let exporter = try #require(try SpanExporter.make(settings: Settings.layered(["OTEL_EXPORTER_OTLP_ENDPOINT": "https://x:4318/"]), logger: logger))
+        #expect(exporter.endpoint == "https://x:4318/v1/traces")
         #expect(try SpanExporter.make(settings: Settings.layered(["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://c/v9"]), logger: logger)?.endpoint == "https://c/v9")
         #expect(throws: SpanExporter.ConfigurationError.self) {
             try SpanExporter.make(settings: Settings.layered(["OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://x"]), logger: logger)
         }
         #expect(throws: SpanExporter.ConfigurationError.self) {
-            try SpanExporter.make(settings: Settings.layered(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"]), logger: logger)
+            try SpanExporter.make(settings: Settings.layered(["OTEL_EXPORTER_OTLP_ENDPOINT": "https://x:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"]), logger: logger)
         }
         #expect(Tracing.start("x") == nil, "no exporter, no span")
     }
