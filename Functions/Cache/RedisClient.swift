@@ -357,14 +357,23 @@ struct RedisOutbound: Sendable {
 /// Sent by a command's deadline: fail every waiting command and close the connection.
 struct RedisTimedOut: Sendable {}
 
-/// Parses replies off the wire (RESP2, bounded).
+/// Parses replies off the wire (RESP2, bounded by `RESP.Limits`), keeping its place across reads:
+/// the bytes the parser has taken leave the buffer, so a large reply is read once, not once per read.
+/// A reply over a bound throws `RESP.ProtocolError`: the handler fails every waiting call and closes
+/// the connection.
 struct RESPDecoder: ByteToMessageDecoder {
     typealias InboundOut = RedisValue
 
+    private var parser: RESP.Parser
+
+    init(limits: RESP.Limits = .standard) {
+        parser = RESP.Parser(limits: limits)
+    }
+
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        let parsed = try buffer.withUnsafeReadableBytes { bytes throws(RESP.ProtocolError) in try RESP.parse(bytes) }
-        guard let (value, consumed) = parsed else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: consumed)
+        let step = try buffer.withUnsafeReadableBytes { bytes throws(RESP.ProtocolError) in try parser.consume(bytes) }
+        buffer.moveReaderIndex(forwardBy: step.consumed)
+        guard let value = step.value else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(value))
         return .continue
     }

@@ -6,7 +6,9 @@ import Synchronization
 
 /// The shared cache as an untrusted store (docs/settings.md `CACHE_SIGNING_KEY`): every value is sealed
 /// with HMAC-SHA256 over a version, the key and the value, and a value that does not open is
-/// ignored as if absent, logged once per key and counted (`fnhost_cache_entries_rejected_total`).
+/// ignored as if absent, counted every time (`fnhost_cache_entries_rejected_total`) and logged at
+/// most once per key per process (`RejectionReports`), so junk planted under many keys, read again
+/// at every refresh, cannot flood the log.
 /// Anyone who can write to Redis can then delete or replay an entry under its own key (the
 /// worst is a refetch), but not plant a JWKS or an RBAC answer.
 ///
@@ -20,14 +22,18 @@ struct SignedCache: KeyValueCache {
     private let key: SymmetricKey
     private let logger: Logger
     private let rejected: CoreMetrics.Counter
-    private let reported: ReportedKeys
+    private let reports: RejectionReports
 
-    init(base: any KeyValueCache, signingKey: [UInt8], logger: Logger, metrics: any MetricsFactory) {
+    /// `reportedKeys`: how many distinct keys are logged one by one before the rest are only counted.
+    init(
+        base: any KeyValueCache, signingKey: [UInt8], logger: Logger, metrics: any MetricsFactory,
+        reportedKeys: Int = RejectionReports.standardCapacity
+    ) {
         self.base = base
         self.key = SymmetricKey(data: signingKey)
         self.logger = logger
         self.rejected = CoreMetrics.Counter(label: "fnhost_cache_entries_rejected_total", factory: metrics)
-        self.reported = ReportedKeys()
+        self.reports = RejectionReports(capacity: reportedKeys)
     }
 
     /// A key for one process (development without `CACHE_SIGNING_KEY`).
@@ -39,9 +45,7 @@ struct SignedCache: KeyValueCache {
 
     func get(_ key: String) async throws(CacheUnavailable) -> [UInt8]? {
         guard let sealed = try await base.get(key) else { return nil }
-        if let value = open(sealed, key: key) { return value }
-        reject(key)
-        return nil
+        return verified(sealed, key: key)
     }
 
     func set(_ key: String, _ value: [UInt8], ttl: Duration) async throws(CacheUnavailable) {
@@ -77,6 +81,14 @@ struct SignedCache: KeyValueCache {
         return out
     }
 
+    /// `open`, for a value read from the shared store: one that fails is counted and reported as
+    /// `get` does (a caller reading sealed values by other means, e.g. a hash or a channel, uses this).
+    func verified(_ sealed: [UInt8], key name: String) -> [UInt8]? {
+        if let value = open(sealed, key: name) { return value }
+        reject(name)
+        return nil
+    }
+
     func open(_ sealed: [UInt8], key name: String) -> [UInt8]? {
         guard sealed.count >= 1 + Self.macLength, sealed[0] == Self.version else { return nil }
         let tag = sealed[1..<(1 + Self.macLength)]
@@ -105,20 +117,51 @@ struct SignedCache: KeyValueCache {
 
     private func reject(_ key: String) {
         rejected.increment()
-        guard reported.firstTime(key) else { return }
-        logger.warning(
-            "shared cache entry failed authentication; ignored", metadata: ["cache_key": .string(key)])
+        switch reports.first(key) {
+        case .key:
+            logger.warning("shared cache entry failed authentication; ignored", metadata: ["cache_key": .string(key)])
+        case .capacityReached:
+            logger.warning(
+                "shared cache entries failed authentication under more than \(reports.capacity) keys; further keys are only counted",
+                metadata: ["metric": "fnhost_cache_entries_rejected_total"])
+        case .alreadyReported:
+            break
+        }
     }
 }
 
-/// Keys already logged as rejected (bounded; forgets everything when full).
-private final class ReportedKeys: Sendable {
-    private let keys = Mutex<Set<String>>([])
+/// The keys whose rejection has been logged, so each is logged at most once per process. Bounded: the
+/// first `capacity` distinct keys are logged one by one, then one line says the rest are only counted
+/// (forgetting the set instead would log the same keys again). Keys compare as bytes.
+final class RejectionReports: Sendable {
+    static let standardCapacity = 10_000
 
-    func firstTime(_ key: String) -> Bool {
-        keys.withLock { set in
-            if set.count >= 10_000 { set.removeAll(keepingCapacity: true) }
-            return set.insert(key).inserted
+    enum Verdict: Equatable {
+        /// First time for this key: log it.
+        case key
+        /// A new key once `capacity` keys are held: log once that keys are no longer logged.
+        case capacityReached
+        case alreadyReported
+    }
+
+    let capacity: Int
+    private let state = Mutex<(keys: Set<[UInt8]>, full: Bool)>(([], false))
+
+    init(capacity: Int) {
+        self.capacity = max(0, capacity)
+    }
+
+    func first(_ key: String) -> Verdict {
+        state.withLock { state in
+            let bytes = Array(key.utf8)
+            if state.keys.contains(bytes) { return .alreadyReported }
+            if state.keys.count < capacity {
+                state.keys.insert(bytes)
+                return .key
+            }
+            if state.full { return .alreadyReported }
+            state.full = true
+            return .capacityReached
         }
     }
 }

@@ -38,7 +38,7 @@ struct RESPTests {
 
     @Test func hostileRepliesAreProtocolErrors() {
         var limits = RESP.Limits()
-        limits.maxBulk = 1024
+        limits.maxReply = 1024
         let deep = String(repeating: "*1\r\n", count: 9) + ":1\r\n"
         for bad in [
             "?\r\n", ":12a\r\n", ":\r\n", ":99999999999999999999\r\n", ":9223372036854775808\r\n", "$-2\r\n", "$2\r\nabcd\r\n",

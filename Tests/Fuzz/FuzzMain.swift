@@ -74,14 +74,31 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let decoded = key.split(separator: ":", omittingEmptySubsequences: false).dropFirst().map { CacheKey.decode($0) }
         precondition(decoded == parts.map { Optional($0) }, "encode is not injective")
     case .resp:
-        // A reply parses to the same value from exactly its bytes; every strict prefix is incomplete.
+        // Fed whole or in pieces (sizes drawn from a generator seeded by the input, the way reads split
+        // a reply), the incremental parser reaches the same outcome: the same value from the same bytes,
+        // incomplete, or an error. A reply parses the same from exactly its bytes; every strict prefix
+        // is incomplete.
         var limits = RESP.Limits()
-        limits.maxBulk = 4096
-        guard let parsed = try? bytes.withUnsafeBytes({ raw throws(RESP.ProtocolError) in try RESP.parse(raw, limits: limits) }) else { break }
-        precondition(parsed.consumed > 0 && parsed.consumed <= bytes.count)
-        let exact = Array(bytes.prefix(parsed.consumed))
+        limits.maxReply = 4096
+        let whole = Result { () throws in
+            var parser = RESP.Parser(limits: limits)
+            return try bytes.withUnsafeBytes { raw throws(RESP.ProtocolError) in try parser.consume(raw) }
+        }
+        let pieces = Result { () throws in try respInPieces(bytes, limits: limits) }
+        switch (whole, pieces) {
+        case (.success(let one), .success(let other)):
+            precondition(one.value == other.value, "pieces parsed to another value")
+            precondition(one.value == nil || one.consumed == other.consumed, "pieces took other bytes")
+        case (.failure, .failure):
+            break
+        default:
+            preconditionFailure("whole and in pieces disagree: \(whole) vs \(pieces)")
+        }
+        guard case .success(let step) = whole, let value = step.value else { break }
+        precondition(step.consumed > 0 && step.consumed <= bytes.count)
+        let exact = Array(bytes.prefix(step.consumed))
         let again = try? exact.withUnsafeBytes { raw throws(RESP.ProtocolError) in try RESP.parse(raw, limits: limits) }
-        precondition(again?.value == parsed.value && again?.consumed == parsed.consumed, "reply depends on what follows it")
+        precondition(again?.value == value && again?.consumed == step.consumed, "reply depends on what follows it")
         let cut = Array(exact.dropLast())
         do {
             let partial = try cut.withUnsafeBytes { raw throws(RESP.ProtocolError) in try RESP.parse(raw, limits: limits) }
@@ -91,4 +108,28 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
     return 0
+}
+
+/// `bytes` handed to one parser in pieces of 1 to 64 bytes, as a decoder sees reads: the bytes taken are
+/// dropped, the rest is passed again with the next piece. The first reply, with every byte it took.
+private func respInPieces(_ bytes: [UInt8], limits: RESP.Limits) throws -> RESP.Parser.Step {
+    var seed = UInt64(bytes.count) &* 0x9E37_79B9_7F4A_7C15
+    for byte in bytes { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    var parser = RESP.Parser(limits: limits)
+    var pending: [UInt8] = []
+    var offset = 0
+    var taken = 0
+    while offset < bytes.count {
+        seed ^= seed << 13
+        seed ^= seed >> 7
+        seed ^= seed << 17
+        let end = min(bytes.count, offset + 1 + Int(seed % 64))
+        pending.append(contentsOf: bytes[offset..<end])
+        offset = end
+        let step = try pending.withUnsafeBytes { raw throws(RESP.ProtocolError) in try parser.consume(raw) }
+        pending.removeFirst(step.consumed)
+        taken += step.consumed
+        if step.value != nil { return RESP.Parser.Step(value: step.value, consumed: taken) }
+    }
+    return RESP.Parser.Step(value: nil, consumed: taken)
 }
