@@ -48,8 +48,8 @@ struct HostClaims: JWTPayload, Sendable {
 
         func contains(_ audience: String) -> Bool {
             switch self {
-            case .one(let value): value == audience
-            case .many(let values): values.contains(audience)
+            case .one(let value): ByteText.equal(value, audience)
+            case .many(let values): ByteText.contains(values, audience)
             }
         }
     }

@@ -30,7 +30,7 @@ struct Authorizer: Sendable {
     let audit: any AuditSink
     let environment: DeploymentEnvironment
     let superAdminGroup: String
-    let stagingAdminEmails: Set<String>
+    let stagingAdminEmails: StagingAdminEmails
     private let denials: [DenialReason: CoreMetrics.Counter]
 
     init(
@@ -42,7 +42,7 @@ struct Authorizer: Sendable {
         self.audit = audit
         self.environment = environment
         self.superAdminGroup = superAdminGroup
-        self.stagingAdminEmails = Set(stagingAdminEmails.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+        self.stagingAdminEmails = StagingAdminEmails(stagingAdminEmails)
         var denials: [DenialReason: CoreMetrics.Counter] = [:]
         for reason in DenialReason.allCases {
             denials[reason] = CoreMetrics.Counter(
@@ -114,7 +114,8 @@ struct Authorizer: Sendable {
 
     /// `amr` has `mfa`, or the host vouches for it (`assurance.mfa` or level `high`).
     static func stepUpSatisfied(_ identity: Identity, answer: RBACAnswer) -> Bool {
-        identity.amr.contains("mfa") || answer.assurance?.mfa == true || answer.assurance?.level == "high"
+        ByteText.contains(identity.amr, "mfa") || answer.assurance?.mfa == true
+            || answer.assurance?.level.map { ByteText.equal($0, "high") } == true
     }
 
     enum SuperAdminSource: String, Sendable {
@@ -125,8 +126,8 @@ struct Authorizer: Sendable {
     /// staging, an allow-listed email, audited every time; (3) otherwise not.
     func superAdminSource(_ identity: Identity, answer: RBACAnswer) async throws(StoreUnavailable) -> SuperAdminSource? {
         if identity.platformSuperAdminClaim { return .claim }
-        if identity.groups.contains(superAdminGroup) || answer.groups.contains(superAdminGroup) { return .group }
-        if environment == .staging, stagingAdminEmails.contains(identity.email.lowercased()) {
+        if ByteText.contains(identity.groups, superAdminGroup) || ByteText.contains(answer.groups, superAdminGroup) { return .group }
+        if environment == .staging, stagingAdminEmails.contains(identity.email) {
             try await audit.require(
                 AuditRecord(
                     tenantID: identity.tenantID, actorSub: identity.subject, actorEmail: identity.email,

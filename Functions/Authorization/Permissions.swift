@@ -8,6 +8,13 @@ enum ModulePermission: String, Sendable, CaseIterable, Hashable {
     case exportsExecute = "EXPORTS_EXECUTE"
     case auditRead = "AUDIT_READ"
     case emailSend = "EMAIL_SEND"
+
+    /// The permission whose name has exactly these bytes (a host's name is compared on bytes, never as a Swift
+    /// `String`, which would match canonically equivalent spellings).
+    init?(named name: String) {
+        guard let match = Self.allCases.first(where: { ByteText.equal($0.rawValue, name) }) else { return nil }
+        self = match
+    }
 }
 
 /// One row of the `module_permissions` allowlist.
@@ -33,7 +40,7 @@ struct PermissionAllowlist: Sendable {
 
     /// Host permission names → module permissions; unknown names dropped.
     func filter(_ names: [String]) -> Set<ModulePermission> {
-        Set(names.compactMap { ModulePermission(rawValue: $0) }.filter { rules[$0] != nil })
+        Set(names.compactMap { ModulePermission(named: $0) }.filter { rules[$0] != nil })
     }
 
     var all: Set<ModulePermission> { Set(rules.keys) }
@@ -42,7 +49,7 @@ struct PermissionAllowlist: Sendable {
     init(rows: [(String, Bool, Bool)]) {
         var rules: [ModulePermission: PermissionRule] = [:]
         for (name, readOnly, stepUp) in rows {
-            guard let permission = ModulePermission(rawValue: name) else { continue }
+            guard let permission = ModulePermission(named: name) else { continue }
             rules[permission] = PermissionRule(permission: permission, readOnly: readOnly, stepUp: stepUp)
         }
         self.rules = rules

@@ -332,6 +332,108 @@ import Testing
     }
 }
 
+/// Every comparison of a value that came in a token or a host answer is on bytes, with ASCII-only folding where the
+/// contract says case-insensitive (the Redis-writer and tenant-user rows of docs/security.md's table). KELVIN SIGN
+/// (U+212A) is canonically equivalent to `K` and `lowercased()` folds it to `k`; a decomposed `ë` is canonically `ë`.
+@Suite struct IdentifiersOnBytesTests {
+    private static let kelvin = "\u{212A}"
+
+    /// (1) The staging super-admin list.
+    @Test func theStagingListMatchesOnlyTheSameBytesAfterASCIIFolding() async throws {
+        let key = try TestKey.make(kid: "k1")
+        let database = try Backend.sqlite.databaseURL()
+        try await IdentityHarness.run(
+            extra: [
+                "ENVIRONMENT": "staging", "STAGING_PLATFORM_ADMIN_EMAILS": " kim@corp.example ,zo\u{00EB}@corp.example",
+                "DATABASE_URL": database,
+            ]
+        ) { host, client, _ in
+            await host.state.set(keys: [key])
+            func status(_ email: String, sub: String) async throws -> Int {
+                let token = try Tokens.make(Tokens.claims(sub: sub, email: email), signing: .rs256(key))
+                return try await client.call(.post, "/probe/write", token: token).0.code
+            }
+            let s1 = try await status("\(Self.kelvin)im@corp.example", sub: "u-kelvin")
+
+            #expect(s1 == 403, "KELVIN SIGN is not k")
+            let s2 = try await status("zoe\u{0308}@corp.example", sub: "u-decomposed")
+
+            #expect(s2 == 403, "a decomposed ë is another address")
+            let s3 = try await status("KIM@Corp.Example", sub: "u-ascii")
+
+            #expect(s3 == 200, "ASCII letters fold")
+            let s4 = try await status("zo\u{00EB}@corp.example", sub: "u-precomposed")
+
+            #expect(s4 == 200)
+        }
+    }
+
+    /// (2) `groups` in the token and in the RBAC answer, against SUPER_ADMIN_GROUP.
+    @Test func superAdminGroupsMatchOnBytes() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run(extra: ["SUPER_ADMIN_GROUP": "Kops"]) { host, client, _ in
+            await host.state.set(keys: [key])
+            let lookalike = try Tokens.make(
+                Tokens.claims(sub: "u-token", extra: ["groups": .array([.string("\(Self.kelvin)ops")])]), signing: .rs256(key))
+            let s5 = try await client.call(.post, "/probe/write", token: lookalike).0
+
+            #expect(s5 == .forbidden)
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-answer", permissions: [], groups: ["\(Self.kelvin)ops"]))
+            let answer = try Tokens.make(Tokens.claims(sub: "u-answer"), signing: .rs256(key))
+            let s6 = try await client.call(.post, "/probe/write", token: answer).0
+
+            #expect(s6 == .forbidden)
+            let exact = try Tokens.make(Tokens.claims(sub: "u-exact", extra: ["groups": .array([.string("Kops")])]), signing: .rs256(key))
+            let s7 = try await client.call(.post, "/probe/write", token: exact).0
+
+            #expect(s7 == .ok)
+        }
+    }
+
+    /// (3) `iss` and (4) `aud` against JWT_ISSUER and JWT_AUDIENCE.
+    @Test func issuerAndAudienceMatchOnBytes() async throws {
+        let key = try TestKey.make(kid: "k1")
+        try await IdentityHarness.run(extra: ["JWT_ISSUER": "https://Khost.test", "JWT_AUDIENCE": "Kmodule"]) { host, client, _ in
+            await host.state.set(keys: [key])
+            await host.state.set(answer: RBACAnswer(tenantID: "t-acme", userID: "u-42", permissions: ["LEADS_READ"]))
+            func status(iss: String, aud: JSONValue) async throws -> Int {
+                let token = try Tokens.make(Tokens.claims(extra: ["iss": .string(iss), "aud": aud]), signing: .rs256(key))
+                return try await client.call(.get, "/probe/read", token: token).0.code
+            }
+            let s8 = try await status(iss: "https://\(Self.kelvin)host.test", aud: .string("Kmodule"))
+
+            #expect(s8 == 401)
+            let s9 = try await status(iss: "https://Khost.test", aud: .string("\(Self.kelvin)module"))
+
+            #expect(s9 == 401)
+            let s10 = try await status(iss: "https://Khost.test", aud: .array([.string("\(Self.kelvin)module")]))
+
+            #expect(s10 == 401)
+            let s11 = try await status(iss: "https://Khost.test", aud: .array([.string("other"), .string("Kmodule")]))
+
+            #expect(s11 == 200)
+        }
+    }
+
+    /// (5) `amr` and (6) the answer's assurance level, for step-up; (7) host permission names.
+    @Test func stepUpAndPermissionNamesMatchOnBytes() {
+        func identity(amr: [String]) -> Identity {
+            Identity(
+                subject: "u", email: "u@x.example", tenantID: "t", amr: amr, groups: [], platformSuperAdminClaim: false,
+                expiresAt: 1_000, issuedAt: 900, jti: nil, tokenHash: "h")
+        }
+        let none = RBACAnswer(tenantID: "t", userID: "u", permissions: [])
+        #expect(Authorizer.stepUpSatisfied(identity(amr: ["pwd", "mfa"]), answer: none))
+        #expect(!Authorizer.stepUpSatisfied(identity(amr: ["MFA", "m\u{0066}a "]), answer: none))
+        #expect(ModulePermission(named: "LEADS_READ") == .leadsRead)
+        #expect(ModulePermission(named: "leads_read") == nil)
+        #expect(ModulePermission(named: "LEADS_READ\u{0000}") == nil)
+        #expect(StagingAdminEmails(["Kim@X"]).contains("kim@x"))
+        #expect(!StagingAdminEmails(["kim@x"]).contains("\(Self.kelvin)im@x"))
+        #expect(!StagingAdminEmails(["  ", ""]).contains(""))
+    }
+}
+
 /// JSON log lines captured to a file.
 final class LogCapture: Sendable {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("fnhost-logs-\(UUID().uuidString)").path
