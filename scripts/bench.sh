@@ -3,8 +3,10 @@
 # (throwaway PostgreSQL and Redis): GET /health, then the contract's scenario, the
 # authenticated GET /api/leads?limit=20 (development host tokens, 100 leads in the tenant);
 # then audited writes (POST /api/leads: a lead and its hash-chained event per request) on one
-# tenant and spread over 16 tenants, and `fnhost verify-audit --full` over everything written.
-# Usage: scripts/with-services.sh scripts/bench.sh PATH/TO/fnhost   (DURATION, CONNECTIONS, THREADS override)
+# tenant and spread over 16 tenants, the fairness of creates while another tenant sends refused ones,
+# and `fnhost verify-audit --full` over everything written.
+# Usage: scripts/with-services.sh scripts/bench.sh PATH/TO/fnhost   (DURATION, CONNECTIONS, THREADS override;
+# FAIR_CONNECTIONS, HAMMER_CONNECTIONS, HAMMER_DELAY_MS the fairness scenario's)
 # Prints wrk's report for humans and, per scenario, one JSON line (prefix `{"scenario"`): req/s, p50,
 # p99, p99.9 (ms), errors (socket errors + non-2xx), fnhost CPU seconds per 1,000 requests, fnhost RSS
 # (MiB) after the run; then idle RSS, the listing ÷ /health ratio (compare that across machines) and
@@ -54,6 +56,39 @@ for i in $(seq 1 16); do
 done > "$work/many.tokens"
 echo "== POST /api/leads (lead + audit event in one transaction), 16 tenants  ($threads threads, $connections connections, $duration)"
 TOKENS_FILE="$work/many.tokens" scenario writes_16_tenants "$connections" "$work/post.lua" "$base"
+# Fairness (docs/benchmarks.md): one tenant creates leads alone, then while another tenant sends only
+# creates the module must refuse (scripts/bench-hammer.lua: over-long values counted in Unicode
+# scalars, invalid ones; HAMMER_CONNECTIONS connections, each pausing HAMMER_DELAY_MS between
+# requests), then alone again. The line "fairness" compares its creates/s and p50 with the hammer to
+# its mean alone, and counts the hammer's answers by status (only 400 is right).
+fair_connections=${FAIR_CONNECTIONS:-16}
+hammer_connections=${HAMMER_CONNECTIONS:-8}
+(cd "$work" && "$binary" token --tenant t-fair-normal --user u-fair --perm LEADS_WRITE | tail -1) > "$work/fair.tokens"
+hammer_token=$(cd "$work" && "$binary" token --tenant t-fair-hammer --user u-hammer --perm LEADS_WRITE | tail -1)
+hammer_seconds=$(python3 -c 'import re,sys; m=re.fullmatch(r"(\d+)(ms|s|m|h)?",sys.argv[1]); n=int(m[1]); print(int({"ms":n/1000,"s":n,"m":n*60,"h":n*3600,None:n}[m[2]])+4)' "$duration")
+echo "== fairness: POST /api/leads, one tenant alone  ($threads threads, $fair_connections connections, $duration)"
+TOKENS_FILE="$work/fair.tokens" scenario fair_alone "$fair_connections" "$work/post.lua" "$base"
+echo "== fairness: the same while another tenant sends refused creates  ($hammer_connections connections, ${HAMMER_DELAY_MS:-10} ms apart)"
+HAMMER_TOKEN="$hammer_token" HAMMER_DELAY_MS=${HAMMER_DELAY_MS:-10} \
+  wrk -t1 -c"$hammer_connections" -d"${hammer_seconds}s" --latency -s "$repo/scripts/bench-hammer.lua" "$base" > "$work/hammer.out" &
+hammer=$!
+sleep 2
+TOKENS_FILE="$work/fair.tokens" scenario fair_shared "$fair_connections" "$work/post.lua" "$base"
+wait "$hammer"
+grep -v '^BENCH ' "$work/hammer.out"
+echo "== fairness: the same tenant alone again"
+TOKENS_FILE="$work/fair.tokens" scenario fair_alone_again "$fair_connections" "$work/post.lua" "$base"
+python3 -c 'import json,sys
+rows={}
+for line in open(sys.argv[1]):
+    row=json.loads(line); rows[row["scenario"]]=row
+h=json.loads(sys.argv[2])
+alone=[rows["fair_alone"],rows["fair_alone_again"]]; shared=rows["fair_shared"]
+rps=sum(r["rps"] for r in alone)/2; p50=sum(r["p50_ms"] for r in alone)/2
+print(json.dumps({"scenario":"fairness","alone_rps":round(rps,1),"shared_rps":shared["rps"],"rps_ratio":round(shared["rps"]/rps,3),
+ "alone_p50_ms":round(p50,3),"shared_p50_ms":shared["p50_ms"],"p50_ratio":round(shared["p50_ms"]/p50,3),"normal_errors":shared["errors"],
+ "hammer_requests":h["requests"],"hammer_rps":h["rps"],"hammer_statuses":h["statuses"],"hammer_only_400":set(h["statuses"])=={"400"}}))' \
+  "$json" "$(grep '^BENCH ' "$work/hammer.out" | cut -c7-)" | tee -a "$json"
 python3 -c 'import json,sys
 rows={}
 for line in open(sys.argv[1]):

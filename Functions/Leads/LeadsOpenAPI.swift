@@ -21,7 +21,7 @@ enum LeadsOpenAPI {
         return .object(schema)
     }
 
-    static let status: JSONValue = .object(["type": .string("string"), "enum": .array(Lead.statuses.sorted().map(JSONValue.string))])
+    static let status: JSONValue = .object(["type": .string("string"), "enum": .array(LeadLimits.statuses.sorted().map(JSONValue.string))])
     static let idPath: [String: JSONValue] = ["id": .object(["type": .string("string"), "format": .string("uuid")])]
     static let leadRef: JSONValue = .object(["$ref": .string("#/components/schemas/Lead")])
 
@@ -31,12 +31,12 @@ enum LeadsOpenAPI {
             "required": .array(["id", "name", "email", "phone", "company", "status", "notes", "created_by", "created_at", "updated_at"].map(JSONValue.string)),
             "properties": .object([
                 "id": string(["format": .string("uuid")]),
-                "name": string(["minLength": .number(1), "maxLength": .number(200)]),
+                "name": string(["minLength": .number(1), "maxLength": .number(Double(LeadLimits.name))]),
                 "email": string(["format": .string("email")]),
-                "phone": nullableString(maxLength: 50),
-                "company": nullableString(maxLength: 200),
+                "phone": nullableString(maxLength: LeadLimits.phone),
+                "company": nullableString(maxLength: LeadLimits.company),
                 "status": status,
-                "notes": nullableString(maxLength: 10_000),
+                "notes": nullableString(maxLength: LeadLimits.notes),
                 "created_by": string(),
                 "created_at": string(["format": .string("date-time")]),
                 "updated_at": string(["format": .string("date-time")]),
@@ -64,12 +64,14 @@ enum LeadsOpenAPI {
     ]
 
     private static let inputProperties: JSONValue = .object([
-        "name": string(["minLength": .number(1), "maxLength": .number(200), "pattern": .string("^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]),
-        "email": string(["format": .string("email"), "maxLength": .number(254), "pattern": .string(emailPattern)]),
-        "phone": nullableString(maxLength: 50, input: true),
-        "company": nullableString(maxLength: 200, input: true),
+        "name": string([
+            "minLength": .number(1), "maxLength": .number(Double(LeadLimits.name)), "pattern": .string("^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"),
+        ]),
+        "email": string(["format": .string("email"), "maxLength": .number(Double(LeadLimits.email)), "pattern": .string(emailPattern)]),
+        "phone": nullableString(maxLength: LeadLimits.phone, input: true),
+        "company": nullableString(maxLength: LeadLimits.company, input: true),
         "status": status,
-        "notes": nullableString(maxLength: 10_000, input: true),
+        "notes": nullableString(maxLength: LeadLimits.notes, input: true),
         "tenant_id": .object([
             "type": .array([.string("string"), .string("null")]), "pattern": .string(noNUL),
             "description": .string("Ignored: the tenant comes from the token."),

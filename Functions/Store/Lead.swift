@@ -4,8 +4,6 @@ import FunctionRuntime
 /// A lead as the API shows it (docs/api.md). Timestamps are kept as their RFC 3339 text with
 /// microseconds (`2026-11-22T08:15:30.123456Z`), which sorts correctly and round-trips exactly.
 struct Lead: Sendable, Equatable {
-    static let statuses: Set<String> = ["new", "contacted", "qualified", "won", "lost"]
-
     var id: String
     var name: String
     var email: String
@@ -41,6 +39,37 @@ struct Lead: Sendable, Equatable {
     }
 
     static func csvCell(_ value: String) -> String { CSV.cell(value) }
+}
+
+/// Every limit on a lead's fields (docs/api.md), defined once: the request parser checks them before
+/// the store, and the OpenAPI schemas state them. A length is counted in Unicode scalars — what
+/// PostgreSQL's `char_length` and SQLite's `length` count — never in `Character`s: a name of 151
+/// graphemes can be 301 scalars. The database's own checks (migration 1: name 1…200, notes ≤ 10,000,
+/// status one of five) are these numbers, so a value the module accepts is never one the database
+/// refuses (`StoreFailureTests.theModuleRefusesEveryValueTheDatabaseRefuses`).
+enum LeadLimits {
+    static let name = 200
+    static let email = 254
+    static let phone = 50
+    static let company = 200
+    static let notes = 10_000
+    /// In the order the API lists them.
+    static let statuses = ["new", "contacted", "qualified", "won", "lost"]
+
+    /// The length the database counts: Unicode scalars.
+    static func length(_ text: String) -> Int { text.unicodeScalars.count }
+
+    /// 400 naming the field when `text` is over `maxLength` scalars.
+    static func check(_ text: String, field: String, maxLength: Int) throws(FunctionError) {
+        guard length(text) <= maxLength else {
+            throw .validationFailed("field '\(field)' is longer than \(maxLength) characters (Unicode scalars)")
+        }
+    }
+
+    /// One of `statuses`, compared on bytes (a status is a wire value, not text to normalize).
+    static func isStatus(_ text: String) -> Bool {
+        statuses.contains { $0.utf8.elementsEqual(text.utf8) }
+    }
 }
 
 /// Fields a client may write; `tenant_id` is accepted and ignored (the tenant comes from the token).
@@ -86,17 +115,17 @@ struct LeadFields: Sendable, Equatable {
                     throw .validationFailed("field 'tenant_id' must be a string or null (it is ignored)")
                 }
                 continue
-            case "name": fields.name = .set(try required(value, field: key, maxLength: 200))
+            case "name": fields.name = .set(try required(value, field: key, maxLength: LeadLimits.name))
             case "email":
-                let email = try required(value, field: key, maxLength: 254)
+                let email = try required(value, field: key, maxLength: LeadLimits.email)
                 guard isEmail(email) else { throw .validationFailed("field 'email' is not a valid email address") }
                 fields.email = .set(email)
-            case "phone": fields.phone = .set(try optional(value, field: key, maxLength: 50))
-            case "company": fields.company = .set(try optional(value, field: key, maxLength: 200))
-            case "notes": fields.notes = .set(try optional(value, field: key, maxLength: 10_000))
+            case "phone": fields.phone = .set(try optional(value, field: key, maxLength: LeadLimits.phone))
+            case "company": fields.company = .set(try optional(value, field: key, maxLength: LeadLimits.company))
+            case "notes": fields.notes = .set(try optional(value, field: key, maxLength: LeadLimits.notes))
             case "status":
-                guard case .string(let status) = value, statuses.contains(status) else {
-                    throw .validationFailed("field 'status' must be one of new, contacted, qualified, won, lost")
+                guard case .string(let status) = value, LeadLimits.isStatus(status) else {
+                    throw .validationFailed("field 'status' must be one of \(LeadLimits.statuses.joined(separator: ", "))")
                 }
                 fields.status = .set(status)
             default:
@@ -110,13 +139,11 @@ struct LeadFields: Sendable, Equatable {
         return fields
     }
 
-    private static let statuses = Lead.statuses
-
     private static func required(_ value: JSONValue, field: String, maxLength: Int) throws(FunctionError) -> String {
         guard case .string(let text) = value else { throw .validationFailed("field '\(field)' must be a string") }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw .validationFailed("field '\(field)' must not be empty") }
-        guard text.count <= maxLength else { throw .validationFailed("field '\(field)' is longer than \(maxLength) characters") }
+        try LeadLimits.check(text, field: field, maxLength: maxLength)
         return text
     }
 
@@ -124,9 +151,7 @@ struct LeadFields: Sendable, Equatable {
         switch value {
         case .null: return nil
         case .string(let text):
-            guard text.count <= maxLength else {
-                throw .validationFailed("field '\(field)' is longer than \(maxLength) characters")
-            }
+            try LeadLimits.check(text, field: field, maxLength: maxLength)
             return text
         default: throw .validationFailed("field '\(field)' must be a string or null")
         }

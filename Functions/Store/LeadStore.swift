@@ -4,16 +4,26 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// Why the store could not answer; the one place a database failure becomes a 503.
+/// Why the store could not answer, read by kind from the driver's error (`StoreErrors.swift`);
+/// `functionError` is the one place a store failure becomes an answer: a refused value is 400 naming
+/// the field, a dependency or the deadline failing is 503, anything else 500 (docs/api.md).
 struct StoreUnavailable: Error, Sendable, CustomStringConvertible {
+    /// What failed, without values (an SQLSTATE, a driver's code): for logs.
     let description: String
     /// The connection failed during COMMIT: the change may or may not have been made.
     var outcomeUnknown = false
+    var kind = StoreFailureKind.unavailable
 
     var functionError: FunctionError {
-        outcomeUnknown
-            ? .serviceUnavailable("the database connection failed while committing; the outcome is unknown, check before retrying")
-            : .serviceUnavailable("the database is unavailable; try again shortly")
+        if outcomeUnknown {
+            return .serviceUnavailable("the database connection failed while committing; the outcome is unknown, check before retrying")
+        }
+        switch kind {
+        case .refused(let field?): return .validationFailed("field '\(field)' holds a value the database refuses")
+        case .refused(nil): return .validationFailed("the request holds a value the database refuses")
+        case .failed: return .internalError
+        case .unavailable, .retryable: return .serviceUnavailable("the database is unavailable; try again shortly")
+        }
     }
 }
 
@@ -101,6 +111,7 @@ extension LeadStore {
 
 /// Runs a database call against a deadline, so no request waits on a dead pool: one timer on an
 /// event loop cancels the call and answers `StoreUnavailable` (cheaper than a task group per call).
+/// A serialization failure or deadlock is tried again until the deadline.
 func withDeadline<T: Sendable>(
     _ deadline: Duration, _ operation: @escaping @Sendable () async throws -> T
 ) async throws(StoreUnavailable) -> T {
@@ -108,10 +119,18 @@ func withDeadline<T: Sendable>(
     let result: Result<T, StoreUnavailable> = await withCheckedContinuation { continuation in
         outcome.install(continuation)
         let work = Task(executorPreference: EventLoopTaskExecutor.current) {
-            do {
-                outcome.finish(.success(try await operation()))
-            } catch {
-                outcome.finish(.failure(StoreUnavailable(description: String(describing: type(of: error)))))
+            while true {
+                do {
+                    outcome.finish(.success(try await operation()))
+                } catch {
+                    let failure = StoreUnavailable(classifying: error)
+                    if failure.kind == .retryable, !outcome.isFinished, !Task.isCancelled {
+                        await StoreRetry.pause()
+                        continue
+                    }
+                    outcome.finish(.failure(failure))
+                }
+                return
             }
         }
         let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(deadline.nanosecondsClamped)) {
@@ -136,10 +155,6 @@ final class TransactionDeadline: Sendable {
 
     struct Expired: Error {}
 
-    /// The database refused the change (an error it answered, not a lost connection): nothing was
-    /// committed, even if the commit had begun (a single-statement change fails as a whole).
-    struct NotCommitted: Error {}
-
     private let phase = Mutex(Phase.running)
     let end: ContinuousClock.Instant
 
@@ -161,6 +176,17 @@ final class TransactionDeadline: Sendable {
         guard ok else { throw Expired() }
     }
 
+    /// The transaction failed without committing (a serialization failure or deadlock, even at
+    /// COMMIT) and may run again: back to running while time is left; false once the deadline passed
+    /// (the timer, which fires after `end`, then has nothing left to answer: the caller answers).
+    func retry() -> Bool {
+        phase.withLock { phase in
+            guard phase != .expired, ContinuousClock.now < end else { return false }
+            phase = .running
+            return true
+        }
+    }
+
     /// The timer: true when the caller may be told 503 now (the transaction will not commit).
     func expire() -> Bool {
         phase.withLock { phase in
@@ -174,7 +200,9 @@ final class TransactionDeadline: Sendable {
 }
 
 /// Runs a write transaction under a `TransactionDeadline`: 503 at the deadline unless it is already
-/// committing; a failure once committing began is reported as an unknown outcome.
+/// committing; a failure once committing began is reported as an unknown outcome, unless the server
+/// answered the COMMIT with an error (then nothing was committed). A serialization failure or
+/// deadlock runs the transaction again while time is left.
 func withTransactionDeadline<T: Sendable>(
     _ deadline: Duration, logger: Logger? = nil, _ operation: @escaping @Sendable (TransactionDeadline) async throws -> T
 ) async throws(StoreUnavailable) -> T {
@@ -187,19 +215,39 @@ func withTransactionDeadline<T: Sendable>(
         }
         outcome.onFinish { timer.cancel() }
         Task(executorPreference: EventLoopTaskExecutor.current) {
-            do {
-                outcome.finish(.success(try await operation(gate)))
-            } catch {
-                if gate.current == .committing, !(error is TransactionDeadline.NotCommitted) {
-                    logger?.error("database COMMIT failed: the outcome of the change is unknown", metadata: ["error": .string(String(describing: type(of: error)))])
-                    outcome.finish(.failure(StoreUnavailable(description: "commit outcome unknown", outcomeUnknown: true)))
-                } else {
-                    outcome.finish(.failure(StoreUnavailable(description: String(describing: type(of: error)))))
+            while true {
+                do {
+                    outcome.finish(.success(try await operation(gate)))
+                } catch {
+                    if gate.current == .committing, !StoreUnavailable.isRefusedCommit(error) {
+                        logger?.error("database COMMIT failed: the outcome of the change is unknown", metadata: ["error": .string(String(describing: type(of: error)))])
+                        outcome.finish(.failure(StoreUnavailable(description: "commit outcome unknown", outcomeUnknown: true)))
+                        return
+                    }
+                    let failure = StoreUnavailable(classifying: error)
+                    if failure.kind == .retryable {
+                        if gate.retry() {
+                            await StoreRetry.pause()
+                            continue
+                        }
+                        outcome.finish(.failure(StoreUnavailable(description: "timed out")))
+                        return
+                    }
+                    outcome.finish(.failure(failure))
                 }
+                return
             }
         }
     }
     return try result.get()
+}
+
+/// The pause before trying a transaction again after a serialization failure or deadlock: 1–5 ms,
+/// spread so two transactions that conflicted do not meet again in step.
+enum StoreRetry {
+    static func pause() async {
+        try? await Task.sleep(for: .microseconds(Int.random(in: 1_000...5_000)))
+    }
 }
 
 /// Resumes a continuation exactly once, whichever of the work and the timer finishes first.

@@ -124,7 +124,7 @@ final class PageBatches: Sendable {
                 metadata: ["sqlstate": .string(error.serverInfo?[.sqlState] ?? ""), "pages": .stringConvertible(batch.count)])
             for waiter in batch where !waiter.outcome.isFinished { await read([waiter]) }
         } catch {
-            let failure = StoreUnavailable(description: String(describing: type(of: error)))
+            let failure = StoreUnavailable(classifying: error)
             for waiter in batch { waiter.outcome.finish(.failure(failure)) }
         }
     }

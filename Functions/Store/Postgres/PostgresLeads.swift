@@ -61,11 +61,11 @@ extension PostgresDatabase: LeadStore {
     }
 
     /// A create without an idempotency key: the lead and its audit event committed with the other
-    /// creates this event loop's requests ask for meanwhile, in one statement and one transaction
-    /// (`CreateBatches`, migration 13); alone, one statement of `fnhost_create_lead` (migration 11). The
-    /// deadline answers 503 while the create waits for its batch or a connection; once sent the database
-    /// decides (it fails the statement past the deadline), and only a lost connection leaves the outcome
-    /// unknown.
+    /// creates this event loop's requests ask for meanwhile, in one statement and one transaction, each
+    /// create in a savepoint of its own (`CreateBatches`, migration 14); alone, one statement of
+    /// `fnhost_create_lead` (migration 11). The deadline answers 503 while the create waits for its batch
+    /// or a connection; once sent the database decides (it fails the statement past the deadline), and
+    /// only a lost connection leaves the outcome unknown; a value it refuses is this create's 400 alone.
     private func createInBatch(tenant: TenantID, lead: Lead, audit: AuditRecord) async throws(StoreUnavailable) -> CreateOutcome {
         let span = Tracing.start("postgres fnhost_create_leads", attributes: [("db.system", .string("postgresql"))])
         defer { span?.end() }
