@@ -107,22 +107,21 @@ struct ModuleSetup: Sendable {
 
         let rbac = RBACService(
             source: rbacSource, cache: cache, audit: audit, logger: logger,
-            defaultTTL: Double(settings.rbacCacheTTL), staleMax: Double(settings.rbacStaleMax), metrics: context.metricsFactory)
+            defaultTTL: Double(settings.rbacCacheTTL), staleMax: Double(settings.rbacStaleMax), metrics: context.metricsFactory,
+            purgeTable: store)
         if let redis {
             context.services.append(
                 redis.subscribe(channel: RBACService.purgeChannel, logger: logger) { message in rbac.applyPurgeMessage(message) })
         }
-        // Revocations (docs/operations.md): in Redis for every instance, else this process's own view.
-        let revocations: Revocations
-        if let redis {
-            revocations = Revocations(
-                store: SharedRevocationStore(client: redis, sealer: cache, logger: logger), metrics: context.metricsFactory)
-            context.services.append(RevocationSync(revocations: revocations, client: redis, sealer: cache, logger: logger))
-        } else {
-            // Without Redis: in the database every instance shares, polled twice a second.
-            revocations = Revocations(store: DatabaseRevocationStore(table: store), metrics: context.metricsFactory)
-            context.services.append(DatabaseRevocationSync(revocations: revocations, logger: logger, table: store))
-        }
+        // Revocations and purges (docs/operations.md): recorded in the database in every configuration, read from it
+        // now (before the first request) and twice a second; Redis, when present, carries the news sooner.
+        // Until the first read (or while the database is away) the view is stale: a request reads it again itself
+        // (`Revocations.refresh`) and gets 503 if the database does not answer, never an unchecked token.
+        let revocations = Revocations(
+            table: store, fanOut: redis.map { RevocationFanOut(client: $0, sealer: cache) },
+            purgeSink: { rbac.synchronizePurges($0) }, logger: logger, metrics: context.metricsFactory)
+        context.services.append(DatabaseRevocationSync(revocations: revocations, logger: logger))
+        if let fanOut = revocations.fanOut { context.services.append(fanOut.subscriber(revocations, logger: logger)) }
         let verifier = TokenVerifier(
             jwks: JWKSCache(source: jwksSource, sharedCache: cache, logger: logger), issuer: issuer, audience: audience,
             logins: LoginAudit(cache: cache, sink: audit), revocations: revocations)

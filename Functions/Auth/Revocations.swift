@@ -1,4 +1,5 @@
 import CoreMetrics
+import Dispatch
 import Foundation
 import FunctionRuntime
 import Logging
@@ -111,7 +112,7 @@ extension Bounded {
 }
 
 /// The in-process view every request consults (no I/O): filled by this instance's own webhook,
-/// by pub/sub from the others and by a periodic re-synchronization with the shared store.
+/// by pub/sub from the others and by a periodic re-synchronization with the database.
 final class RevocationList: Sendable {
     private struct TenantEntry {
         var tenantBefore: Int64?
@@ -184,104 +185,52 @@ final class RevocationList: Sendable {
     }
 }
 
-/// Where revocations live so every instance reads them (docs/operations.md).
-protocol RevocationStore: Sendable {
-    /// Stores the revocation and tells the other instances; throws when either did not happen.
-    func store(_ revocation: Revocation) async throws(CacheUnavailable)
-    /// Every revocation still kept (authenticated ones only).
-    func all(now: Int64) async throws(CacheUnavailable) -> [Revocation]
+/// The database tables every instance shares for what must outlive any cache (docs/operations.md): session
+/// revocations (`session_revocations`) and RBAC purges (`rbac_purges`). The database is their record in every
+/// configuration; Redis, when present, only carries the news faster.
+protocol RevocationTable: Sendable {
+    /// Stores the record under its field (a second store of the same field changes nothing).
+    func storeRevocation(field: String, tenant: TenantID, record: [UInt8], expiresAt: Int64) async throws(StoreUnavailable)
+    /// Every record still in force (read only: polled twice a second).
+    func revocationRecords(now: Int64) async throws(StoreUnavailable) -> [[UInt8]]
+    /// Removes revocations and purges that can no longer matter (the database's own clock decides what expired).
+    func pruneRevocations(now: Int64) async throws(StoreUnavailable)
+    /// Records a purge of one user's (or, `user` nil, a whole tenant's) RBAC answers at `purgedAt` (unix seconds).
+    func storePurge(_ purge: PurgeRecord) async throws(StoreUnavailable)
+    /// Every purge still kept.
+    func purgeRecords(now: Int64) async throws(StoreUnavailable) -> [PurgeRecord]
 }
 
-/// Revocations in Redis: one hash `revocations` (a field per revocation, each value sealed with
-/// `CACHE_SIGNING_KEY` and bound to its field), expiring with its longest-lived entry, and a
-/// pub/sub message (the sealed record, base64) so the other instances apply it at once.
-struct SharedRevocationStore: RevocationStore {
-    static let hashKey = CacheKey.make("revocations")
-    static let channel = "fnhost:sessions-revoked"
-
-    let client: RedisClient
-    let sealer: SignedCache
-    let logger: Logger
-
-    func store(_ revocation: Revocation) async throws(CacheUnavailable) {
-        let field = revocation.field
-        let value = sealer.seal(revocation.encoded, key: Self.hashKey + "|" + field)
-        let ttl = String(max(1, revocation.expiresAt - Int64(Date().timeIntervalSince1970)) * 1000)
-        let key = Array(Self.hashKey.utf8)
-        let replies: [RedisValue]
-        do {
-            replies = try await client.pipeline([
-                [Array("HSET".utf8), key, Array(field.utf8), value],
-                // NX sets a first expiry, GT only ever extends it.
-                [Array("PEXPIRE".utf8), key, Array(ttl.utf8), Array("NX".utf8)],
-                [Array("PEXPIRE".utf8), key, Array(ttl.utf8), Array("GT".utf8)],
-                [Array("PUBLISH".utf8), Array(Self.channel.utf8), Array(Self.message(revocation, sealer: sealer).utf8)],
-            ])
-        } catch {
-            throw CacheUnavailable(description: error.description)
-        }
-        for reply in replies {
-            if case .error(let message) = reply { throw CacheUnavailable(description: "redis error: \(message)") }
-        }
-    }
-
-    func all(now: Int64) async throws(CacheUnavailable) -> [Revocation] {
-        let reply: RedisValue
-        do {
-            reply = try await client.command([Array("HGETALL".utf8), Array(Self.hashKey.utf8)])
-        } catch {
-            throw CacheUnavailable(description: error.description)
-        }
-        guard case .array(let parts) = reply, parts.count % 2 == 0 else {
-            throw CacheUnavailable(description: "unexpected HGETALL reply")
-        }
-        var found: [Revocation] = []
-        var expired: [[UInt8]] = []
-        var index = 0
-        while index + 1 < parts.count {
-            defer { index += 2 }
-            guard let fieldBytes = parts[index].bytes, let sealed = parts[index + 1].bytes else { continue }
-            let field = String(decoding: fieldBytes, as: UTF8.self)
-            guard let opened = sealer.open(sealed, key: Self.hashKey + "|" + field), let revocation = Revocation(decoding: opened),
-                revocation.field.utf8.elementsEqual(fieldBytes)
-            else {
-                logger.warning("revocation entry failed authentication; ignored", metadata: ["field": .string(field)])
-                continue
-            }
-            if revocation.expiresAt <= now { expired.append(fieldBytes) } else { found.append(revocation) }
-        }
-        if !expired.isEmpty {
-            _ = try? await client.command([Array("HDEL".utf8), Array(Self.hashKey.utf8)] + expired)
-        }
-        return found
-    }
-
-    static func message(_ revocation: Revocation, sealer: SignedCache) -> String {
-        Data(sealer.seal(revocation.encoded, key: channel)).base64EncodedString()
-    }
-
-    /// A message heard on the channel; nil (and logged) unless it carries our MAC.
-    static func revocation(fromMessage message: String, sealer: SignedCache) -> Revocation? {
-        guard message.utf8.count <= 4096, let data = Data(base64Encoded: message),
-            let opened = sealer.open(Array(data), key: channel)
-        else { return nil }
-        return Revocation(decoding: opened)
-    }
-}
-
-/// Revocation checks and bookkeeping shared by the webhook and the token verifier.
+/// Revocation checks and bookkeeping shared by the webhook and the token verifier. The record is the database
+/// (`RevocationTable`); the in-process view (`list`) is loaded from it at start, polled from it twice a second
+/// (`DatabaseRevocationSync`) and, with Redis, also fed by pub/sub (`RevocationFanOut`), which only makes the news
+/// arrive sooner: a flushed, evicted or failed-over Redis changes nothing, since the next poll restores the view.
 final class Revocations: Sendable {
-    /// How long a revocation missed by pub/sub can go unseen: the re-synchronization period.
-    static let resyncInterval: Duration = .seconds(5)
+    /// A view older than this is not trusted: tokens are answered 503 until the database answers again.
+    static let maxViewAge: Duration = .seconds(5)
 
     let list: RevocationList
-    let store: any RevocationStore
+    let table: any RevocationTable
+    let fanOut: RevocationFanOut?
+    /// Where the RBAC purges read in the same poll go (`RBACService.synchronizePurges`), so one read keeps both current.
+    private let purgeSink: (@Sendable ([PurgeRecord]) -> Void)?
+    private let logger: Logger
+    /// The read under way when a request found the view stale (one at a time, shared by every request waiting).
+    private let refreshing = Mutex<Task<Bool, Never>?>(nil)
+    /// `DispatchTime` uptime of the last successful read of the table (0: never).
+    private let syncedAt = Atomic<UInt64>(0)
     private let refused: CoreMetrics.Counter
     private let stored: [String: CoreMetrics.Counter]
 
-    init(store: any RevocationStore, metrics: any MetricsFactory) {
+    init(
+        table: any RevocationTable, fanOut: RevocationFanOut? = nil, purgeSink: (@Sendable ([PurgeRecord]) -> Void)? = nil,
+        logger: Logger, metrics: any MetricsFactory
+    ) {
         list = RevocationList()
-        self.store = store
+        self.table = table
+        self.fanOut = fanOut
+        self.purgeSink = purgeSink
+        self.logger = logger
         refused = CoreMetrics.Counter(label: "fnhost_revoked_tokens_refused_total", factory: metrics)
         var stored: [String: CoreMetrics.Counter] = [:]
         for scope in ["token", "user", "tenant"] {
@@ -298,103 +247,128 @@ final class Revocations: Sendable {
         return true
     }
 
-    /// Stores (and publishes) first; applied here only once that worked.
-    func revoke(_ revocation: Revocation, now: Int64) async throws(CacheUnavailable) {
-        try await store.store(revocation)
+    /// Whether the view was read from the database within `maxViewAge` (false before the first read).
+    var isCurrent: Bool {
+        let last = syncedAt.load(ordering: .relaxed)
+        guard last != 0 else { return false }
+        let age = DispatchTime.now().uptimeNanoseconds &- last
+        return age < UInt64(Self.maxViewAge.components.seconds) * 1_000_000_000
+    }
+
+    /// Stores durably first (throws when the database did not take it: nothing was revoked), applies it here,
+    /// then tells the other instances through Redis when there is one (best effort: their next poll finds it).
+    func revoke(_ revocation: Revocation, now: Int64) async throws(StoreUnavailable) {
+        try await table.storeRevocation(
+            field: revocation.field, tenant: revocation.tenant, record: revocation.encoded, expiresAt: revocation.expiresAt)
         list.apply([revocation], now: now)
         stored[revocation.scopeName]?.increment()
-    }
-
-    /// Pulls every stored revocation into the view (after a reconnect, and periodically).
-    func resynchronize(now: Int64) async throws(CacheUnavailable) {
-        let all = try await store.all(now: now)
-        list.prune(now: now)
-        list.apply(all, now: now)
-    }
-}
-
-/// Keeps the in-process view in step with Redis: a subscription applies other instances'
-/// revocations as they happen and re-synchronizes on every (re)subscription; a full
-/// re-synchronization every `Revocations.resyncInterval` bounds what a lost message can cost.
-struct RevocationSync: Service {
-    let revocations: Revocations
-    let client: RedisClient
-    let sealer: SignedCache
-    let logger: Logger
-
-    func run() async throws {
-        let subscriber = client.subscribe(
-            channel: SharedRevocationStore.channel, logger: logger,
-            onSubscribed: { [revocations, logger] in
-                Task { await Self.resync(revocations, logger: logger) }
-            },
-            handler: { [revocations, sealer, logger] message in
-                guard let revocation = SharedRevocationStore.revocation(fromMessage: message, sealer: sealer) else {
-                    logger.warning("revocation message failed authentication; ignored")
-                    return
-                }
-                revocations.list.apply([revocation], now: Int64(Date().timeIntervalSince1970))
-            })
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await subscriber.run() }
-            group.addTask { [revocations, logger] in
-                while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                    await Self.resync(revocations, logger: logger)
-                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Revocations.resyncInterval) }
-                }
+        if let fanOut {
+            do {
+                try await fanOut.publish(revocation)
+            } catch {
+                logger.warning(
+                    "revocation stored but not published; other instances apply it at their next database poll",
+                    metadata: ["reason": .string(error.description)])
             }
         }
     }
 
-    private static func resync(_ revocations: Revocations, logger: Logger) async {
-        do {
-            try await revocations.resynchronize(now: Int64(Date().timeIntervalSince1970))
-        } catch {
-            logger.warning("revocations could not be re-synchronized", metadata: ["reason": .string(error.description)])
+    /// Pulls every stored revocation (and purge) into the view (twice a second, and when a request finds it stale).
+    func resynchronize(now: Int64) async throws(StoreUnavailable) {
+        let records = try await table.revocationRecords(now: now)
+        if let purgeSink { purgeSink(try await table.purgeRecords(now: now)) }
+        list.prune(now: now)
+        list.apply(records.compactMap(Revocation.init(decoding:)), now: now)
+        syncedAt.store(max(1, DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+    }
+
+    /// A stale view read again now, once for every request waiting on it (the first request after start, or after
+    /// the database came back, need not wait for the next poll). False when the database did not answer.
+    func refresh() async -> Bool {
+        let task = refreshing.withLock { current -> Task<Bool, Never> in
+            if let current { return current }
+            let task = Task { [self] () -> Bool in
+                let done = (try? await resynchronize(now: Int64(Date().timeIntervalSince1970))) != nil
+                refreshing.withLock { $0 = nil }
+                return done
+            }
+            current = task
+            return task
         }
+        return await task.value
     }
 }
 
-/// Revocations kept in the database (`session_revocations`), for instances sharing one without Redis.
-protocol RevocationTable: Sendable {
-    /// Stores the record under its field (a second store of the same field changes nothing).
-    func storeRevocation(field: String, tenant: TenantID, record: [UInt8], expiresAt: Int64) async throws(StoreUnavailable)
-    /// Every record still in force (read only: polled twice a second).
-    func revocationRecords(now: Int64) async throws(StoreUnavailable) -> [[UInt8]]
-    /// Removes what can no longer cover a valid token.
-    func pruneRevocations(now: Int64) async throws(StoreUnavailable)
-}
+/// The fast path between instances when Redis is there: each revocation published on a channel, sealed with
+/// `CACHE_SIGNING_KEY` (a message without our MAC is ignored). Nothing is stored in Redis: the database is the
+/// record, so there is nothing in Redis to delete, evict, flush or bloat.
+struct RevocationFanOut: Sendable {
+    static let channel = "fnhost:sessions-revoked"
 
-/// docs/operations.md without Redis: revocations in the database every instance shares; the other instances
-/// see them at their next poll (`DatabaseRevocationSync`, every 500 ms, so within the 1 s).
-struct DatabaseRevocationStore: RevocationStore {
-    let table: any RevocationTable
+    let client: RedisClient
+    let sealer: SignedCache
 
-    func store(_ revocation: Revocation) async throws(CacheUnavailable) {
+    func publish(_ revocation: Revocation) async throws(CacheUnavailable) {
+        let reply: RedisValue
         do {
-            try await table.storeRevocation(
-                field: revocation.field, tenant: revocation.tenant, record: revocation.encoded, expiresAt: revocation.expiresAt)
+            reply = try await client.command([Array("PUBLISH".utf8), Array(Self.channel.utf8), Array(Self.message(revocation, sealer: sealer).utf8)])
         } catch {
             throw CacheUnavailable(description: error.description)
         }
+        if case .error(let message) = reply { throw CacheUnavailable(description: "redis error: \(message)") }
     }
 
-    func all(now: Int64) async throws(CacheUnavailable) -> [Revocation] {
-        do {
-            return try await table.revocationRecords(now: now).compactMap(Revocation.init(decoding:))
-        } catch {
-            throw CacheUnavailable(description: error.description)
-        }
+    static func message(_ revocation: Revocation, sealer: SignedCache) -> String {
+        Data(sealer.seal(revocation.encoded, key: channel)).base64EncodedString()
+    }
+
+    /// A message heard on the channel; nil unless it carries our MAC.
+    static func revocation(fromMessage message: String, sealer: SignedCache) -> Revocation? {
+        guard message.utf8.count <= 4096, let data = Data(base64Encoded: message),
+            let opened = sealer.open(Array(data), key: channel)
+        else { return nil }
+        return Revocation(decoding: opened)
+    }
+
+    /// The subscription, applying other instances' revocations as they are published; on every (re)subscription
+    /// the view is read from the database again (what was published while unsubscribed is there).
+    func subscriber(_ revocations: Revocations, logger: Logger) -> some Service {
+        // A message that fails its MAC is logged once per process, not once per message.
+        let warned = OnceFlag()
+        return client.subscribe(
+            channel: Self.channel, logger: logger,
+            onSubscribed: { [revocations, logger] in
+                Task {
+                    do {
+                        try await revocations.resynchronize(now: Int64(Date().timeIntervalSince1970))
+                    } catch {
+                        logger.warning("revocations could not be read from the database", metadata: ["reason": .string("\(error)")])
+                    }
+                }
+            },
+            handler: { [sealer, revocations, logger] message in
+                guard let revocation = Self.revocation(fromMessage: message, sealer: sealer) else {
+                    if warned.first() {
+                        logger.warning("revocation message failed authentication; ignored (logged once)")
+                    }
+                    return
+                }
+                revocations.list.apply([revocation], now: Int64(Date().timeIntervalSince1970))
+            })
     }
 }
 
-/// Polls the database for revocations made by other instances.
+/// Polls the database for revocations and RBAC purges made by other instances (every instance, whatever the
+/// cache): the bound on how long a revocation or purge can go unseen when a pub/sub message is lost.
 struct DatabaseRevocationSync: Service {
     let revocations: Revocations
     let logger: Logger
     var interval: Duration = .milliseconds(500)
 
-    let table: any RevocationTable
+    /// One poll: revocations and purges.
+    func poll(now: Int64) async throws(StoreUnavailable) {
+        try await revocations.resynchronize(now: now)
+    }
 
     func run() async throws {
         var failing = false
@@ -402,9 +376,9 @@ struct DatabaseRevocationSync: Service {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 let now = Int64(Date().timeIntervalSince1970)
-                try await revocations.resynchronize(now: now)
+                try await poll(now: now)
                 polls += 1
-                if polls % 120 == 1 { try await table.pruneRevocations(now: now) }
+                if polls % 120 == 1 { try await revocations.table.pruneRevocations(now: now) }
                 failing = false
             } catch {
                 if !failing { logger.warning("revocations could not be read from the database", metadata: ["reason": .string("\(error)")]) }
@@ -413,4 +387,11 @@ struct DatabaseRevocationSync: Service {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
+}
+
+/// True the first time `first()` is called, false ever after.
+final class OnceFlag: Sendable {
+    private let taken = Atomic<Bool>(false)
+
+    func first() -> Bool { !taken.exchange(true, ordering: .relaxed) }
 }

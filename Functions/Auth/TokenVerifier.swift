@@ -27,6 +27,8 @@ enum TokenRejection: String, Sendable, Error {
     case identifierInvalid = "identifier_invalid"
     /// Revoked through `POST /webhooks/sessions-revoked` (docs/operations.md).
     case revoked = "revoked"
+    /// The revocations could not be read from the database lately: no token is accepted (503) until they are.
+    case revocationsUnknown = "revocations_unknown"
 }
 
 /// Validates host-issued bearer tokens (docs/security.md): RS256 only (the algorithm is never taken from
@@ -81,6 +83,7 @@ struct TokenVerifier: Sendable {
         var contiguous = token
         guard contiguous.withUTF8({ $0.allSatisfy(Self.isTokenByte) }) else { throw .malformed }
         let generation = jwks.generationNow
+        if let revocations, !revocations.isCurrent, await !revocations.refresh() { throw .revocationsUnknown }
         if let identity = verified.lookup(token, now: now(), generation: generation) {
             if let revocations, revocations.isRevoked(identity) { throw .revoked }
             return identity
@@ -124,7 +127,7 @@ struct TokenVerifier: Sendable {
     func check(_ claims: HostClaims, token: String) throws(TokenRejection) -> Identity {
         let now = now()
         guard let exp = claims.exp, let iat = claims.iat else { throw .claimMissing }
-        guard let iss = claims.iss, iss == issuer else { throw .issuerMismatch }
+        guard let iss = claims.iss, ByteText.equal(iss, issuer) else { throw .issuerMismatch }
         guard let aud = claims.aud, aud.contains(audience) else { throw .audienceMismatch }
         guard exp > now - Self.leeway else { throw .expired }
         guard iat <= now + Self.leeway else { throw .issuedInFuture }

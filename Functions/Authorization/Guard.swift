@@ -29,7 +29,7 @@ struct Security: Sendable {
         for reason in [
             TokenRejection.missing, .notBearer, .tooLarge, .malformed, .algorithmNotAllowed, .kidMissing, .kidUnknown,
             .keysUnavailable, .signatureInvalid, .issuerMismatch, .audienceMismatch, .expired, .notYetValid,
-            .issuedInFuture, .lifetimeTooLong, .claimMissing, .identifierInvalid,
+            .issuedInFuture, .lifetimeTooLong, .claimMissing, .identifierInvalid, .revoked, .revocationsUnknown,
         ] {
             rejections[reason] = CoreMetrics.Counter(
                 label: "fnhost_auth_rejections_total", dimensions: [("reason", reason.rawValue)], factory: metrics)
@@ -66,6 +66,9 @@ struct Security: Sendable {
             request.logger.info("token rejected", metadata: ["reason": .string(error.rawValue)])
             if error == .keysUnavailable {
                 throw FunctionError.serviceUnavailable("token keys unavailable; try again shortly")
+            }
+            if error == .revocationsUnknown {
+                throw FunctionError.serviceUnavailable("session revocations could not be read; try again shortly")
             }
             throw FunctionError.unauthenticated("missing, malformed, expired or otherwise invalid token")
         }

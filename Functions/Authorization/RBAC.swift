@@ -151,6 +151,9 @@ struct HostRBACClient: RBACSource {
 ///   the user is dropped. Host 401: `RBAC_UNAVAILABLE` and an error line (our key is wrong).
 /// - Every purge moves a generation; an answer fetched under an older generation is handed to
 ///   the request that asked but never stored, so a purge cannot be undone by a fetch in flight.
+/// - Every purge is recorded in the database first (`rbac_purges`, read back by every instance at start and twice a
+///   second), and an answer is bound to it: one asked for before the latest purge covering it (`PurgeList`) is never
+///   used, so an entry sealed before the purge and put back into Redis afterwards is ignored on every instance.
 final class RBACService: Sendable {
     struct Entry: Sendable, Codable {
         var answer: RBACAnswer
@@ -193,6 +196,10 @@ final class RBACService: Sendable {
     private let local = Mutex<[String: LocalEntry]>([:])
     private let inFlight = Mutex<[String: Task<Result<Entry, RBACFetchError>, Never>]>([:])
     private let cacheHealthy = Atomic<Bool>(true)
+    /// The purges in force, from this instance, pub/sub and the database.
+    let purges = PurgeList()
+    /// Where purges are recorded (the database); nil only in tests of the cache layers alone.
+    private let purgeTable: (any RevocationTable)?
     /// Purge generations per tenant (a purge of one user moves its tenant's): a fetch stores its
     /// answer only if its tenant's generation did not move while it was in flight. Bounded: when
     /// the map is full it is cleared and the epoch moves, which also changes every generation.
@@ -224,8 +231,9 @@ final class RBACService: Sendable {
     init(
         source: any RBACSource, cache: any KeyValueCache, audit: any AuditSink, logger: Logger, defaultTTL: Double = 180,
         staleMax: Double = 600, localTTL: Duration = .seconds(5), now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
-        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance, purgeTable: (any RevocationTable)? = nil
     ) {
+        self.purgeTable = purgeTable
         var lookups: [String: CoreMetrics.Counter] = [:]
         for source in ["l1", "l2", "host", "stale"] {
             lookups[source] = CoreMetrics.Counter(label: "fnhost_rbac_lookups_total", dimensions: [("source", source)], factory: metrics)
@@ -263,7 +271,8 @@ final class RBACService: Sendable {
         }
         do {
             if let bytes = try await cache.get(key), let entry = try? JSONDecoder().decode(Entry.self, from: Data(bytes)),
-                entry.answer.isFor(tenant: tenant, user: user), entry.fetchedAt.isFinite
+                entry.answer.isFor(tenant: tenant, user: user), entry.fetchedAt.isFinite,
+                purges.permits(fetchedAt: entry.fetchedAt, tenant: tenant, user: user)
             {
                 cacheHealthy.store(true, ordering: .relaxed)
                 if isFresh(entry) {
@@ -310,8 +319,10 @@ final class RBACService: Sendable {
             let task = Task { [self] () -> Result<Entry, RBACFetchError> in
                 defer { _ = inFlight.withLock { $0.removeValue(forKey: key) } }
                 do throws(RBACFetchError) {
+                    // Stamped when asked, not when answered: an answer asked for before a purge is older than it.
+                    let askedAt = now()
                     let answer = try await source.effective(tenant: tenant, user: user)
-                    let entry = Entry(answer: answer, fetchedAt: now())
+                    let entry = Entry(answer: answer, fetchedAt: askedAt)
                     if remember(key, entry, tenantKey: tenantKey, generation: generation), let bytes = try? JSONEncoder().encode(entry) {
                         do {
                             try await cache.set(key, Array(bytes), ttl: .seconds(staleMax))
@@ -381,17 +392,47 @@ final class RBACService: Sendable {
         }
     }
 
-    /// Purges the shared entries and tells every instance to drop its local copies.
-    func purge(tenant: TenantID, user: UserID?) async throws(CacheUnavailable) -> Int {
-        dropLocal(tenant: tenant, user: user)
-        let removed: Int
-        if let user {
-            removed = try await cache.delete([Self.key(tenant: tenant, user: user)])
-        } else {
-            removed = try await cache.deletePrefix(Self.tenantPrefix(tenant))
+    /// Records the purge in the database (throws when it was not recorded: nothing was purged), applies it here, then
+    /// removes the shared entries and tells every instance through the cache. Once recorded, the cache steps are a
+    /// courtesy: an entry they miss is refused anyway (it predates the record), so their failure is only logged.
+    /// Without a database table (tests of the cache layers), the cache steps are the purge and their failure throws.
+    func purge(tenant: TenantID, user: UserID?) async throws(PurgeFailure) -> Int {
+        let at = now()
+        if let purgeTable {
+            let record = PurgeRecord(tenant: tenant, user: user, purgedAt: at, expiresAt: Int64(at + staleMax) + 120)
+            do {
+                try await purgeTable.storePurge(record)
+            } catch {
+                throw PurgeFailure(description: error.description)
+            }
         }
-        try await cache.publish(Self.purgeChannel, Self.purgeMessage(tenant: tenant, user: user))
-        return removed
+        purges.apply(tenant: tenant, user: user, at: at)
+        dropLocal(tenant: tenant, user: user)
+        do {
+            let removed: Int
+            if let user {
+                removed = try await cache.delete([Self.key(tenant: tenant, user: user)])
+            } else {
+                removed = try await cache.deletePrefix(Self.tenantPrefix(tenant))
+            }
+            try await cache.publish(Self.purgeChannel, Self.purgeMessage(tenant: tenant, user: user))
+            return removed
+        } catch {
+            guard purgeTable != nil else { throw PurgeFailure(description: error.description) }
+            logger.warning(
+                "rbac purge recorded but the shared cache was not cleared; its entries are refused anyway",
+                metadata: ["reason": .string(error.description)])
+            return 0
+        }
+    }
+
+    /// Purges read from the database: each one newer than this instance knew drops the local copies it covers; purges
+    /// too old to matter are forgotten.
+    func synchronizePurges(_ records: [PurgeRecord]) {
+        for record in records where purges.apply(tenant: record.tenant, user: record.user, at: record.purgedAt) {
+            dropLocal(tenant: record.tenant, user: record.user)
+        }
+        purges.prune(before: now() - staleMax - PurgeList.clockSkew - 60)
     }
 
     /// `enc(tenant):enc(user)` (user empty for the whole tenant), percent-encoded like keys.
@@ -407,6 +448,13 @@ final class RBACService: Sendable {
         else { return }
         let user = userBytes.isEmpty ? nil : UserID(validating: String(decoding: userBytes, as: UTF8.self))
         if !userBytes.isEmpty, user == nil { return }
+        // Recorded at the time heard (no later than the purge's own record): the database poll brings the exact time.
+        purges.apply(tenant: tenant, user: user, at: now())
         dropLocal(tenant: tenant, user: user)
     }
+}
+
+/// A purge that was not applied (the database did not record it, or, without one, the cache failed).
+struct PurgeFailure: Error, Sendable, CustomStringConvertible {
+    let description: String
 }

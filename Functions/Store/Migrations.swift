@@ -550,6 +550,71 @@ enum Migrations {
                 $fn$
                 """,
             ]),
+        // Creates in batches where one create's failure is its own (`CreateBatches`): each item runs in a
+        // savepoint (a BEGIN … EXCEPTION block), so a value the database refuses (SQLSTATE classes 22 and
+        // 23: a CHECK, a NOT NULL, a duplicate id, a NUL, text that is not what its column reads) rolls
+        // back that item alone and comes back as its row's `o_error` (and `o_field`: the column or
+        // constraint PostgreSQL named); the other items commit. Before, such an item made PostgreSQL
+        // refuse the whole batch, which was then written again one create at a time. The chains come
+        // apart from the items (`p_chains`) and each item is its own JSON text, read only inside its
+        // savepoint: an item that cannot even be read (`\u0000`, which no text column takes) fails
+        // alone. At most 64 items: that many savepoints fit PostgreSQL's per-backend subtransaction
+        // cache (`PGPROC_MAX_CACHED_SUBXIDS`), past which every snapshot in the server slows down.
+        // Anything else (the deadline, a deadlock) still fails the statement as a whole, committing
+        // nothing. A new function beside migration 13's, which stays for the binary before this one
+        // (a rolling deployment runs both).
+        Migration(
+            version: 14, name: "creates in batches, each create in a savepoint of its own",
+            statements: [
+                """
+                CREATE FUNCTION fnhost_create_leads_each(p_limit_ms integer, p_chains text[], p_items text[])
+                RETURNS TABLE (o_index integer, o_seq bigint, o_occurred_at text, o_prev_hash text, o_hash text, o_error text, o_field text)
+                LANGUAGE plpgsql AS $fn$
+                DECLARE
+                    x record;
+                    r record;
+                    v_column text;
+                    v_constraint text;
+                BEGIN
+                    IF coalesce(cardinality(p_items), 0) > 64 OR coalesce(cardinality(p_chains), 0) <> coalesce(cardinality(p_items), 0) THEN
+                        RAISE EXCEPTION 'a batch of creates is at most 64 items, each with its chain' USING ERRCODE = 'invalid_parameter_value';
+                    END IF;
+                    PERFORM set_config('lock_timeout', p_limit_ms::text, true), set_config('app.cross_tenant', 'off', true);
+                    FOR x IN SELECT c.chain, c.i::integer AS i FROM unnest(p_chains) WITH ORDINALITY AS c(chain, i)
+                             ORDER BY c.chain COLLATE "C", c.i LOOP
+                        o_index := x.i;
+                        o_seq := NULL; o_occurred_at := NULL; o_prev_hash := NULL; o_hash := NULL; o_error := NULL; o_field := NULL;
+                        BEGIN
+                            SELECT * INTO STRICT r FROM json_to_record(p_items[x.i]::json) AS t(
+                                tenant text, id uuid, name text, email text, phone text, company text, status text, notes text,
+                                created_by text, created_at timestamptz, updated_at timestamptz, event_id uuid, event_tenant text,
+                                now text, actor_sub text, actor_email text, event_type text, severity text, details jsonb,
+                                before text, after text);
+                            IF r.tenant IS NULL OR x.chain IS NULL THEN
+                                RAISE EXCEPTION 'a create needs its tenant and chain' USING ERRCODE = 'null_value_not_allowed';
+                            END IF;
+                            PERFORM set_config('app.tenant_id', r.tenant, true);
+                            INSERT INTO public.leads (tenant_id, id, name, email, phone, company, status, notes, created_by, created_at, updated_at)
+                            VALUES (r.tenant, r.id, r.name, r.email, r.phone, r.company, r.status, r.notes, r.created_by, r.created_at, r.updated_at);
+                            SELECT a.o_seq, a.o_occurred_at, a.o_prev_hash, a.o_hash INTO STRICT o_seq, o_occurred_at, o_prev_hash, o_hash
+                            FROM public.fnhost_audit_append(
+                                x.chain, r.event_id, r.event_tenant, r.now, r.actor_sub, r.actor_email, r.event_type, r.severity, r.details,
+                                decode(r.before, 'hex'), decode(r.after, 'hex')) a;
+                        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+                            GET STACKED DIAGNOSTICS o_error = RETURNED_SQLSTATE, v_column = COLUMN_NAME, v_constraint = CONSTRAINT_NAME;
+                            o_field := coalesce(nullif(v_column, ''), nullif(v_constraint, ''));
+                            o_seq := NULL; o_occurred_at := NULL; o_prev_hash := NULL; o_hash := NULL;
+                        END;
+                        RETURN NEXT;
+                    END LOOP;
+                    IF clock_timestamp() > statement_timestamp() + p_limit_ms * interval '1 millisecond' THEN
+                        RAISE EXCEPTION 'the caller''s deadline passed' USING ERRCODE = 'query_canceled';
+                    END IF;
+                END
+                $fn$
+                """,
+            ]),
+        wallsPostgres,
     ]
 
     static let sqlite: [Migration] = [
@@ -743,5 +808,6 @@ enum Migrations {
                 "CREATE INDEX session_revocations_expiry ON session_revocations (expires_at)",
             ]),
         Migration(version: 9, name: "listing plans (PostgreSQL only; nothing to do on SQLite)", statements: []),
+        wallsSQLite,
     ]
 }

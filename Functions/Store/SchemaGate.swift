@@ -139,7 +139,8 @@ extension PostgresMigrator {
         (["leads"], "SELECT, INSERT, UPDATE, DELETE"),
         (["email_outbox", "timer_status", "audit_chain_heads", "audit_verifier_positions"], "SELECT, INSERT, UPDATE"),
         (["lead_requests", "timer_runs", "audit_events", "audit_tree_nodes", "audit_checkpoints"], "SELECT, INSERT"),
-        (["session_revocations"], "SELECT, INSERT, DELETE"),
+        // Revocations and purges outlive the cache: inserted, never deleted by the runtime (fnhost_prune_expired does).
+        (["session_revocations", "rbac_purges"], "SELECT, INSERT"),
         (["module_permissions", "schema_migrations"], "SELECT"),
     ]
     static let runtimeFunctions = [
@@ -148,7 +149,7 @@ extension PostgresMigrator {
         "fnhost_lead_rendered_json(leads)", "fnhost_leads_json_pages(text[], bigint[], text[], text[])",
         "fnhost_audit_append(text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
         "fnhost_create_lead(text, integer, uuid, text, text, text, text, text, text, text, timestamptz, timestamptz, text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
-        "fnhost_create_leads(integer, jsonb)",
+        "fnhost_create_leads(integer, jsonb)", "fnhost_prune_expired()", "fnhost_create_leads_each(integer, text[], text[])",
     ]
 
     /// `role` as a quoted SQL identifier.

@@ -15,6 +15,8 @@ struct PurgeRBACCache: HTTPFunction {
     static let webhookTimestamp = WebhookIntake.webhookTimestamp
     static let webhookSignature = WebhookIntake.webhookSignature
 
+    static let eventType = "rbac.changed"
+
     let intake: WebhookIntake
     let rbac: RBACService
     let audit: any AuditSink
@@ -23,14 +25,14 @@ struct PurgeRBACCache: HTTPFunction {
         secrets: Secrets, rbac: RBACService, cache: any KeyValueCache, audit: any AuditSink, metrics: any MetricsFactory,
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
-        intake = WebhookIntake(secrets: secrets, cache: cache, namespace: "webhook-seen", metrics: metrics, now: now)
+        intake = WebhookIntake(secrets: secrets, cache: cache, eventType: Self.eventType, metrics: metrics, now: now)
         self.rbac = rbac
         self.audit = audit
     }
 
     func handle(_ request: FunctionRequest) async throws -> FunctionResponse {
         let (id, body) = try await intake.authenticate(request)
-        let (tenant, user) = try Self.parse(body)
+        let (tenant, user) = try Self.parse(intake.object(body, shape: Self.shape))
         let unavailable = "the cache is unavailable; the purge was not applied, retry"
         guard try await intake.claim(id, unavailable: unavailable) else {
             request.logger.info("webhook replay ignored", metadata: ["webhook_id": .string(id)])
@@ -53,11 +55,12 @@ struct PurgeRBACCache: HTTPFunction {
         return .noContent()
     }
 
-    /// `{"tenant_id": "...", "user_id": "..."}`; `user_id` optional (absent or null: the whole tenant).
-    /// Other members are ignored (the host may add some). Ids as in tokens (docs/security.md): 1…128 bytes,
-    /// no control characters; `platform` is no tenant.
-    static func parse(_ body: [UInt8]) throws(FunctionError) -> (TenantID, UserID?) {
-        let object = try FunctionError.jsonObject(body, "body must be a JSON object {\"tenant_id\", \"user_id\"?}")
+    static let shape = #"{"type": "rbac.changed", "tenant_id", "user_id"?}"#
+
+    /// `{"type": "rbac.changed", "tenant_id": "...", "user_id": "..."}` (`type` checked by the intake); `user_id`
+    /// optional (absent or null: the whole tenant). Other members are ignored (the host may add some). Ids as in
+    /// tokens (docs/security.md): 1…128 bytes, no control characters; `platform` is no tenant.
+    static func parse(_ object: [String: JSONValue]) throws(FunctionError) -> (TenantID, UserID?) {
         func id(_ value: JSONValue?, _ field: String) throws(FunctionError) -> String? {
             switch value {
             case nil, .null?: return nil

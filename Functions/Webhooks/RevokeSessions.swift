@@ -11,6 +11,8 @@ struct RevokeSessions: HTTPFunction {
     /// A `revoked_before` this far ahead of the clock is refused: revocation is not a ban on future logins.
     static let futureTolerance: Int64 = 300
     static let maxTokenIDBytes = 256
+    static let eventType = "sessions.revoked"
+    static let shape = #"{"type": "sessions.revoked", "tenant_id", "user_id"?, "jti"?, "revoked_before"?}"#
 
     let intake: WebhookIntake
     let revocations: Revocations
@@ -21,7 +23,7 @@ struct RevokeSessions: HTTPFunction {
         secrets: Secrets, revocations: Revocations, cache: any KeyValueCache, audit: any AuditSink, metrics: any MetricsFactory,
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
-        intake = WebhookIntake(secrets: secrets, cache: cache, namespace: "webhook-seen-sessions", metrics: metrics, now: now)
+        intake = WebhookIntake(secrets: secrets, cache: cache, eventType: Self.eventType, metrics: metrics, now: now)
         self.revocations = revocations
         self.audit = audit
         self.now = now
@@ -30,7 +32,7 @@ struct RevokeSessions: HTTPFunction {
     func handle(_ request: FunctionRequest) async throws -> FunctionResponse {
         let (id, body) = try await intake.authenticate(request)
         let now = now()
-        let revocation = try Self.parse(body, now: now)
+        let revocation = try Self.parse(intake.object(body, shape: Self.shape), now: now)
         let unavailable = "the cache is unavailable; the revocation was not stored, retry"
         guard try await intake.claim(id, unavailable: unavailable) else {
             request.logger.info("webhook replay ignored", metadata: ["webhook_id": .string(id)])
@@ -61,12 +63,11 @@ struct RevokeSessions: HTTPFunction {
         return .noContent()
     }
 
-    /// `{"tenant_id", "user_id"?, "jti"?, "revoked_before"?}`: `jti` wins over `user_id`; without
+    /// `{"type": "sessions.revoked", "tenant_id", "user_id"?, "jti"?, "revoked_before"?}` (`type` checked by the
+    /// intake): `jti` wins over `user_id`; without
     /// either the whole tenant. `revoked_before`: whole unix seconds, default now, at most 5 minutes
     /// ahead. Other members are ignored (the host may add some).
-    static func parse(_ body: [UInt8], now: Int64) throws(FunctionError) -> Revocation {
-        let object = try FunctionError.jsonObject(
-            body, "body must be a JSON object {\"tenant_id\", \"user_id\"?, \"jti\"?, \"revoked_before\"?}")
+    static func parse(_ object: [String: JSONValue], now: Int64) throws(FunctionError) -> Revocation {
         guard case .string(let tenantText)? = object["tenant_id"] else { throw .validationFailed("field 'tenant_id' is required") }
         guard let tenant = TenantID(validating: tenantText) else { throw .validationFailed("field 'tenant_id' is not a tenant id") }
         let revokedBefore: Int64

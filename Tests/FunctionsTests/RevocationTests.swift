@@ -95,13 +95,17 @@ struct RevocationListTests {
         }
     }
 
+    static func parsed(_ text: String, now: Int64) throws -> Revocation {
+        try RevokeSessions.parse(FunctionError.jsonObject(Array(text.utf8), "body"), now: now)
+    }
+
     @Test func webhookBodies() throws {
         let now: Int64 = 1_700_000_000
-        #expect(try RevokeSessions.parse(Array(#"{"tenant_id":"t","user_id":"u","jti":"j"}"#.utf8), now: now).scope == .token(jti: Array("j".utf8)))
-        #expect(try RevokeSessions.parse(Array(#"{"tenant_id":"t","user_id":"u"}"#.utf8), now: now).scope == .user("u".user))
-        let tenant = try RevokeSessions.parse(Array(#"{"tenant_id":"t","revoked_before":1699999000}"#.utf8), now: now)
+        #expect(try Self.parsed(#"{"tenant_id":"t","user_id":"u","jti":"j"}"#, now: now).scope == .token(jti: Array("j".utf8)))
+        #expect(try Self.parsed(#"{"tenant_id":"t","user_id":"u"}"#, now: now).scope == .user("u".user))
+        let tenant = try Self.parsed(#"{"tenant_id":"t","revoked_before":1699999000}"#, now: now)
         #expect(tenant.scope == .tenant && tenant.revokedBefore == 1_699_999_000)
-        #expect(try RevokeSessions.parse(Array(#"{"tenant_id":"t","user_id":null}"#.utf8), now: now).revokedBefore == now, "default now")
+        #expect(try Self.parsed(#"{"tenant_id":"t","user_id":null}"#, now: now).revokedBefore == now, "default now")
         for bad in [
             #"{"user_id":"u"}"#, #"{"tenant_id":"platform"}"#, #"{"tenant_id":""}"#, #"{"tenant_id":7}"#,
             #"{"tenant_id":"t","user_id":""}"#, #"{"tenant_id":"t","user_id":"a\u0001"}"#, #"{"tenant_id":"t","jti":""}"#,
@@ -110,10 +114,10 @@ struct RevocationListTests {
             #"{"tenant_id":"t","revoked_before":1.5}"#, #"{"tenant_id":"t","revoked_before":1700000301}"#,
             "[]", "not json", "",
         ] {
-            #expect(throws: FunctionError.self, "\(bad)") { try RevokeSessions.parse(Array(bad.utf8), now: now) }
+            #expect(throws: FunctionError.self, "\(bad)") { try Self.parsed(bad, now: now) }
         }
         #expect(throws: FunctionError.self) {
-            try RevokeSessions.parse(Array(#"{"tenant_id":"t","jti":"\#(String(repeating: "j", count: 257))"}"#.utf8), now: now)
+            try Self.parsed(#"{"tenant_id":"t","jti":"\#(String(repeating: "j", count: 257))"}"#, now: now)
         }
     }
 }
@@ -217,9 +221,9 @@ struct RevocationListTests {
             }
             let body: String
             switch scope {
-            case .token: body = #"{"tenant_id":"\#(tenant)","jti":"jti-target"}"#
-            case .user: body = #"{"tenant_id":"\#(tenant)","user_id":"u-1"}"#
-            case .tenant: body = #"{"tenant_id":"\#(tenant)"}"#
+            case .token: body = #"{"type":"sessions.revoked","tenant_id":"\#(tenant)","jti":"jti-target"}"#
+            case .user: body = #"{"type":"sessions.revoked","tenant_id":"\#(tenant)","user_id":"u-1"}"#
+            case .tenant: body = #"{"type":"sessions.revoked","tenant_id":"\#(tenant)"}"#
             }
             let answer = try await Self.revoke(a, body)
             #expect(answer.status == .noContent, "\(answer.body)")
@@ -252,7 +256,7 @@ struct RevocationListTests {
             let tenant = "rv-\(UUID().uuidString.prefix(8))"
             await LeadsHarness.grant(host, tenant: tenant, user: "u-1", ["LEADS_READ", "AUDIT_READ"])
             let token = try Self.token(key, tenant: tenant, user: "u-1")
-            let body = #"{"tenant_id":"\#(tenant)","user_id":"u-1"}"#
+            let body = #"{"type":"sessions.revoked","tenant_id":"\#(tenant)","user_id":"u-1"}"#
             let forged = try await Self.revoke(a, body, secret: "whsec_b3RoZXItc2VjcmV0LWtleS0xMjM0NTY3OA==")
             #expect(forged.status == .unauthorized && forged.code == "INVALID_SIGNATURE")
             var unsigned = WebhookPurgeTests.signed(body)
@@ -261,7 +265,7 @@ struct RevocationListTests {
                 uri: "/webhooks/sessions-revoked", method: .post, headers: unsigned, body: ByteBuffer(string: body)
             ) { $0.status }
             #expect(missing == .unauthorized)
-            let invalid = try await Self.revoke(a, #"{"tenant_id":"\#(tenant)","revoked_before":"soon"}"#)
+            let invalid = try await Self.revoke(a, #"{"type":"sessions.revoked","tenant_id":"\#(tenant)","revoked_before":"soon"}"#)
             #expect(invalid.status == .badRequest && invalid.code == "VALIDATION_FAILED")
             try await Task.sleep(for: .milliseconds(300))
             for client in [a, b] { #expect(try await client.send(.get, "/api/leads?limit=1", token: token).status == .ok) }
@@ -276,6 +280,45 @@ struct RevocationListTests {
         }
     }
 
+    /// The captured-delivery party (docs/security.md): a purge delivery replayed to the revocation endpoint (their
+    /// bodies overlap) logged the user out. Every body names its event in `type`, an endpoint acts only on its own,
+    /// and one `webhook-id` is acted on once across every webhook endpoint.
+    @Test func aDeliveryIsBoundToItsEndpoint() async throws {
+        try await Self.twoInstances { host, key, a, _ in
+            let tenant = "rv-wh-\(UUID().uuidString.prefix(8))"
+            await LeadsHarness.grant(host, tenant: tenant, user: "u-1", ["LEADS_READ"])
+            let token = try Self.token(key, tenant: tenant, user: "u-1")
+            func post(_ path: String, _ body: String, id: String) async throws -> Reply {
+                try await a.execute(
+                    uri: path, method: .post, headers: WebhookPurgeTests.signed(body, id: id), body: ByteBuffer(string: body)
+                ) { Reply(status: $0.status, headers: $0.headers, body: String(buffer: $0.body)) }
+            }
+            // A captured purge, replayed at the revocation endpoint: 400 naming `type`, nobody logged out.
+            let purge = #"{"type":"rbac.changed","tenant_id":"\#(tenant)","user_id":"u-1"}"#
+            let purgeID = "msg_\(UUID().uuidString)"
+            let misdirected = try await post("/webhooks/sessions-revoked", purge, id: purgeID)
+            #expect(misdirected.status == .badRequest && misdirected.code == "VALIDATION_FAILED" && misdirected.body.contains("type"))
+            // The old body shape without `type` is refused at both endpoints.
+            for path in ["/webhooks/sessions-revoked", "/webhooks/rbac-changed"] {
+                let untyped = try await post(path, #"{"tenant_id":"\#(tenant)"}"#, id: "msg_\(UUID().uuidString)")
+                #expect(untyped.status == .badRequest && untyped.code == "VALIDATION_FAILED", "\(path): \(untyped.body)")
+            }
+            // The purge delivered where it belongs is acted on; the same id then sent to the other endpoint with a
+            // well-typed body is a replay (204, nothing done), and with the wrong type still a 400.
+            #expect(try await post("/webhooks/rbac-changed", purge, id: purgeID).status == .noContent)
+            let revoke = #"{"type":"sessions.revoked","tenant_id":"\#(tenant)","user_id":"u-1"}"#
+            #expect(try await post("/webhooks/sessions-revoked", revoke, id: purgeID).status == .noContent)
+            #expect(try await post("/webhooks/sessions-revoked", purge, id: purgeID).status == .badRequest)
+            try await Task.sleep(for: .milliseconds(1200))
+            #expect(try await a.send(.get, "/api/leads?limit=1", token: token).status == .ok, "no delivery revoked the session")
+            let fresh = try Self.token(key, tenant: tenant, user: "u-1", issuedAgo: -30)
+            await LeadsHarness.grant(host, tenant: tenant, user: "u-1", ["LEADS_READ", "AUDIT_READ"])
+            #expect(try await post("/webhooks/rbac-changed", #"{"type":"rbac.changed","tenant_id":"\#(tenant)"}"#, id: "msg_\(UUID().uuidString)").status == .noContent)
+            let audit = try await a.send(.get, "/api/audit?event_type=SESSION_REVOKED", token: fresh)
+            #expect((audit.json["items"] as? [Any])?.count == 0, "\(audit.body)")
+        }
+    }
+
     /// Redis down: the webhook is a 503 (the host retries), never a 204 that stored nothing.
     @Test func redisDownIsA503() async throws {
         let database = try Backend.sqlite.databaseURL()
@@ -283,7 +326,7 @@ struct RevocationListTests {
             databaseURL: database, extra: ["REDIS_URL": "redis://127.0.0.1:1", "WEBHOOK_HMAC_SECRET": Self.secret]
         ) { host, key, client in
             await LeadsHarness.grant(host, tenant: "t-down", user: "u-1", ["LEADS_READ"])
-            let answer = try await Self.revoke(client, #"{"tenant_id":"t-down","user_id":"u-1"}"#)
+            let answer = try await Self.revoke(client, #"{"type":"sessions.revoked","tenant_id":"t-down","user_id":"u-1"}"#)
             #expect(answer.status == .serviceUnavailable && answer.code == "SERVICE_UNAVAILABLE", "\(answer.body)")
             #expect(!answer.body.contains(Self.secret))
         }
@@ -298,7 +341,7 @@ struct RevocationListTests {
             let token = try Self.token(key, tenant: tenant, user: "u-1")
             let other = try Self.token(key, tenant: tenant, user: "u-2")
             for client in [a, b] { #expect(try await client.send(.get, "/api/leads?limit=1", token: token).status == .ok) }
-            #expect(try await Self.revoke(a, #"{"tenant_id":"\#(tenant)","user_id":"u-1"}"#).status == .noContent)
+            #expect(try await Self.revoke(a, #"{"type":"sessions.revoked","tenant_id":"\#(tenant)","user_id":"u-1"}"#).status == .noContent)
             let acknowledged = ContinuousClock.now
             #expect(try await a.send(.get, "/api/leads?limit=1", token: token).status == .unauthorized)
             #expect(try await Self.eventually(b, token, is: .unauthorized, since: acknowledged), "the other instance within 1 s")
@@ -312,65 +355,67 @@ struct RevocationListTests {
             await LeadsHarness.grant(host, tenant: "t-local", user: "u-1", ["LEADS_READ"])
             let token = try Self.token(key, tenant: "t-local", user: "u-1", jti: "one")
             #expect(try await client.send(.get, "/api/leads?limit=1", token: token).status == .ok)
-            #expect(try await Self.revoke(client, #"{"tenant_id":"t-local","jti":"one"}"#).status == .noContent)
+            #expect(try await Self.revoke(client, #"{"type":"sessions.revoked","tenant_id":"t-local","jti":"one"}"#).status == .noContent)
             let refused = try await client.send(.get, "/api/leads?limit=1", token: token)
             #expect(refused.status == .unauthorized && refused.code == "UNAUTHENTICATED", "\(refused.body)")
         }
     }
 
-    /// An instance that was off pub/sub while a revocation was published (here: not yet
-    /// subscribed) catches up as soon as it subscribes; forged entries and messages in Redis are
-    /// ignored. (Cutting live subscribers with CLIENT KILL would cut other suites' too.)
+    /// The database is the record (docs/operations.md): an instance that heard nothing (here: not subscribed, not
+    /// polling) catches up from it on its next read; with Redis, revocations also arrive by pub/sub, and a message
+    /// sealed with another key, or not sealed at all, is ignored. Nothing about revocations is stored in Redis.
     @Test func anInstanceOffPubSubDuringTheRevocationCatchesUp() async throws {
         let redis = try TestRedis.client()
         let logger = Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }
         let sealer = SignedCache(
             base: RedisCache(client: redis), signingKey: Array("revocation-test-signing-key-0123456789".utf8), logger: logger,
             metrics: NOOPMetricsHandler.instance)
-        let store = SharedRevocationStore(client: redis, sealer: sealer, logger: logger)
-        let a = Revocations(store: store, metrics: NOOPMetricsHandler.instance)
-        let b = Revocations(store: store, metrics: NOOPMetricsHandler.instance)
-        let tenant = "rv-\(UUID().uuidString.prefix(8))"
-        let now = Int64(Date().timeIntervalSince1970)
-        try await a.revoke(Revocation(tenant: tenant.tenant, scope: .user("u-1".user), revokedBefore: now, now: now), now: now)
-        #expect(a.list.isRevoked(tenant: tenant.tenant, subject: "u-1".user, issuedAt: Double(now - 1), jti: nil))
-        #expect(!b.list.isRevoked(tenant: tenant.tenant, subject: "u-1".user, issuedAt: Double(now - 1), jti: nil), "b heard nothing")
-        // Planted without the key: a field in the hash and a message on the channel.
-        let forged = Revocation(tenant: tenant.tenant, scope: .user("u-2".user), revokedBefore: now, now: now)
-        _ = try await redis.command([Array("HSET".utf8), Array(SharedRevocationStore.hashKey.utf8), Array(forged.field.utf8), forged.encoded])
-        let other = SignedCache(
-            base: RedisCache(client: redis), signingKey: Array("someone-elses-signing-key-0123456789".utf8), logger: logger,
-            metrics: NOOPMetricsHandler.instance)
-        let forgedTenant = Revocation(tenant: tenant.tenant, scope: .tenant, revokedBefore: now, now: now)
+        let database = try Backend.sqlite.databaseURL()
+        _ = try await StoreSetup.migrate(databaseURL: database, logger: logger)
+        try await withAuditStore(database) { table in
+            let fanOut = RevocationFanOut(client: redis, sealer: sealer)
+            let a = Revocations(table: table, fanOut: fanOut, logger: logger, metrics: NOOPMetricsHandler.instance)
+            let b = Revocations(table: table, fanOut: fanOut, logger: logger, metrics: NOOPMetricsHandler.instance)
+            #expect(!b.isCurrent, "never read: not trusted")
+            let tenant = "rv-\(UUID().uuidString.prefix(8))"
+            let now = Int64(Date().timeIntervalSince1970)
+            try await a.revoke(Revocation(tenant: tenant.tenant, scope: .user("u-1".user), revokedBefore: now, now: now), now: now)
+            #expect(a.list.isRevoked(tenant: tenant.tenant, subject: "u-1".user, issuedAt: Double(now - 1), jti: nil))
+            #expect(!b.list.isRevoked(tenant: tenant.tenant, subject: "u-1".user, issuedAt: Double(now - 1), jti: nil), "b heard nothing")
+            let other = SignedCache(
+                base: RedisCache(client: redis), signingKey: Array("someone-elses-signing-key-0123456789".utf8), logger: logger,
+                metrics: NOOPMetricsHandler.instance)
+            let forgedTenant = Revocation(tenant: tenant.tenant, scope: .tenant, revokedBefore: now, now: now)
 
-        let group = ServiceGroup(
-            services: [RevocationSync(revocations: b, client: redis, sealer: sealer, logger: logger)], logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            let deadline = ContinuousClock.now + .seconds(2)
-            while !b.list.isRevoked(tenant: tenant.tenant, subject: "u-1".user, issuedAt: Double(now - 1), jti: nil),
-                ContinuousClock.now < deadline
-            {
-                try await Task.sleep(for: .milliseconds(20))
+            let group = ServiceGroup(services: [fanOut.subscriber(b, logger: logger)], logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let deadline = ContinuousClock.now + .seconds(2)
+                while !b.list.isRevoked(tenant: tenant.tenant, subject: "u-1".user, issuedAt: Double(now - 1), jti: nil),
+                    ContinuousClock.now < deadline
+                {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(b.list.isRevoked(tenant: tenant.tenant, subject: "u-1".user, issuedAt: Double(now - 1), jti: nil), "read on subscribing")
+                #expect(b.isCurrent)
+                // Subscribed now: a message sealed with another key is ignored, ours is applied.
+                _ = try await redis.command(["PUBLISH", RevocationFanOut.channel, RevocationFanOut.message(forgedTenant, sealer: other)])
+                _ = try await redis.command(["PUBLISH", RevocationFanOut.channel, "not base64 at all"])
+                let live = Revocation(tenant: tenant.tenant, scope: .token(jti: Array("j-live".utf8)), revokedBefore: now, now: now)
+                try await a.revoke(live, now: now)
+                let published = ContinuousClock.now + .seconds(1)
+                while !b.list.isRevoked(tenant: tenant.tenant, subject: "x".user, issuedAt: 1, jti: "j-live"), ContinuousClock.now < published {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(b.list.isRevoked(tenant: tenant.tenant, subject: "x".user, issuedAt: 1, jti: "j-live"), "applied from pub/sub")
+                #expect(!b.list.isRevoked(tenant: tenant.tenant, subject: "u-3".user, issuedAt: Double(now - 1), jti: nil), "forged message ignored")
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
             }
-            #expect(b.list.isRevoked(tenant: tenant.tenant, subject: "u-1".user, issuedAt: Double(now - 1), jti: nil), "caught up on subscribing")
-            // Subscribed now: a message sealed with another key is ignored, ours is applied.
-            _ = try await redis.command(["PUBLISH", SharedRevocationStore.channel, SharedRevocationStore.message(forgedTenant, sealer: other)])
-            _ = try await redis.command(["PUBLISH", SharedRevocationStore.channel, "not base64 at all"])
-            let live = Revocation(tenant: tenant.tenant, scope: .token(jti: Array("j-live".utf8)), revokedBefore: now, now: now)
-            try await a.revoke(live, now: now)
-            let published = ContinuousClock.now + .seconds(1)
-            while !b.list.isRevoked(tenant: tenant.tenant, subject: "x".user, issuedAt: 1, jti: "j-live"), ContinuousClock.now < published {
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            #expect(b.list.isRevoked(tenant: tenant.tenant, subject: "x".user, issuedAt: 1, jti: "j-live"), "applied from pub/sub")
-            #expect(!b.list.isRevoked(tenant: tenant.tenant, subject: "u-2".user, issuedAt: Double(now - 1), jti: nil), "planted field ignored")
-            #expect(!b.list.isRevoked(tenant: tenant.tenant, subject: "u-3".user, issuedAt: Double(now - 1), jti: nil), "forged message ignored")
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+            let stored = try await table.revocationRecords(now: now).compactMap(Revocation.init(decoding:))
+            #expect(stored.contains { $0.tenant == tenant.tenant && $0.scope == .user("u-1".user) })
+            #expect(stored.contains { $0.tenant == tenant.tenant && $0.scope == .token(jti: Array("j-live".utf8)) })
+            #expect(try await redis.command(["EXISTS", "revocations"]) == .integer(0), "nothing stored in Redis")
         }
-        let stored = try await store.all(now: now)
-        #expect(stored.contains { $0.tenant == tenant.tenant && $0.scope == .user("u-1".user) })
-        #expect(!stored.contains { $0.scope == .user("u-2".user) && $0.tenant == tenant.tenant })
     }
 }

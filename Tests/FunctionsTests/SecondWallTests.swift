@@ -145,7 +145,95 @@ extension Functions.PostgresDatabase {
                 #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .tenant("wall-2")) == ["of wall-2"])
                 #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .tenant("wall-\u{301}1")).isEmpty)
                 #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .noTenant).isEmpty)
-                #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .crossTenant(.verifier)) == ["of wall-1", "of wall-2"])
+                #expect(try await postgres.leadNamesWithoutATenantFilter(scope: .crossTenant(.verifier)).isEmpty, "no cross-tenant path reads leads")
+            }
+        }
+    }
+
+    /// The runtime-role holder of docs/security.md (finding 3): `SET app.cross_tenant = 'on'` once showed every
+    /// tenant's leads. No value of any setting the policies read, nor any other setting or role a session of the
+    /// runtime role can change, shows two tenants' leads or idempotency records; revocations and purges cannot be
+    /// deleted by it (only expired ones, by `fnhost_prune_expired`); the counted cross-tenant reads still work.
+    @Test func noSettingTheRuntimeRoleCanChangeOpensTheWall() async throws {
+        try await ScratchDatabase.with { database in
+            let runtime = try await Self.runtimeRole(database)
+            defer { Task { await Self.dropRole(runtime.name, database) } }
+            _ = try await StoreSetup.migrate(databaseURL: database.url, runtimeRole: runtime.name, logger: ScratchDatabase.logger)
+            try await withAuditStore(runtime.url) { store in
+                for tenant in ["wall-1", "wall-2"] {
+                    _ = try await store.create(
+                        tenant: tenant.tenant, lead: newLead(tenant), audit: record(tenant),
+                        idempotency: CreateIdempotency(key: "k-\(tenant)", requestHash: "h", response: "{}"))
+                }
+            }
+            let tenants = ["", "wall-1", "wall-2", "*", "%", "on", "wall-1,wall-2", "wall-1' OR '1'='1", "WALL-1", "wall-1 "]
+            let crossValues = ["on", "ON", "true", "1", "yes", "off", ""]
+            for tenant in tenants {
+                for cross in crossValues {
+                    try await Self.asRole(runtime.url) { connection in
+                        _ = try await connection.query(
+                            "SELECT set_config('app.tenant_id', \(tenant), false), set_config('app.cross_tenant', \(cross), false)",
+                            logger: ScratchDatabase.logger)
+                        for table in ["leads", "lead_requests"] {
+                            var seen = -1
+                            for try await value in try await connection.query(
+                                PostgresQuery(unsafeSQL: "SELECT count(DISTINCT tenant_id)::int FROM \(table)"), logger: ScratchDatabase.logger
+                            ).decode(Int.self) {
+                                seen = value
+                            }
+                            #expect((0...1).contains(seen), "\(table) with app.tenant_id=\(tenant) app.cross_tenant=\(cross): \(seen) tenants")
+                        }
+                    }
+                }
+            }
+            try await Self.asRole(runtime.url, tenant: "wall-1", crossTenant: true) { connection in
+                // Other levers a session has: none is a privilege it holds.
+                #expect(await Self.sqlState("SET row_security = off", on: connection) == nil)
+                #expect(await Self.sqlState("SELECT count(*) FROM leads", on: connection) == "42501", "row security is not the session's to turn off")
+                #expect(await Self.sqlState("RESET row_security", on: connection) == nil)
+                #expect(await Self.sqlState("SET ROLE postgres", on: connection) == "42501")
+                #expect(await Self.sqlState("SET SESSION AUTHORIZATION postgres", on: connection) == "42501")
+                #expect(await Self.sqlState("ALTER TABLE leads NO FORCE ROW LEVEL SECURITY", on: connection) == "42501")
+                #expect(await Self.sqlState("CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'", on: connection) == "42501")
+                // Revocations and purges outlive the runtime role: inserted, never deleted by it.
+                let now = Int64(Date().timeIntervalSince1970)
+                for statement in [
+                    "INSERT INTO session_revocations (field, tenant_id, record, expires_at) VALUES ('live', 'wall-1', '{}', \(now + 3600))",
+                    "INSERT INTO session_revocations (field, tenant_id, record, expires_at) VALUES ('old', 'wall-1', '{}', \(now - 10))",
+                    "INSERT INTO rbac_purges (tenant_id, user_id, purged_at, expires_at) VALUES ('wall-1', 'u', \(now), \(now + 3600))",
+                    "INSERT INTO rbac_purges (tenant_id, user_id, purged_at, expires_at) VALUES ('wall-1', 'u', \(now - 99), \(now - 10))",
+                ] {
+                    #expect(await Self.sqlState(statement, on: connection) == nil, "\(statement)")
+                }
+                for statement in [
+                    "DELETE FROM session_revocations", "DELETE FROM rbac_purges", "UPDATE session_revocations SET expires_at = 0",
+                    "UPDATE rbac_purges SET purged_at = 0", "TRUNCATE session_revocations",
+                ] {
+                    #expect(await Self.sqlState(statement, on: connection) == "42501", "\(statement) must fail by privilege")
+                }
+                #expect(await Self.sqlState("SELECT fnhost_prune_expired()", on: connection) == nil)
+                var left: [String] = []
+                for try await field in try await connection.query("SELECT field FROM session_revocations ORDER BY field", logger: ScratchDatabase.logger)
+                    .decode(String.self)
+                {
+                    left.append(field)
+                }
+                #expect(left == ["live"], "only the expired revocation was pruned")
+                var purges = -1
+                for try await count in try await connection.query("SELECT count(*)::int FROM rbac_purges", logger: ScratchDatabase.logger).decode(Int.self) {
+                    purges = count
+                }
+                #expect(purges == 1, "only the expired purge was pruned")
+            }
+            // The counted cross-tenant paths still work as the runtime role: every chain for the verifier, and the
+            // revocations and purges for the sync.
+            try await withAuditStore(runtime.url) { store in
+                let chains = try await store.chainIDs()
+                #expect(chains.contains("wall-2"))
+                let now = Int64(Date().timeIntervalSince1970)
+                let purges = try await store.purgeRecords(now: now)
+                let revocations = try await store.revocationRecords(now: now)
+                #expect(purges.count == 1 && revocations.count == 1)
             }
         }
     }

@@ -77,7 +77,7 @@ struct WebhookSignatureTests {
                     Reply(status: $0.status, headers: $0.headers, body: String(buffer: $0.body))
                 }
             }
-            let user = #"{"tenant_id":"\#(tenant)","user_id":"u-1"}"#
+            let user = #"{"type":"rbac.changed","tenant_id":"\#(tenant)","user_id":"u-1"}"#
             let now = Int64(Date().timeIntervalSince1970)
             try await seed()
             // Each failure: 401 INVALID_SIGNATURE (400 for a bad body) and nothing purged.
@@ -91,7 +91,7 @@ struct WebhookSignatureTests {
                 ("missing timestamp", user, { var h = Self.signed(user); h[PurgeRBACCache.webhookTimestamp] = nil; return h }(), "INVALID_SIGNATURE"),
                 ("not JSON", "tenant=x", Self.signed("tenant=x"), "VALIDATION_FAILED"),
                 ("no tenant", #"{"user_id":"u-1"}"#, Self.signed(#"{"user_id":"u-1"}"#), "VALIDATION_FAILED"),
-                ("newline in id", #"{"tenant_id":"a\nb"}"#, Self.signed(#"{"tenant_id":"a\nb"}"#), "VALIDATION_FAILED"),
+                ("newline in id", #"{"type":"rbac.changed","tenant_id":"a\nb"}"#, Self.signed(#"{"type":"rbac.changed","tenant_id":"a\nb"}"#), "VALIDATION_FAILED"),
             ]
             for (name, body, headers, code) in failures {
                 let reply = try await post(body, headers)
@@ -104,7 +104,7 @@ struct WebhookSignatureTests {
             #expect(try await post(user, Self.signed(user, id: id)).status == .noContent)
             #expect(try await present() == [false, true, true])
             // The previous secret still verifies (rotation window).
-            let other = #"{"tenant_id":"\#(tenant)","user_id":"u-2"}"#
+            let other = #"{"type":"rbac.changed","tenant_id":"\#(tenant)","user_id":"u-2"}"#
             #expect(try await post(other, Self.signed(other, secret: Self.previous)).status == .noContent)
             #expect(try await present() == [false, false, true])
             // A replayed webhook-id: 204, no second purge.
@@ -112,7 +112,7 @@ struct WebhookSignatureTests {
             #expect(try await post(user, Self.signed(user, id: id)).status == .noContent)
             #expect(try await present() == [true, true, true], "replay within 10 minutes purges nothing")
             // The whole tenant (no user_id), never the other tenant.
-            let whole = #"{"tenant_id":"\#(tenant)"}"#
+            let whole = #"{"type":"rbac.changed","tenant_id":"\#(tenant)"}"#
             #expect(try await post(whole, Self.signed(whole)).status == .noContent)
             #expect(try await present() == [false, false, true])
         }

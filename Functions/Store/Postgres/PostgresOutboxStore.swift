@@ -151,10 +151,39 @@ extension PostgresDatabase: RevocationTable {
         }
     }
 
+    /// The database's own clock decides what expired (`fnhost_prune_expired`, run as the schema owner): the runtime
+    /// role cannot delete a revocation or a purge still in force.
     func pruneRevocations(now: Int64) async throws(StoreUnavailable) {
-        _ = try await withCrossTenantTransaction(.revocationSync) { [logger] connection in
-            try await connection.query("DELETE FROM session_revocations WHERE expires_at <= \(now)", logger: logger)
+        _ = try await transaction(.noTenant) { [logger] connection in
+            try await connection.query("SELECT fnhost_prune_expired()", logger: logger)
             return true
+        }
+    }
+
+    func storePurge(_ purge: PurgeRecord) async throws(StoreUnavailable) {
+        let user = purge.user?.text
+        _ = try await withTenantTransaction(purge.tenant) { [logger] connection in
+            try await connection.query(
+                """
+                INSERT INTO rbac_purges (tenant_id, user_id, purged_at, expires_at)
+                VALUES (\(purge.tenant.text), \(user), \(purge.purgedAt), \(purge.expiresAt))
+                """, logger: logger)
+            return true
+        }
+    }
+
+    func purgeRecords(now: Int64) async throws(StoreUnavailable) -> [PurgeRecord] {
+        try await withCrossTenantTransaction(.revocationSync) { [logger] connection in
+            var records: [PurgeRecord] = []
+            for try await (tenant, user, at, expires) in try await connection.query(
+                "SELECT tenant_id, user_id, purged_at, expires_at FROM rbac_purges WHERE expires_at > \(now)", logger: logger
+            ).decode((String, String?, Double, Int64).self) {
+                guard let tenantID = TenantID(validating: tenant), at.isFinite else { continue }
+                let userID = user.flatMap(UserID.init(validating:))
+                if user != nil, userID == nil { continue }
+                records.append(PurgeRecord(tenant: tenantID, user: userID, purgedAt: at, expiresAt: expires))
+            }
+            return records
         }
     }
 }

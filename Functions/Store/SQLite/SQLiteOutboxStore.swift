@@ -118,5 +118,25 @@ extension SQLiteDatabase: RevocationTable {
 
     func pruneRevocations(now: Int64) async throws(StoreUnavailable) {
         _ = try await run("DELETE FROM session_revocations WHERE expires_at <= ?", [.integer(Int(now))])
+        _ = try await run("DELETE FROM rbac_purges WHERE expires_at <= ?", [.integer(Int(now))])
+    }
+
+    func storePurge(_ purge: PurgeRecord) async throws(StoreUnavailable) {
+        _ = try await run(
+            "INSERT INTO rbac_purges (tenant_id, user_id, purged_at, expires_at) VALUES (?, ?, ?, ?)",
+            [.text(purge.tenant.text), purge.user.map { .text($0.text) } ?? .null, .float(purge.purgedAt), .integer(Int(purge.expiresAt))])
+    }
+
+    func purgeRecords(now: Int64) async throws(StoreUnavailable) -> [PurgeRecord] {
+        try await run("SELECT tenant_id, user_id, purged_at, expires_at FROM rbac_purges WHERE expires_at > ?", [.integer(Int(now))])
+            .compactMap { row in
+                guard let tenant = row.column("tenant_id")?.string.flatMap(TenantID.init(validating:)),
+                    let at = row.column("purged_at")?.double, at.isFinite, let expires = row.column("expires_at")?.integer
+                else { return nil }
+                let userText = row.column("user_id")?.string
+                let user = userText.flatMap(UserID.init(validating:))
+                if userText != nil, user == nil { return nil }
+                return PurgeRecord(tenant: tenant, user: user, purgedAt: at, expiresAt: Int64(expires))
+            }
     }
 }
