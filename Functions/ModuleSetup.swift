@@ -114,7 +114,7 @@ struct ModuleSetup: Sendable {
                 redis.subscribe(channel: RBACService.purgeChannel, logger: logger) { message in rbac.applyPurgeMessage(message) })
         }
         // Revocations and purges (docs/operations.md): recorded in the database in every configuration, read from it
-        // now (before the first request) and twice a second; Redis, when present, carries the news sooner.
+        // by the first request and twice a second; Redis, when present, carries the news sooner.
         // Until the first read (or while the database is away) the view is stale: a request reads it again itself
         // (`Revocations.refresh`) and gets 503 if the database does not answer, never an unchecked token.
         let revocations = Revocations(

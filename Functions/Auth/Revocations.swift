@@ -202,7 +202,7 @@ protocol RevocationTable: Sendable {
 }
 
 /// Revocation checks and bookkeeping shared by the webhook and the token verifier. The record is the database
-/// (`RevocationTable`); the in-process view (`list`) is loaded from it at start, polled from it twice a second
+/// (`RevocationTable`); the in-process view (`list`) is read from it by the first request, polled from it twice a second
 /// (`DatabaseRevocationSync`) and, with Redis, also fed by pub/sub (`RevocationFanOut`), which only makes the news
 /// arrive sooner: a flushed, evicted or failed-over Redis changes nothing, since the next poll restores the view.
 final class Revocations: Sendable {

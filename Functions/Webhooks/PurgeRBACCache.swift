@@ -4,9 +4,10 @@ import FunctionRuntime
 import HTTPTypes
 
 /// `POST /webhooks/rbac-changed` — the host says a user's (or a whole tenant's) permissions
-/// changed: verify the Standard Webhooks signature over the raw body, then purge
+/// changed: verify the Standard Webhooks signature over the raw body and its `type`, record the purge in
+/// the database (`rbac_purges`: every instance refuses answers asked for before it), then purge
 /// `rbac:{tenant}:{user}` (or every entry of the tenant, by SCAN) in the shared cache and every
-/// instance's L1 (pub/sub), and audit `RBAC_CACHE_PURGED`. A `webhook-id` seen in the last
+/// instance's L1 (pub/sub), and audit `RBAC_CACHE_PURGED`. Database down → 503, nothing purged. A `webhook-id` seen in the last
 /// 10 minutes is answered 204 without a second purge (claimed with `SET NX` in the shared cache
 /// only after the signature and body are valid; released again if the purge fails, so the host's
 /// retry is not swallowed). Bad signature → 401 `INVALID_SIGNATURE`, bad body → 400; neither purges.
@@ -33,8 +34,7 @@ struct PurgeRBACCache: HTTPFunction {
     func handle(_ request: FunctionRequest) async throws -> FunctionResponse {
         let (id, body) = try await intake.authenticate(request)
         let (tenant, user) = try Self.parse(intake.object(body, shape: Self.shape))
-        let unavailable = "the cache is unavailable; the purge was not applied, retry"
-        guard try await intake.claim(id, unavailable: unavailable) else {
+        guard try await intake.claim(id, unavailable: "the cache is unavailable; the purge was not applied, retry") else {
             request.logger.info("webhook replay ignored", metadata: ["webhook_id": .string(id)])
             return .noContent()
         }
@@ -43,7 +43,8 @@ struct PurgeRBACCache: HTTPFunction {
             removed = try await rbac.purge(tenant: tenant, user: user)
         } catch {
             await intake.release(id)
-            throw FunctionError.serviceUnavailable(unavailable)
+            request.logger.error("rbac purge not recorded", metadata: ["reason": .string(error.description)])
+            throw FunctionError.serviceUnavailable("the database is unavailable; the purge was not recorded, retry")
         }
         var details: [String: JSONValue] = ["webhook_id": .string(id), "entries_removed": .number(Double(removed))]
         details["user_id"] = user.map { JSONValue.string($0.text) } ?? .null

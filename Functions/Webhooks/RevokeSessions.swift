@@ -5,8 +5,8 @@ import FunctionRuntime
 /// `POST /webhooks/sessions-revoked` — the host revoked sessions (docs/operations.md): one token (`jti`),
 /// a user's tokens or a whole tenant's tokens issued at or before `revoked_before`. Signed and
 /// replay-protected exactly like the RBAC purge (`WebhookIntake`). 204 only once the revocation is
-/// stored where every instance reads it and published to them; the cache down is a 503 (the host
-/// retries) and nothing is claimed. Audited `SESSION_REVOKED` on the tenant's chain.
+/// stored in the database (every instance reads it there) and published to them; the database down,
+/// or the cache down for the replay claim, is a 503 (the host retries) and nothing is claimed. Audited `SESSION_REVOKED` on the tenant's chain.
 struct RevokeSessions: HTTPFunction {
     /// A `revoked_before` this far ahead of the clock is refused: revocation is not a ban on future logins.
     static let futureTolerance: Int64 = 300
@@ -33,8 +33,7 @@ struct RevokeSessions: HTTPFunction {
         let (id, body) = try await intake.authenticate(request)
         let now = now()
         let revocation = try Self.parse(intake.object(body, shape: Self.shape), now: now)
-        let unavailable = "the cache is unavailable; the revocation was not stored, retry"
-        guard try await intake.claim(id, unavailable: unavailable) else {
+        guard try await intake.claim(id, unavailable: "the cache is unavailable; the revocation was not stored, retry") else {
             request.logger.info("webhook replay ignored", metadata: ["webhook_id": .string(id)])
             return .noContent()
         }
@@ -45,7 +44,7 @@ struct RevokeSessions: HTTPFunction {
             } catch {
                 await intake.release(id)
                 request.logger.error("revocation not stored", metadata: ["reason": .string(error.description)])
-                throw FunctionError.serviceUnavailable(unavailable)
+                throw FunctionError.serviceUnavailable("the database is unavailable; the revocation was not stored, retry")
             }
         }
         var details: [String: JSONValue] = [

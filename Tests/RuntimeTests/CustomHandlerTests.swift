@@ -321,39 +321,41 @@ import Testing
         #expect(await recorder.count("Tick") == 0, "the Azure host fires timers, not fnhost serve")
     }
 
-    @Test func serveWithoutEnvironmentIsProduction() async throws {
+    /// The environment each build of a module sees, in order.
+    private func environments(
+        defaults: [String: String], builds: [(HostingMode, [String: String])]
+    ) async throws -> [DeploymentEnvironment] {
         let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Tick", schedule: "0 0 0 1 1 *")))
         let seen = Mutex<[DeploymentEnvironment]>([])
-        let module = TestModule { context in
+        let module = TestModule(settingDefaults: defaults) { context in
             let environment = context.environment
             seen.withLock { $0.append(environment) }
             context.functions.register("Tick", timer: { _, _ in })
         }
-        _ = try await FunctionHost.build(
-            options: .init(scriptRoot: root, mode: .customHandler), module: module,
-            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": "0"], logger: CapturedLogs().logger())
-        _ = try await FunctionHost.build(
-            options: .init(scriptRoot: root, port: 0), module: module, environment: [:], logger: CapturedLogs().logger())
-        #expect(seen.withLock { $0 } == [.production, .development], "serve defaults to production, start to development")
+        for (mode, environment) in builds {
+            _ = try await FunctionHost.build(
+                options: mode == .customHandler ? .init(scriptRoot: root, mode: .customHandler) : .init(scriptRoot: root, port: 0),
+                module: module, environment: environment, logger: CapturedLogs().logger())
+        }
+        return seen.withLock { $0 }
+    }
+
+    @Test func serveWithoutEnvironmentIsProduction() async throws {
+        let seen = try await environments(
+            defaults: [:], builds: [(.customHandler, ["FUNCTIONS_CUSTOMHANDLER_PORT": "0"]), (.emulator, [:])])
+        #expect(seen == [.production, .development], "serve defaults to production, start to development")
     }
 
     /// A module's default cannot make `fnhost serve` development: only the deployment says so (the module once
     /// defaulted ENVIRONMENT to development and every Azure deployment that forgot the setting ran open).
     @Test func aModuleDefaultCannotMakeServeDevelopment() async throws {
-        let root = try makeScriptRoot(manifest: manifestJSON(timerFunction("Tick", schedule: "0 0 0 1 1 *")))
-        let seen = Mutex<[DeploymentEnvironment]>([])
-        let module = TestModule(settingDefaults: ["ENVIRONMENT": "development"]) { context in
-            let environment = context.environment
-            seen.withLock { $0.append(environment) }
-            context.functions.register("Tick", timer: { _, _ in })
-        }
-        _ = try await FunctionHost.build(
-            options: .init(scriptRoot: root, mode: .customHandler), module: module,
-            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": "0"], logger: CapturedLogs().logger())
-        _ = try await FunctionHost.build(
-            options: .init(scriptRoot: root, mode: .customHandler), module: module,
-            environment: ["FUNCTIONS_CUSTOMHANDLER_PORT": "0", "ENVIRONMENT": "staging"], logger: CapturedLogs().logger())
-        #expect(seen.withLock { $0 } == [.production, .staging], "the module's default is ignored; the deployment's value wins")
+        let seen = try await environments(
+            defaults: ["ENVIRONMENT": "development"],
+            builds: [
+                (.customHandler, ["FUNCTIONS_CUSTOMHANDLER_PORT": "0"]),
+                (.customHandler, ["FUNCTIONS_CUSTOMHANDLER_PORT": "0", "ENVIRONMENT": "staging"]),
+            ])
+        #expect(seen == [.production, .staging], "the module's default is ignored; the deployment's value wins")
     }
 
     @Test func serveRequiresThePort() async throws {
