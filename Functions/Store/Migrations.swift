@@ -615,6 +615,7 @@ enum Migrations {
                 """,
             ]),
         wallsPostgres,
+        createRunsPostgres,
     ]
 
     static let sqlite: [Migration] = [

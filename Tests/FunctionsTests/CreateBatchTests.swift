@@ -201,6 +201,58 @@ import Testing
         }
     }
 
+    /// Migration 16: a full batch on one chain — the shape a single busy tenant sends — holds its head once and moves
+    /// it once, and an item refused anywhere in the run leaves no gap: the next good item takes its seq, and the chain
+    /// verifies. An item whose chain is not its tenant's is refused alone (its head is locked under its chain's scope).
+    @Test func aFullBatchOnOneChainIsGaplessAroundRefusedItems() async throws {
+        try await ScratchDatabase.with { database in
+            try await withAuditStore(database.url) { store in
+                let postgres = try #require(store as? Functions.PostgresDatabase)
+                let tenant = "t-run-a", other = "t-run-b"
+                var chains: [String] = [], items: [String] = [], good: [String] = []
+                var expectedRefused: [Int32] = []
+                for index in 0..<CreateBatches.maxBatch {
+                    var lead = newLead(tenant)
+                    let refuse = index % 7 == 3
+                    if refuse { lead.status = "maybe" }
+                    let draft = try AuditEvent.sealed(
+                        record(tenant, "LEAD_CREATED", ["lead_id": .string(lead.id)]), eventID: RequestIDs.generate(),
+                        occurredAt: Timestamps.now(), after: .empty)
+                    var json = CreateBatches.CreateLeadsStatement.json(CreateBatches.Item(tenant: tenant.tenant, lead: lead, draft: draft))
+                    let mismatched = index == 10
+                    if mismatched { json = json.replacingOccurrences(of: #""tenant":"t-run-a""#, with: #""tenant":"t-run-b""#) }
+                    chains.append(tenant)
+                    items.append(json)
+                    if refuse || mismatched { expectedRefused.append(Int32(index + 1)) } else { good.append(lead.id) }
+                }
+                let rows = try await postgres.client.withConnection { connection in
+                    try await connection.rows(
+                        CreateBatches.CreateLeadsStatement(limit: 10_000, chains: chains, items: items), logger: ScratchDatabase.logger)
+                }
+                var seqs: [Int64] = [], refused: [Int32] = []
+                for row in rows.sorted(by: { $0.index < $1.index }) {
+                    switch row.outcome {
+                    case .sealed(let seal): seqs.append(seal.0)
+                    case .refused(let failure):
+                        refused.append(row.index)
+                        #expect(failure.functionError.status == .badRequest)
+                    }
+                }
+                #expect(refused == expectedRefused, "each bad item refused alone")
+                #expect(seqs == Array(1...Int64(good.count)), "the good items take consecutive seqs, in position order")
+                let events = try await chain(store, tenant)
+                #expect(events.map(\.seq) == Array(1...Int64(good.count)))
+                #expect(try await AuditChainVerifier(store: store).verify(tenant: tenant, full: true).breaks.isEmpty)
+                let head = try #require(try await postgres.chainHead(tenant))
+                let last = try #require(events.last)
+                #expect(head.seq == Int64(good.count) && head.hash.utf8.elementsEqual(last.currentEventHash.utf8))
+                let listed = try await store.list(tenant: tenant.tenant, limit: 100, after: nil)
+                #expect(listed.map(\.id).sorted() == good.sorted())
+                #expect(try await store.list(tenant: other.tenant, limit: 10, after: nil).isEmpty, "nothing written under the other tenant")
+            }
+        }
+    }
+
     /// A batch the database fails as a whole — its most urgent create's lock wait ends at that create's
     /// deadline while another session holds its chain's head — commits nothing and is written again one
     /// create at a time: the create whose time ran out is 503, the other is created.
