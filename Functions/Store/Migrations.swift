@@ -616,6 +616,7 @@ enum Migrations {
             ]),
         wallsPostgres,
         createRunsPostgres,
+        ownerJobsPostgres,
     ]
 
     static let sqlite: [Migration] = [

@@ -152,4 +152,165 @@ extension Migrations {
             $fn$
             """,
         ])
+
+    /// Migration 17 (docs/data.md, docs/security.md): the narrow cross-tenant jobs run as the schema owner, through
+    /// functions that do exactly their job; the runtime role's own settings open no other tenant's audit log or outbox.
+    /// - The `cross_tenant` policies of the audit tables and the outbox are replaced by `owner_jobs` policies that name
+    ///   the schema owner (the role running this migration): `SET app.cross_tenant = 'on'` by any other role changes
+    ///   nothing it can see. The owner's functions below (SECURITY DEFINER, fixed `search_path`, `app.cross_tenant`
+    ///   turned on and back off inside their body — a function's own `SET app.…` clause needs a superuser for a
+    ///   custom setting — EXECUTE granted to the runtime role alone) are the cross-tenant path: the
+    ///   outbox claim and backlog, the verifier's chain list and positions, a super admin's read of every chain,
+    ///   and the revocation and purge poll. Holding the runtime credentials gives those jobs' answers, nothing more.
+    /// - The platform chain is a scope of its own (`app.tenant_id = 'platform'`, a name no tenant can have): the
+    ///   tables keyed by chain already match it, and `audit_events` gains a policy for the platform chain's rows
+    ///   (their `tenant_id` is NULL). It opens no tenant's rows.
+    /// - Revocations and purges keep their read-only `cross_tenant_read` policy for the binary before this one, which
+    ///   polls them directly (a poll that found nothing would accept revoked tokens during a rolling deployment); the
+    ///   next release's migration drops it. The binary before this one skips its timers (outbox, verifier) against a
+    ///   newer schema (`SchemaGate`), so closing the outbox and audit tables to its setting costs it nothing but a
+    ///   super admin's cross-chain read during the overlap (empty until it is replaced).
+    /// With one role for migrations and runtime (development) the owner is the runtime: the policies then behave as
+    /// before (a second wall against the module's own bugs, not against its credentials; docs/security.md).
+    static let ownerJobsPostgres = Migration(
+        version: 17, name: "cross-tenant jobs through the schema owner's functions; the platform chain a scope of its own",
+        statements: [
+            """
+            CREATE POLICY platform_chain ON audit_events
+                USING (chain_id = 'platform' AND current_setting('app.tenant_id', true) = 'platform')
+                WITH CHECK (chain_id = 'platform' AND tenant_id IS NULL AND current_setting('app.tenant_id', true) = 'platform')
+            """,
+            """
+            DO $do$
+            DECLARE
+                t text;
+            BEGIN
+                FOREACH t IN ARRAY ARRAY['email_outbox', 'audit_events', 'audit_chain_heads', 'audit_verifier_positions',
+                                         'audit_tree_nodes', 'audit_checkpoints'] LOOP
+                    EXECUTE format('DROP POLICY cross_tenant ON public.%I', t);
+                    EXECUTE format('CREATE POLICY owner_jobs ON public.%I TO %I USING (current_setting(''app.cross_tenant'', true) = ''on'') '
+                                   'WITH CHECK (current_setting(''app.cross_tenant'', true) = ''on'')', t, current_user);
+                END LOOP;
+                FOREACH t IN ARRAY ARRAY['session_revocations', 'rbac_purges'] LOOP
+                    EXECUTE format('CREATE POLICY owner_jobs ON public.%I FOR SELECT TO %I USING (current_setting(''app.cross_tenant'', true) = ''on'')',
+                                   t, current_user);
+                END LOOP;
+            END
+            $do$
+            """,
+            """
+            CREATE FUNCTION fnhost_outbox_claim(p_owner text, p_now timestamptz, p_lease_until timestamptz, p_limit integer)
+            RETURNS SETOF public.email_outbox LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
+            BEGIN
+                PERFORM set_config('app.cross_tenant', 'on', true);
+                RETURN QUERY WITH claimed AS (
+                    UPDATE public.email_outbox SET lease_owner = p_owner, lease_until = p_lease_until
+                    WHERE (tenant_id, id) IN (
+                        SELECT o.tenant_id, o.id FROM public.email_outbox o
+                        WHERE o.status = 'pending' AND o.next_attempt_at <= p_now AND (o.lease_until IS NULL OR o.lease_until < p_now)
+                        ORDER BY o.next_attempt_at LIMIT least(greatest(p_limit, 0), 1000)
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING *)
+                SELECT * FROM claimed;
+                PERFORM set_config('app.cross_tenant', 'off', true);
+            END
+            $fn$
+            """,
+            """
+            CREATE FUNCTION fnhost_outbox_backlog() RETURNS TABLE (o_pending integer, o_oldest timestamptz) LANGUAGE plpgsql SECURITY DEFINER
+            SET search_path = pg_catalog, public AS $fn$
+            BEGIN
+                PERFORM set_config('app.cross_tenant', 'on', true);
+                RETURN QUERY SELECT count(*)::integer, min(e.created_at) FROM public.email_outbox e WHERE e.status = 'pending';
+                PERFORM set_config('app.cross_tenant', 'off', true);
+            END
+            $fn$
+            """,
+            """
+            CREATE FUNCTION fnhost_revocations_in_force(p_now bigint) RETURNS SETOF text LANGUAGE plpgsql SECURITY DEFINER
+            SET search_path = pg_catalog, public AS $fn$
+            BEGIN
+                PERFORM set_config('app.cross_tenant', 'on', true);
+                RETURN QUERY SELECT r.record FROM public.session_revocations r WHERE r.expires_at > p_now;
+                PERFORM set_config('app.cross_tenant', 'off', true);
+            END
+            $fn$
+            """,
+            """
+            CREATE FUNCTION fnhost_purges_in_force(p_now bigint)
+            RETURNS TABLE (o_tenant text, o_user text, o_purged_at double precision, o_expires_at bigint) LANGUAGE plpgsql SECURITY DEFINER
+            SET search_path = pg_catalog, public AS $fn$
+            BEGIN
+                PERFORM set_config('app.cross_tenant', 'on', true);
+                RETURN QUERY SELECT p.tenant_id, p.user_id, p.purged_at, p.expires_at FROM public.rbac_purges p WHERE p.expires_at > p_now;
+                PERFORM set_config('app.cross_tenant', 'off', true);
+            END
+            $fn$
+            """,
+            """
+            CREATE FUNCTION fnhost_audit_chain_ids() RETURNS SETOF text LANGUAGE plpgsql SECURITY DEFINER
+            SET search_path = pg_catalog, public AS $fn$
+            BEGIN
+                PERFORM set_config('app.cross_tenant', 'on', true);
+                RETURN QUERY SELECT h.chain_id FROM public.audit_chain_heads h ORDER BY h.chain_id;
+                PERFORM set_config('app.cross_tenant', 'off', true);
+            END
+            $fn$
+            """,
+            """
+            CREATE FUNCTION fnhost_audit_chains_with_events() RETURNS SETOF text LANGUAGE plpgsql SECURITY DEFINER
+            SET search_path = pg_catalog, public AS $fn$
+            BEGIN
+                PERFORM set_config('app.cross_tenant', 'on', true);
+                RETURN QUERY WITH RECURSIVE chains(id) AS (
+                    SELECT min(e.chain_id) FROM public.audit_events e
+                    UNION ALL
+                    SELECT (SELECT min(e.chain_id) FROM public.audit_events e WHERE e.chain_id > chains.id) FROM chains WHERE chains.id IS NOT NULL
+                )
+                SELECT chains.id FROM chains WHERE chains.id IS NOT NULL;
+                PERFORM set_config('app.cross_tenant', 'off', true);
+            END
+            $fn$
+            """,
+            """
+            CREATE FUNCTION fnhost_audit_verifier_positions() RETURNS TABLE (o_chain text, o_seq bigint, o_hash text)
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
+            BEGIN
+                PERFORM set_config('app.cross_tenant', 'on', true);
+                RETURN QUERY SELECT v.chain_id, v.seq, v.event_hash FROM public.audit_verifier_positions v;
+                PERFORM set_config('app.cross_tenant', 'off', true);
+            END
+            $fn$
+            """,
+            """
+            CREATE FUNCTION fnhost_audit_events_all(
+                p_event_type text, p_since timestamptz, p_until timestamptz, p_actor text,
+                p_after_at timestamptz, p_after_seq bigint, p_after_chain text, p_oldest_first boolean, p_limit integer)
+            RETURNS SETOF public.audit_events LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
+            BEGIN
+                PERFORM set_config('app.cross_tenant', 'on', true);
+                IF p_oldest_first THEN
+                    RETURN QUERY SELECT * FROM public.audit_events e
+                    WHERE (p_event_type IS NULL OR e.event_type = p_event_type) AND (p_since IS NULL OR e.occurred_at >= p_since)
+                      AND (p_until IS NULL OR e.occurred_at <= p_until) AND (p_actor IS NULL OR e.actor_sub = p_actor)
+                      AND (p_after_at IS NULL OR (e.occurred_at, e.seq, e.chain_id) > (p_after_at, p_after_seq, p_after_chain))
+                    ORDER BY e.occurred_at, e.seq, e.chain_id LIMIT least(greatest(p_limit, 0), 1000);
+                ELSE
+                    RETURN QUERY SELECT * FROM public.audit_events e
+                    WHERE (p_event_type IS NULL OR e.event_type = p_event_type) AND (p_since IS NULL OR e.occurred_at >= p_since)
+                      AND (p_until IS NULL OR e.occurred_at <= p_until) AND (p_actor IS NULL OR e.actor_sub = p_actor)
+                      AND (p_after_at IS NULL OR (e.occurred_at, e.seq, e.chain_id) < (p_after_at, p_after_seq, p_after_chain))
+                    ORDER BY e.occurred_at DESC, e.seq DESC, e.chain_id DESC LIMIT least(greatest(p_limit, 0), 1000);
+                END IF;
+                PERFORM set_config('app.cross_tenant', 'off', true);
+            END
+            $fn$
+            """,
+            """
+            REVOKE ALL ON FUNCTION fnhost_outbox_claim(text, timestamptz, timestamptz, integer), fnhost_outbox_backlog(),
+                fnhost_revocations_in_force(bigint), fnhost_purges_in_force(bigint), fnhost_audit_chain_ids(),
+                fnhost_audit_chains_with_events(), fnhost_audit_verifier_positions(),
+                fnhost_audit_events_all(text, timestamptz, timestamptz, text, timestamptz, bigint, text, boolean, integer) FROM PUBLIC
+            """,
+        ])
 }

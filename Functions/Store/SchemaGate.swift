@@ -150,6 +150,10 @@ extension PostgresMigrator {
         "fnhost_audit_append(text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
         "fnhost_create_lead(text, integer, uuid, text, text, text, text, text, text, text, timestamptz, timestamptz, text, uuid, text, text, text, text, text, text, jsonb, bytea, bytea)",
         "fnhost_create_leads(integer, jsonb)", "fnhost_prune_expired()", "fnhost_create_leads_each(integer, text[], text[])",
+        // Migration 17: the cross-tenant jobs, run as the schema owner.
+        "fnhost_outbox_claim(text, timestamptz, timestamptz, integer)", "fnhost_outbox_backlog()", "fnhost_revocations_in_force(bigint)",
+        "fnhost_purges_in_force(bigint)", "fnhost_audit_chain_ids()", "fnhost_audit_chains_with_events()", "fnhost_audit_verifier_positions()",
+        "fnhost_audit_events_all(text, timestamptz, timestamptz, text, timestamptz, bigint, text, boolean, integer)",
     ]
 
     /// `role` as a quoted SQL identifier.

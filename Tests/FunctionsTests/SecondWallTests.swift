@@ -164,9 +164,14 @@ extension Functions.PostgresDatabase {
                     _ = try await store.create(
                         tenant: tenant.tenant, lead: newLead(tenant), audit: record(tenant),
                         idempotency: CreateIdempotency(key: "k-\(tenant)", requestHash: "h", response: "{}"))
+                    _ = try await OutboxDispatcherTests.seed(store, tenant: tenant, count: 1)
+                    let head = try #require(try await store.chainHead(tenant))
+                    try await store.saveCheckpoint(tenant, head)
                 }
+                // The platform chain is a scope of its own (no cross-tenant setting): the runtime role appends to it.
+                _ = try await store.append(record(nil, "SUPER_ADMIN_ACTION"))
             }
-            let tenants = ["", "wall-1", "wall-2", "*", "%", "on", "wall-1,wall-2", "wall-1' OR '1'='1", "WALL-1", "wall-1 "]
+            let tenants = ["", "wall-1", "wall-2", "*", "%", "on", "platform", "wall-1,wall-2", "wall-1' OR '1'='1", "WALL-1", "wall-1 "]
             let crossValues = ["on", "ON", "true", "1", "yes", "off", ""]
             for tenant in tenants {
                 for cross in crossValues {
@@ -174,10 +179,14 @@ extension Functions.PostgresDatabase {
                         _ = try await connection.query(
                             "SELECT set_config('app.tenant_id', \(tenant), false), set_config('app.cross_tenant', \(cross), false)",
                             logger: ScratchDatabase.logger)
-                        for table in ["leads", "lead_requests"] {
+                        // Migration 17: the audit log and the outbox too (their cross-tenant policies name the schema owner).
+                        for (table, key) in [
+                            ("leads", "tenant_id"), ("lead_requests", "tenant_id"), ("email_outbox", "tenant_id"), ("audit_events", "chain_id"),
+                            ("audit_chain_heads", "chain_id"), ("audit_verifier_positions", "chain_id"),
+                        ] {
                             var seen = -1
                             for try await value in try await connection.query(
-                                PostgresQuery(unsafeSQL: "SELECT count(DISTINCT tenant_id)::int FROM \(table)"), logger: ScratchDatabase.logger
+                                PostgresQuery(unsafeSQL: "SELECT count(DISTINCT \(key))::int FROM \(table)"), logger: ScratchDatabase.logger
                             ).decode(Int.self) {
                                 seen = value
                             }
@@ -225,15 +234,26 @@ extension Functions.PostgresDatabase {
                 }
                 #expect(purges == 1, "only the expired purge was pruned")
             }
-            // The counted cross-tenant paths still work as the runtime role: every chain for the verifier, and the
-            // revocations and purges for the sync.
+            // The counted cross-tenant paths still work as the runtime role, through the schema owner's functions: every
+            // chain and position for the verifier, the revocations and purges for the sync, the outbox's backlog and
+            // claim, a super admin's read of every chain.
             try await withAuditStore(runtime.url) { store in
-                let chains = try await store.chainIDs()
-                #expect(chains.contains("wall-2"))
+                #expect(try await store.chainIDs() == ["platform", "wall-1", "wall-2"])
+                #expect(Set(try await store.chainIDsWithEvents()) == ["platform", "wall-1", "wall-2"])
+                #expect(Set(try await store.checkpoints().keys.map(\.text)) == ["wall-1", "wall-2"])
                 let now = Int64(Date().timeIntervalSince1970)
                 let purges = try await store.purgeRecords(now: now)
                 let revocations = try await store.revocationRecords(now: now)
                 #expect(purges.count == 1 && revocations.count == 1)
+                #expect(try await store.outboxBacklog().pending == 2)
+                let claimed = try await store.claimDue(
+                    owner: "wall-test", now: Timestamps.now(), leaseUntil: Timestamps.string(microseconds: Timestamps.nowMicroseconds() + 60_000_000),
+                    limit: 10)
+                #expect(Set(claimed.map(\.tenantID.text)) == ["wall-1", "wall-2"])
+                let every = try await store.auditEvents(AuditQuery(scope: .all, limit: 50))
+                #expect(Set(every.map(\.chainID)) == ["platform", "wall-1", "wall-2"])
+                let platform = try await store.auditEvents(AuditQuery(scope: .chain(.platform), limit: 50))
+                #expect(platform.map(\.eventType) == ["SUPER_ADMIN_ACTION"])
             }
         }
     }

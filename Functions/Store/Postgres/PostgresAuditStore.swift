@@ -72,12 +72,13 @@ enum PostgresAudit {
 
 extension PostgresDatabase: AuditStore {
     func append(_ record: AuditRecord) async throws(StoreUnavailable) -> AuditEvent {
-        try await transaction(record.tenantID.map { .tenant($0.text) } ?? .crossTenant(.platformChain)) { [logger] connection in
+        try await transaction(record.tenantID.map { .tenant($0.text) } ?? .platform) { [logger] connection in
             try await PostgresAudit.append(record, on: connection, logger: logger)
         }
     }
 
     func auditEvents(_ query: AuditQuery) async throws(StoreUnavailable) -> [AuditEvent] {
+        if case .all = query.scope { return try await everyChainsEvents(query) }
         var sql = PostgresQuery(unsafeSQL: "SELECT \(PostgresAudit.eventColumns) FROM audit_events WHERE true")
         // Tenant chains are found through the index led by tenant_id; the platform chain is tenant_id IS NULL.
         switch query.scope {
@@ -85,7 +86,7 @@ extension PostgresDatabase: AuditStore {
         case .chain(.tenant(let tenant)):
             sql.sql += " AND tenant_id = $\(sql.binds.count + 1)"
             sql.binds.append(tenant.text)
-        case .all: break
+        case .all: break  // everyChainsEvents
         }
         if let type = query.eventType {
             sql.sql += " AND event_type = $\(sql.binds.count + 1)"
@@ -118,10 +119,22 @@ extension PostgresDatabase: AuditStore {
         let scope: DatabaseScope
         switch query.scope {
         case .chain(.tenant(let tenant)): scope = .tenant(tenant.text)
-        case .chain(.platform): scope = .crossTenant(.platformChain)
-        case .all: scope = .crossTenant(.superAdminAudit)
+        case .chain(.platform), .all: scope = .platform
         }
         return try await events(scope, statement).map(\.event)
+    }
+
+    /// A super admin's read of every chain: the schema owner's `fnhost_audit_events_all` (migration 17) applies the
+    /// same filters, order and cursor as a chain's query above.
+    private func everyChainsEvents(_ query: AuditQuery) async throws(StoreUnavailable) -> [AuditEvent] {
+        let cursor = query.cursor
+        let statement: PostgresQuery = """
+            SELECT \(unescaped: PostgresAudit.eventColumns) FROM fnhost_audit_events_all(
+                \(query.eventType)::text, \(query.since)::timestamptz, \(query.until)::timestamptz, \(query.actorSub?.text)::text,
+                \(cursor?.occurredAt)::timestamptz, \(cursor?.seq)::bigint, \(cursor?.chainID)::text, \(query.oldestFirst)::boolean,
+                \(query.limit)::integer)
+            """
+        return try await events(.crossTenant(.superAdminAudit), statement).map(\.event)
     }
 
     private func events(_ scope: DatabaseScope, _ query: PostgresQuery) async throws(StoreUnavailable) -> [StoredAuditEvent] {
@@ -143,21 +156,12 @@ extension PostgresDatabase: AuditStore {
     }
 
     func chainIDs() async throws(StoreUnavailable) -> [String] {
-        try await strings(.crossTenant(.verifier), "SELECT chain_id FROM audit_chain_heads ORDER BY chain_id")
+        try await strings(.crossTenant(.verifier), "SELECT fnhost_audit_chain_ids()")
     }
 
     func chainIDsWithEvents() async throws(StoreUnavailable) -> [String] {
         // A skip scan over the primary key: one index probe per chain instead of reading every event.
-        try await strings(
-            .crossTenant(.verifier),
-            """
-            WITH RECURSIVE chains(id) AS (
-                SELECT min(chain_id) FROM audit_events
-                UNION ALL
-                SELECT (SELECT min(chain_id) FROM audit_events WHERE chain_id > chains.id) FROM chains WHERE chains.id IS NOT NULL
-            )
-            SELECT id FROM chains WHERE id IS NOT NULL
-            """)
+        try await strings(.crossTenant(.verifier), "SELECT fnhost_audit_chains_with_events()")
     }
 
     func chainHead(_ chain: String) async throws(StoreUnavailable) -> ChainHead? {
@@ -200,7 +204,7 @@ extension PostgresDatabase: AuditStore {
         try await withCrossTenantTransaction(.verifier) { [logger] connection in
             var result: [ChainID: ChainHead] = [:]
             for try await (chain, seq, hash) in try await connection.query(
-                "SELECT chain_id, seq, event_hash FROM audit_verifier_positions", logger: logger
+                "SELECT o_chain, o_seq, o_hash FROM fnhost_audit_verifier_positions()", logger: logger
             ).decode((String, Int64, String).self) {
                 result[ChainID(stored: chain)] = ChainHead(seq: seq, hash: hash, occurredAt: nil)
             }

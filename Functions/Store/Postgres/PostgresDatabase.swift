@@ -78,7 +78,7 @@ struct PostgresDatabase: Sendable {
     /// A write transaction that cannot outlive its answer: PostgreSQL itself ends any statement or
     /// lock wait past the remaining deadline (`SET LOCAL statement_timeout`, `lock_timeout`), and
     /// the transaction commits only if the caller is still waiting (`TransactionDeadline`). The same
-    /// first statement sets the row-level-security scope (`app.tenant_id` or `app.cross_tenant`,
+    /// first statement sets the row-level-security scope (`app.tenant_id`, and `app.cross_tenant` off;
     /// transaction-local, so a pooled connection never carries it to the next caller): this is the
     /// one entry point for tenant work.
     func transaction<T: Sendable>(
@@ -115,17 +115,16 @@ struct PostgresDatabase: Sendable {
         static let name = "fnhost.TransactionSettings"
         static let sql = """
             SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true),
-                   set_config('app.tenant_id', $2, true), set_config('app.cross_tenant', $3, true)
+                   set_config('app.tenant_id', $2, true), set_config('app.cross_tenant', 'off', true)
             """
         typealias Row = Void
         let limit: String
         let scope: DatabaseScope
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 3)
+            var bindings = PostgresBindings(capacity: 2)
             bindings.append(limit)
             bindings.append(scope.tenantSetting)
-            bindings.append(scope.crossTenantSetting)
             return bindings
         }
 
@@ -148,7 +147,8 @@ struct PostgresDatabase: Sendable {
         try await transaction(.tenant(tenant.text), body)
     }
 
-    /// One of the explicit cross-tenant paths (`DatabaseScope.Reason`), counted by reason.
+    /// One of the explicit cross-tenant paths (`DatabaseScope.Reason`), counted by reason: `body` calls the schema
+    /// owner's job function for it (migration 17); the transaction itself sees no tenant.
     func withCrossTenantTransaction<T: Sendable>(
         _ reason: DatabaseScope.Reason, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreUnavailable) -> T {

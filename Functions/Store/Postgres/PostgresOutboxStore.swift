@@ -51,18 +51,12 @@ extension PostgresDatabase: OutboxStore {
     }
 
     func claimDue(owner: String, now: String, leaseUntil: String, limit: Int) async throws(StoreUnavailable) -> [OutboxEmail] {
-        // The dispatcher serves every tenant: the explicit cross-tenant path.
+        // The dispatcher serves every tenant: the explicit cross-tenant path, the schema owner's claim (migration 17).
         try await outbox(
             .crossTenant(.outboxDispatcher),
             """
-            UPDATE email_outbox SET lease_owner = \(owner), lease_until = \(leaseUntil)::timestamptz
-            WHERE (tenant_id, id) IN (
-                SELECT tenant_id, id FROM email_outbox
-                WHERE status = 'pending' AND next_attempt_at <= \(now)::timestamptz
-                  AND (lease_until IS NULL OR lease_until < \(now)::timestamptz)
-                ORDER BY next_attempt_at LIMIT \(limit)
-                FOR UPDATE SKIP LOCKED)
-            RETURNING \(unescaped: Self.outboxColumns)
+            SELECT \(unescaped: Self.outboxColumns)
+            FROM fnhost_outbox_claim(\(owner), \(now)::timestamptz, \(leaseUntil)::timestamptz, \(limit)::integer)
             """)
     }
 
@@ -115,8 +109,7 @@ extension PostgresDatabase: OutboxStore {
             var result: (pending: Int, oldest: String?) = (0, nil)
             for try await (count, oldest) in try await connection.query(
                 """
-                SELECT count(*)::int, to_char(min(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-                FROM email_outbox WHERE status = 'pending'
+                SELECT o_pending, to_char(o_oldest AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM fnhost_outbox_backlog()
                 """, logger: logger
             ).decode((Int, String?).self) {
                 result = (count, oldest)
@@ -143,7 +136,7 @@ extension PostgresDatabase: RevocationTable {
         try await withCrossTenantTransaction(.revocationSync) { [logger] connection in
             var records: [[UInt8]] = []
             for try await record in try await connection.query(
-                "SELECT record FROM session_revocations WHERE expires_at > \(now)", logger: logger
+                "SELECT fnhost_revocations_in_force(\(now))", logger: logger
             ).decode(String.self) {
                 records.append(Array(record.utf8))
             }
@@ -176,7 +169,7 @@ extension PostgresDatabase: RevocationTable {
         try await withCrossTenantTransaction(.revocationSync) { [logger] connection in
             var records: [PurgeRecord] = []
             for try await (tenant, user, at, expires) in try await connection.query(
-                "SELECT tenant_id, user_id, purged_at, expires_at FROM rbac_purges WHERE expires_at > \(now)", logger: logger
+                "SELECT o_tenant, o_user, o_purged_at, o_expires_at FROM fnhost_purges_in_force(\(now))", logger: logger
             ).decode((String, String?, Double, Int64).self) {
                 guard let tenantID = TenantID(validating: tenant), at.isFinite else { continue }
                 let userID = user.flatMap(UserID.init(validating:))
