@@ -157,9 +157,10 @@ extension Migrations {
     /// functions that do exactly their job; the runtime role's own settings open no other tenant's audit log or outbox.
     /// - The `cross_tenant` policies of the audit tables and the outbox are replaced by `owner_jobs` policies that name
     ///   the schema owner (the role running this migration): `SET app.cross_tenant = 'on'` by any other role changes
-    ///   nothing it can see. The owner's functions below (SECURITY DEFINER, fixed `search_path`, `app.cross_tenant`
-    ///   turned on and back off inside their body — a function's own `SET app.…` clause needs a superuser for a
-    ///   custom setting — EXECUTE granted to the runtime role alone) are the cross-tenant path: the
+    ///   nothing it can see. The owner's functions below (SECURITY DEFINER, `search_path` fixed to `pg_catalog, pg_temp`
+    ///   with every relation qualified, `app.cross_tenant` turned on inside their body and restored before they
+    ///   return — a function's own `SET app.…` clause needs a superuser for a custom setting — EXECUTE granted to the
+    ///   runtime role alone) are the cross-tenant path: the
     ///   outbox claim and backlog, the verifier's chain list and positions, a super admin's read of every chain,
     ///   and the revocation and purge poll. Holding the runtime credentials gives those jobs' answers, nothing more.
     /// - The platform chain is a scope of its own (`app.tenant_id = 'platform'`, a name no tenant can have): the
@@ -167,9 +168,10 @@ extension Migrations {
     ///   (their `tenant_id` is NULL). It opens no tenant's rows.
     /// - Revocations and purges keep their read-only `cross_tenant_read` policy for the binary before this one, which
     ///   polls them directly (a poll that found nothing would accept revoked tokens during a rolling deployment); the
-    ///   next release's migration drops it. The binary before this one skips its timers (outbox, verifier) against a
-    ///   newer schema (`SchemaGate`), so closing the outbox and audit tables to its setting costs it nothing but a
-    ///   super admin's cross-chain read during the overlap (empty until it is replaced).
+    ///   next release's migration drops it. The binary before this one skips its timers (outbox, verifier) once its
+    ///   schema watcher has seen the newer schema (within 15 s; until then its outbox claim and verifier find nothing
+    ///   and its backlog gauge reads 0), and its platform-chain and cross-chain audit reads come back empty (in a
+    ///   two-role deployment) until it is replaced: nothing it does is opened, some of it answers less.
     /// With one role for migrations and runtime (development) the owner is the runtime: the policies then behave as
     /// before (a second wall against the module's own bugs, not against its credentials; docs/security.md).
     static let ownerJobsPostgres = Migration(
@@ -200,7 +202,9 @@ extension Migrations {
             """,
             """
             CREATE FUNCTION fnhost_outbox_claim(p_owner text, p_now timestamptz, p_lease_until timestamptz, p_limit integer)
-            RETURNS SETOF public.email_outbox LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
+            RETURNS SETOF public.email_outbox LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+            DECLARE
+                v_setting text := current_setting('app.cross_tenant', true);
             BEGIN
                 PERFORM set_config('app.cross_tenant', 'on', true);
                 RETURN QUERY WITH claimed AS (
@@ -212,54 +216,64 @@ extension Migrations {
                         FOR UPDATE SKIP LOCKED)
                     RETURNING *)
                 SELECT * FROM claimed;
-                PERFORM set_config('app.cross_tenant', 'off', true);
+                PERFORM set_config('app.cross_tenant', coalesce(v_setting, ''), true);
             END
             $fn$
             """,
             """
             CREATE FUNCTION fnhost_outbox_backlog() RETURNS TABLE (o_pending integer, o_oldest timestamptz) LANGUAGE plpgsql SECURITY DEFINER
-            SET search_path = pg_catalog, public AS $fn$
+            SET search_path = pg_catalog, pg_temp AS $fn$
+            DECLARE
+                v_setting text := current_setting('app.cross_tenant', true);
             BEGIN
                 PERFORM set_config('app.cross_tenant', 'on', true);
                 RETURN QUERY SELECT count(*)::integer, min(e.created_at) FROM public.email_outbox e WHERE e.status = 'pending';
-                PERFORM set_config('app.cross_tenant', 'off', true);
+                PERFORM set_config('app.cross_tenant', coalesce(v_setting, ''), true);
             END
             $fn$
             """,
             """
             CREATE FUNCTION fnhost_revocations_in_force(p_now bigint) RETURNS SETOF text LANGUAGE plpgsql SECURITY DEFINER
-            SET search_path = pg_catalog, public AS $fn$
+            SET search_path = pg_catalog, pg_temp AS $fn$
+            DECLARE
+                v_setting text := current_setting('app.cross_tenant', true);
             BEGIN
                 PERFORM set_config('app.cross_tenant', 'on', true);
                 RETURN QUERY SELECT r.record FROM public.session_revocations r WHERE r.expires_at > p_now;
-                PERFORM set_config('app.cross_tenant', 'off', true);
+                PERFORM set_config('app.cross_tenant', coalesce(v_setting, ''), true);
             END
             $fn$
             """,
             """
             CREATE FUNCTION fnhost_purges_in_force(p_now bigint)
             RETURNS TABLE (o_tenant text, o_user text, o_purged_at double precision, o_expires_at bigint) LANGUAGE plpgsql SECURITY DEFINER
-            SET search_path = pg_catalog, public AS $fn$
+            SET search_path = pg_catalog, pg_temp AS $fn$
+            DECLARE
+                v_setting text := current_setting('app.cross_tenant', true);
             BEGIN
                 PERFORM set_config('app.cross_tenant', 'on', true);
                 RETURN QUERY SELECT p.tenant_id, p.user_id, p.purged_at, p.expires_at FROM public.rbac_purges p WHERE p.expires_at > p_now;
-                PERFORM set_config('app.cross_tenant', 'off', true);
+                PERFORM set_config('app.cross_tenant', coalesce(v_setting, ''), true);
             END
             $fn$
             """,
             """
             CREATE FUNCTION fnhost_audit_chain_ids() RETURNS SETOF text LANGUAGE plpgsql SECURITY DEFINER
-            SET search_path = pg_catalog, public AS $fn$
+            SET search_path = pg_catalog, pg_temp AS $fn$
+            DECLARE
+                v_setting text := current_setting('app.cross_tenant', true);
             BEGIN
                 PERFORM set_config('app.cross_tenant', 'on', true);
                 RETURN QUERY SELECT h.chain_id FROM public.audit_chain_heads h ORDER BY h.chain_id;
-                PERFORM set_config('app.cross_tenant', 'off', true);
+                PERFORM set_config('app.cross_tenant', coalesce(v_setting, ''), true);
             END
             $fn$
             """,
             """
             CREATE FUNCTION fnhost_audit_chains_with_events() RETURNS SETOF text LANGUAGE plpgsql SECURITY DEFINER
-            SET search_path = pg_catalog, public AS $fn$
+            SET search_path = pg_catalog, pg_temp AS $fn$
+            DECLARE
+                v_setting text := current_setting('app.cross_tenant', true);
             BEGIN
                 PERFORM set_config('app.cross_tenant', 'on', true);
                 RETURN QUERY WITH RECURSIVE chains(id) AS (
@@ -268,17 +282,19 @@ extension Migrations {
                     SELECT (SELECT min(e.chain_id) FROM public.audit_events e WHERE e.chain_id > chains.id) FROM chains WHERE chains.id IS NOT NULL
                 )
                 SELECT chains.id FROM chains WHERE chains.id IS NOT NULL;
-                PERFORM set_config('app.cross_tenant', 'off', true);
+                PERFORM set_config('app.cross_tenant', coalesce(v_setting, ''), true);
             END
             $fn$
             """,
             """
             CREATE FUNCTION fnhost_audit_verifier_positions() RETURNS TABLE (o_chain text, o_seq bigint, o_hash text)
-            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+            DECLARE
+                v_setting text := current_setting('app.cross_tenant', true);
             BEGIN
                 PERFORM set_config('app.cross_tenant', 'on', true);
                 RETURN QUERY SELECT v.chain_id, v.seq, v.event_hash FROM public.audit_verifier_positions v;
-                PERFORM set_config('app.cross_tenant', 'off', true);
+                PERFORM set_config('app.cross_tenant', coalesce(v_setting, ''), true);
             END
             $fn$
             """,
@@ -286,7 +302,9 @@ extension Migrations {
             CREATE FUNCTION fnhost_audit_events_all(
                 p_event_type text, p_since timestamptz, p_until timestamptz, p_actor text,
                 p_after_at timestamptz, p_after_seq bigint, p_after_chain text, p_oldest_first boolean, p_limit integer)
-            RETURNS SETOF public.audit_events LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
+            RETURNS SETOF public.audit_events LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+            DECLARE
+                v_setting text := current_setting('app.cross_tenant', true);
             BEGIN
                 PERFORM set_config('app.cross_tenant', 'on', true);
                 IF p_oldest_first THEN
@@ -302,7 +320,7 @@ extension Migrations {
                       AND (p_after_at IS NULL OR (e.occurred_at, e.seq, e.chain_id) < (p_after_at, p_after_seq, p_after_chain))
                     ORDER BY e.occurred_at DESC, e.seq DESC, e.chain_id DESC LIMIT least(greatest(p_limit, 0), 1000);
                 END IF;
-                PERFORM set_config('app.cross_tenant', 'off', true);
+                PERFORM set_config('app.cross_tenant', coalesce(v_setting, ''), true);
             END
             $fn$
             """,

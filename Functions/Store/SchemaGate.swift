@@ -161,13 +161,35 @@ extension PostgresMigrator {
         "\"" + role.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    /// A runtime role that would hold the owner's rows anyway: a member of the migrating role (the `owner_jobs`
+    /// policies of migration 17 name the owner, and a policy applies to the members of the role it names), a
+    /// superuser, or a role that bypasses row-level security. `fnhost migrate` refuses to grant it.
+    struct RuntimeRoleOpensEveryTenant: Error, CustomStringConvertible {
+        let role: String
+        var description: String {
+            "the runtime role \(role) is a member of the migrating role, a superuser or exempt from row-level security: "
+                + "every tenant's rows would be open to it; use a role that is none of these (docs/data.md)"
+        }
+    }
+
     /// Revokes everything from `role` on the module's tables, then grants exactly `runtimeGrants`.
-    /// Nothing happens when `role` is the migrating role itself (one role for both).
+    /// Nothing happens when `role` is the migrating role itself (one role for both); a role that would hold the
+    /// owner's rows anyway is refused (`RuntimeRoleOpensEveryTenant`).
     static func grantRuntime(_ client: PostgresClient, role: String, logger: Logger) async throws {
+        // Checked before the transaction, so the refusal reaches the operator as itself.
+        var current = "", opensEveryTenant = false
+        for try await (name, member, exempt) in try await client.query(
+            """
+            SELECT current_user::text, coalesce(pg_has_role(r.oid, current_user, 'USAGE'), false), coalesce(r.rolsuper OR r.rolbypassrls, false)
+            FROM (SELECT 1) AS one LEFT JOIN pg_roles r ON r.rolname = \(role)::name
+            """, logger: logger
+        ).decode((String, Bool, Bool).self) {
+            current = name
+            opensEveryTenant = member || exempt
+        }
+        guard !current.utf8.elementsEqual(role.utf8) else { return }
+        guard !opensEveryTenant else { throw RuntimeRoleOpensEveryTenant(role: role) }
         try await client.withTransaction(logger: logger) { connection in
-            var current = ""
-            for try await name in try await connection.query("SELECT current_user::text", logger: logger).decode(String.self) { current = name }
-            guard !current.utf8.elementsEqual(role.utf8) else { return }
             let who = identifier(role)
             let everything = runtimeGrants.flatMap(\.tables).joined(separator: ", ")
             _ = try await connection.query(PostgresQuery(unsafeSQL: "GRANT USAGE ON SCHEMA public TO \(who)"), logger: logger)

@@ -167,6 +167,9 @@ extension Functions.PostgresDatabase {
                     _ = try await OutboxDispatcherTests.seed(store, tenant: tenant, count: 1)
                     let head = try #require(try await store.chainHead(tenant))
                     try await store.saveCheckpoint(tenant, head)
+                    let postgres = try #require(store as? Functions.PostgresDatabase)
+                    try await postgres.addTreeNodes(tenant, [TreeNode(level: 0, index: 0): [UInt8](repeating: 7, count: 32)])
+                    #expect(try await postgres.saveSignedCheckpoint(SignedCheckpoint(chainID: tenant, treeSize: 1, root: [UInt8](repeating: 7, count: 32), note: "n")))
                 }
                 // The platform chain is a scope of its own (no cross-tenant setting): the runtime role appends to it.
                 _ = try await store.append(record(nil, "SUPER_ADMIN_ACTION"))
@@ -182,7 +185,8 @@ extension Functions.PostgresDatabase {
                         // Migration 17: the audit log and the outbox too (their cross-tenant policies name the schema owner).
                         for (table, key) in [
                             ("leads", "tenant_id"), ("lead_requests", "tenant_id"), ("email_outbox", "tenant_id"), ("audit_events", "chain_id"),
-                            ("audit_chain_heads", "chain_id"), ("audit_verifier_positions", "chain_id"),
+                            ("audit_chain_heads", "chain_id"), ("audit_verifier_positions", "chain_id"), ("audit_tree_nodes", "chain_id"),
+                            ("audit_checkpoints", "chain_id"),
                         ] {
                             var seen = -1
                             for try await value in try await connection.query(
@@ -255,6 +259,32 @@ extension Functions.PostgresDatabase {
                 let platform = try await store.auditEvents(AuditQuery(scope: .chain(.platform), limit: 50))
                 #expect(platform.map(\.eventType) == ["SUPER_ADMIN_ACTION"])
             }
+        }
+    }
+
+    /// A runtime role that would hold the owner's rows anyway — a member of the migrating role (the `owner_jobs` policies
+    /// name the owner, and apply to its members) or one exempt from row-level security — is refused by `fnhost migrate`,
+    /// which names the reason; a plain role is granted.
+    @Test func aRuntimeRoleThatWouldHoldTheOwnersRowsIsRefused() async throws {
+        try await ScratchDatabase.with { database in
+            let owner = try #require(postgresUser(database.url))
+            for lever in ["GRANT \(owner) TO", "ALTER ROLE"] {
+                let runtime = try await Self.runtimeRole(database)
+                defer { Task { await Self.dropRole(runtime.name, database) } }
+                let statement = lever == "ALTER ROLE" ? "ALTER ROLE \(runtime.name) BYPASSRLS" : "\(lever) \(runtime.name)"
+                try await ScratchDatabase.superuser(database.adminURL) { client in
+                    _ = try await client.query(PostgresQuery(unsafeSQL: statement), logger: ScratchDatabase.logger)
+                }
+                do {
+                    _ = try await StoreSetup.migrate(databaseURL: database.url, runtimeRole: runtime.name, logger: ScratchDatabase.logger)
+                    Issue.record("\(statement): granted")
+                } catch {
+                    #expect(String(describing: error).contains("every tenant's rows would be open"), "\(statement): \(error)")
+                }
+            }
+            let plain = try await Self.runtimeRole(database)
+            defer { Task { await Self.dropRole(plain.name, database) } }
+            _ = try await StoreSetup.migrate(databaseURL: database.url, runtimeRole: plain.name, logger: ScratchDatabase.logger)
         }
     }
 

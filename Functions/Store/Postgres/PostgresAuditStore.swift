@@ -128,11 +128,14 @@ extension PostgresDatabase: AuditStore {
     /// same filters, order and cursor as a chain's query above.
     private func everyChainsEvents(_ query: AuditQuery) async throws(StoreUnavailable) -> [AuditEvent] {
         let cursor = query.cursor
+        // The function's rows in its own order are not promised by a scan of it: ordered again here (at most 1,000 rows).
+        let order = query.oldestFirst ? "ASC" : "DESC"
         let statement: PostgresQuery = """
             SELECT \(unescaped: PostgresAudit.eventColumns) FROM fnhost_audit_events_all(
                 \(query.eventType)::text, \(query.since)::timestamptz, \(query.until)::timestamptz, \(query.actorSub?.text)::text,
                 \(cursor?.occurredAt)::timestamptz, \(cursor?.seq)::bigint, \(cursor?.chainID)::text, \(query.oldestFirst)::boolean,
                 \(query.limit)::integer)
+            ORDER BY occurred_at \(unescaped: order), seq \(unescaped: order), chain_id \(unescaped: order)
             """
         return try await events(.crossTenant(.superAdminAudit), statement).map(\.event)
     }
@@ -156,7 +159,7 @@ extension PostgresDatabase: AuditStore {
     }
 
     func chainIDs() async throws(StoreUnavailable) -> [String] {
-        try await strings(.crossTenant(.verifier), "SELECT fnhost_audit_chain_ids()")
+        try await strings(.crossTenant(.verifier), "SELECT c FROM fnhost_audit_chain_ids() AS c ORDER BY c")
     }
 
     func chainIDsWithEvents() async throws(StoreUnavailable) -> [String] {
