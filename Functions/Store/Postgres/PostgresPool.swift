@@ -29,23 +29,35 @@ final class PostgresPool: Service, Sendable {
     private let next = Atomic<Int>(0)
     private let runsClients: Bool
 
-    /// At most `size` connections in all (at least one per loop), `keepOpen` of them open though idle,
-    /// both spread evenly over the loops of `group`.
+    /// At most `size` connections in all — a true maximum, whatever the number of loops — and `keepOpen` of them
+    /// open though idle, split as evenly as whole connections allow. With fewer connections than loops only that
+    /// many loops get a client; a request on a loop without one uses the others' in turn.
     init(
         configuration: PostgresClient.Configuration, size: Int, keepOpen: Int = 0, group: MultiThreadedEventLoopGroup = .singleton,
         logger: Logger
     ) {
         let loops = Array(group.makeIterator())
-        let share = max(1, (size + loops.count - 1) / loops.count)
-        var configuration = configuration
-        configuration.options.maximumConnections = share
-        configuration.options.minimumConnections = min(share, (max(0, keepOpen) + loops.count - 1) / loops.count)
-        self.loops = loops
-        let clients = loops.map { loop in PostgresClient(configuration: configuration, eventLoopGroup: loop, backgroundLogger: logger) }
+        let size = max(1, size)
+        let shares = Self.split(size, over: min(loops.count, size))
+        let kept = Self.split(min(max(0, keepOpen), size), over: shares.count)
+        var clients: [PostgresClient] = []
+        for (index, share) in shares.enumerated() {
+            var options = configuration
+            options.options.maximumConnections = share
+            options.options.minimumConnections = min(share, kept[index])
+            clients.append(PostgresClient(configuration: options, eventLoopGroup: loops[index], backgroundLogger: logger))
+        }
+        self.loops = Array(loops.prefix(shares.count))
         self.clients = clients
         pageBatches = zip(clients, loops).map { PageBatches(client: $0, loop: $1, logger: logger) }
         createBatches = zip(clients, loops).map { CreateBatches(client: $0, loop: $1, logger: logger) }
         runsClients = true
+    }
+
+    /// `total` in `parts` whole shares (at least one part) that differ by at most one and sum to `total`.
+    static func split(_ total: Int, over parts: Int) -> [Int] {
+        let parts = max(1, parts)
+        return (0..<parts).map { total / parts + ($0 < total % parts ? 1 : 0) }
     }
 
     /// One client the caller runs itself (tests, command-line runs).
