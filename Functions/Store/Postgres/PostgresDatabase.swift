@@ -101,10 +101,13 @@ struct PostgresDatabase: Sendable {
     ) async throws(StoreUnavailable) -> T {
         try await withTransactionDeadline(deadline, logger: logger) { [client, logger] gate in
             try await client.withTransaction(logger: logger) { connection in
-                _ = try await connection.rows(TransactionSettings(limit: String(gate.remainingMilliseconds), scope: scope), logger: logger)
-                let result = try await body(connection)
-                try gate.beginCommit()
-                return result
+                // A connection whose server turned read-only or went away is discarded (`losesItsServer`), not pooled.
+                try await connection.discarding({
+                    _ = try await connection.rows(TransactionSettings(limit: String(gate.remainingMilliseconds), scope: scope), logger: logger)
+                    let result = try await body(connection)
+                    try gate.beginCommit()
+                    return result
+                }, logger: logger)
             }
         }
     }

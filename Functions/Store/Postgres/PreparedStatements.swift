@@ -14,10 +14,24 @@ extension PostgresConnection {
             var rows: [Statement.Row] = []
             for try await row in try await execute(statement, logger: logger) { rows.append(row) }
             return rows
-        } catch let error as PSQLError where error.refusesPreparation {
+        } catch let error as PSQLError where error.refusesPreparation || error.losesItsServer {
             logger.warning(
-                "a prepared statement was refused; its connection is replaced",
+                "a prepared statement failed in a way its connection cannot recover from; the connection is replaced",
                 metadata: ["statement": .string(Statement.name), "sqlstate": .string(error.serverInfo?[.sqlState] ?? "")])
+            try? await close()
+            throw error
+        }
+    }
+
+    /// Closes this connection when `error` says its server can no longer serve it (`losesItsServer`), so the pool
+    /// never hands it out again; then rethrows.
+    func discarding<T>(_ body: () async throws -> T, logger: Logger) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as PSQLError where error.losesItsServer {
+            logger.warning(
+                "the database can no longer serve this connection (read-only after a failover, or shut down); it is replaced",
+                metadata: ["sqlstate": .string(error.serverInfo?[.sqlState] ?? "")])
             try? await close()
             throw error
         }
@@ -32,6 +46,16 @@ extension PostgresClient {
 }
 
 extension PSQLError {
+    /// The server behind this connection can no longer serve it: 25006 (read-only: the server became a replica in a
+    /// failover), 57P01/57P02/57P03 (shut down, crashed, not accepting connections yet) and class 08 (the connection
+    /// itself failed). Such a connection is discarded, never reused: PostgreSQL keeps a demoted server's sessions
+    /// open, so without this every write on them would fail until their idle close. Compared on bytes.
+    var losesItsServer: Bool {
+        guard let state = serverInfo?[.sqlState].map({ Array($0.utf8) }), state.count == 5 else { return false }
+        return state.prefix(2).elementsEqual("08".utf8) || state.elementsEqual("25006".utf8) || state.elementsEqual("57P01".utf8)
+            || state.elementsEqual("57P02".utf8) || state.elementsEqual("57P03".utf8)
+    }
+
     /// SQLSTATE classes 42 (a missing function, table, column or privilege; syntax), 3F (schema),
     /// 26 (statement name) and 0A000 (not supported): what a statement prepared against a schema that
     /// is not there yet meets. Compared on bytes.
