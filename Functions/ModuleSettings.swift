@@ -9,6 +9,7 @@ enum ModuleSettingSpecs {
     static let databaseMigrations = SettingSpec("DATABASE_MIGRATIONS", default: "auto")
     static let databasePoolSize = SettingSpec("DATABASE_POOL_SIZE", .number(1...1000), default: "20")
     static let databasePoolKeepOpen = SettingSpec("DATABASE_POOL_KEEP_OPEN", .number(0...1000), default: "0")
+    static let databasePooler = SettingSpec("DATABASE_POOLER", default: "none")
     static let redisURL = SettingSpec("REDIS_URL")
     static let tlsCAFile = SettingSpec("TLS_CA_FILE")
     static let cacheSigningKey = SettingSpec("CACHE_SIGNING_KEY", secret: true)
@@ -37,7 +38,7 @@ enum ModuleSettingSpecs {
     static let auditLogOrigin = SettingSpec("AUDIT_LOG_ORIGIN", default: CheckpointSigner.defaultOrigin)
 
     static let all: [SettingSpec] = [
-        databaseURL, databaseMigrationURL, databaseMigrations, databasePoolSize, databasePoolKeepOpen, redisURL, tlsCAFile, cacheSigningKey, jwksURI, jwtIssuer,
+        databaseURL, databaseMigrationURL, databaseMigrations, databasePoolSize, databasePoolKeepOpen, databasePooler, redisURL, tlsCAFile, cacheSigningKey, jwksURI, jwtIssuer,
         jwtAudience, rbacURL, rbacKey, emailURL, emailKey, rbacCacheTTL, rbacStaleMax, superAdminGroup, stagingAdminEmails,
         ratePerSecond, rateBurst, instanceCountHint, webhookSecret, emailRetryBase, emailRetryMax, emailRetryHorizon,
         emailDispatchSchedule, auditVerifySchedule, auditSigningKey, auditLogOrigin,

@@ -8,7 +8,9 @@ pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 cp "$repo/function.json" "$work/"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-export DATABASE_URL=${FNHOST_TEST_DATABASE_URL:?run through scripts/with-services.sh}
+# BENCH_DATABASE_URL: another route to the same database (the pooler's A/B: FNHOST_TEST_PGBOUNCER_URL with
+# DATABASE_POOLER=transaction, docs/benchmarks.md).
+export DATABASE_URL=${BENCH_DATABASE_URL:-${FNHOST_TEST_DATABASE_URL:?run through scripts/with-services.sh}}
 export REDIS_URL=${FNHOST_TEST_REDIS_URL:?run through scripts/with-services.sh}
 # One bench user sends thousands of requests a second: a budget that high keeps the limiter in
 # the path (its reservations from Redis) without turning the run into 429s.

@@ -74,6 +74,11 @@ public enum StoreCommands {
             ?? "sqlite:" + URL(fileURLWithPath: scriptRoot).appendingPathComponent(".fnhost/data/fnhost.sqlite").path
     }
 
+    /// `DATABASE_POOLER` as the server reads it.
+    static func pooler(_ configuration: HostConfiguration) throws -> DatabasePooler {
+        try DatabasePooler(setting: ModuleSettingSpecs.databasePooler.text(configuration.settings))
+    }
+
     /// Verifies the chains once, appends the outcome to the platform chain, and returns the chains and
     /// events read and one line per broken chain (empty: no break). Throws when it could not run.
     public static func verifyAudit(
@@ -82,7 +87,7 @@ public enum StoreCommands {
         let configuration = try await configuration(scriptRoot: scriptRoot, logger: logger)
         let url = try await databaseURL(configuration, scriptRoot: scriptRoot)
         return try await StoreSetup.withStore(
-            databaseURL: url, caFile: ModuleSettingSpecs.tlsCAFile.text(configuration.settings), logger: logger
+            databaseURL: url, caFile: ModuleSettingSpecs.tlsCAFile.text(configuration.settings), pooler: try pooler(configuration), logger: logger
         ) { store in
             let verification = AuditVerification(store: store, logger: logger, metrics: NOOPMetricsHandler.instance)
             let report = try await verification.run(tenant: tenant, full: full)
@@ -99,10 +104,11 @@ public enum StoreCommands {
         let owner = try await configuration.secrets.secret(named: ModuleSettingSpecs.databaseMigrationURL.name).flatMap { $0.isEmpty ? nil : $0 }
         // TLS_CA_FILE as the server reads it (local.settings.json included), not the environment alone.
         let caFile = ModuleSettingSpecs.tlsCAFile.text(configuration.settings)
+        let pooler = try pooler(configuration)
         guard let owner, owner != runtime else {
-            return try await StoreSetup.migrate(databaseURL: runtime, caFile: caFile, logger: logger)
+            return try await StoreSetup.migrate(databaseURL: runtime, caFile: caFile, pooler: pooler, logger: logger)
         }
-        return try await StoreSetup.migrate(databaseURL: owner, runtimeRole: postgresUser(runtime), caFile: caFile, logger: logger)
+        return try await StoreSetup.migrate(databaseURL: owner, runtimeRole: postgresUser(runtime), caFile: caFile, pooler: pooler, logger: logger)
     }
 
     /// `fnhost verify-audit --checkpoint FILE [--verifier-key KEY]`: the checkpoint's signature
@@ -135,7 +141,7 @@ public enum StoreCommands {
         }
         let url = try await databaseURL(configuration, scriptRoot: scriptRoot)
         let root = try await StoreSetup.withStore(
-            databaseURL: url, caFile: ModuleSettingSpecs.tlsCAFile.text(configuration.settings), logger: logger
+            databaseURL: url, caFile: ModuleSettingSpecs.tlsCAFile.text(configuration.settings), pooler: try pooler(configuration), logger: logger
         ) { store in
             try await AuditTree(store: store).rootFromEvents(chain, size: checkpoint.size)
         }

@@ -617,6 +617,7 @@ enum Migrations {
         wallsPostgres,
         createRunsPostgres,
         ownerJobsPostgres,
+        roleDefaultsPostgres,
     ]
 
     static let sqlite: [Migration] = [

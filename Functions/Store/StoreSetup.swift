@@ -24,9 +24,11 @@ enum StoreSetup {
             throw ModuleConfigurationError("DATABASE_MIGRATIONS must be auto or manual, not '\(migrations)'")
         }
         if let url, url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let configuration: PostgresClient.Configuration
+            let runtimeURL: PostgresURL
+            let pooler: DatabasePooler
             do {
-                configuration = try PostgresURL.configuration(url, caFile: ModuleSettingSpecs.tlsCAFile.text(context.settings))
+                pooler = try DatabasePooler(setting: ModuleSettingSpecs.databasePooler.text(context.settings))
+                runtimeURL = try PostgresURL(url, caFile: ModuleSettingSpecs.tlsCAFile.text(context.settings), pooler: pooler)
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
@@ -38,7 +40,7 @@ enum StoreSetup {
             } catch {
                 throw ModuleConfigurationError(error.description)
             }
-            let pool = PostgresPool(configuration: configuration, size: size, keepOpen: keepOpen, logger: logger)
+            let pool = PostgresPool(configuration: runtimeURL.client, size: size, keepOpen: keepOpen, statements: pooler.statements, logger: logger)
             context.services.append(pool)
             let client = pool.clients[0]
             // Migrations run as the schema owner (`DATABASE_MIGRATION_URL`, default `DATABASE_URL`);
@@ -53,7 +55,8 @@ enum StoreSetup {
             if let migrationURL, migrationURL != url {
                 let owner: PostgresClient.Configuration
                 do {
-                    owner = try PostgresURL.configuration(migrationURL, caFile: ModuleSettingSpecs.tlsCAFile.text(context.settings))
+                    owner = try PostgresURL.configuration(
+                        migrationURL, caFile: ModuleSettingSpecs.tlsCAFile.text(context.settings), pooler: pooler)
                 } catch {
                     throw ModuleConfigurationError("DATABASE_MIGRATION_URL: \(error.description)")
                 }
@@ -98,7 +101,10 @@ enum StoreSetup {
                         if !ran.isEmpty { logger.info("migrations applied", metadata: ["versions": .string("\(ran)")]) }
                         await refresh()
                     } catch {
-                        logger.error("database unreachable at start-up: migrations not applied yet, retrying in the background")
+                        let cause = await runtimeURL.probe(logger: logger) ?? StoreUnavailable(classifying: error).description
+                        logger.error(
+                            "database unreachable at start-up: migrations not applied yet, retrying in the background",
+                            metadata: ["cause": .string(cause)])
                         retry.pending.store(true, ordering: .relaxed)
                     }
                     if case .ahead(let version) = schema.status {
@@ -133,12 +139,14 @@ enum StoreSetup {
 
     /// `fnhost migrate`: applies every pending migration to `databaseURL` (the owner's) and returns
     /// the versions applied; with `runtimeRole`, grants that role exactly what the module needs.
-    static func migrate(databaseURL: String, runtimeRole: String? = nil, caFile: String? = nil, logger: Logger) async throws -> [Int] {
+    static func migrate(
+        databaseURL: String, runtimeRole: String? = nil, caFile: String? = nil, pooler: DatabasePooler = .none, logger: Logger
+    ) async throws -> [Int] {
         if databaseURL.hasPrefix("sqlite:") {
             let store = try await SQLiteDatabase.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
             return try await store.migrate()
         }
-        let configuration = try PostgresURL.configuration(databaseURL, caFile: caFile)
+        let configuration = try PostgresURL.configuration(databaseURL, caFile: caFile, pooler: pooler)
         return try await withClient(configuration, logger: logger) { client in
             let ran = try await PostgresMigrator.migrate(client, logger: logger)
             if let runtimeRole { try await PostgresMigrator.grantRuntime(client, role: runtimeRole, logger: logger) }
@@ -163,14 +171,16 @@ enum StoreSetup {
 
     /// Opens the store of `databaseURL` for a command-line task (migrated first), and closes it after.
     static func withStore<T: Sendable>(
-        databaseURL: String, caFile: String? = nil, logger: Logger, _ body: @escaping @Sendable (any ModuleStore) async throws -> T
+        databaseURL: String, caFile: String? = nil, pooler: DatabasePooler = .none, logger: Logger,
+        _ body: @escaping @Sendable (any ModuleStore) async throws -> T
     ) async throws -> T {
         if databaseURL.hasPrefix("sqlite:") {
             let store = try await SQLiteDatabase.open(path: String(databaseURL.dropFirst("sqlite:".count)), logger: logger)
             return try await body(store)
         }
         let client = PostgresClient(
-            configuration: try PostgresURL.configuration(databaseURL, caFile: caFile), eventLoopGroup: SpreadEventLoopGroup(base: .singleton),
+            configuration: try PostgresURL.configuration(databaseURL, caFile: caFile, pooler: pooler),
+            eventLoopGroup: SpreadEventLoopGroup(base: .singleton),
             backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
@@ -179,7 +189,7 @@ enum StoreSetup {
             }
             defer { group.cancelAll() }
             _ = try await PostgresMigrator.migrate(client, logger: logger)
-            return try await body(PostgresDatabase(client: client, logger: logger, deadline: .seconds(30)))
+            return try await body(PostgresDatabase(client: client, statements: pooler.statements, logger: logger, deadline: .seconds(30)))
         }
     }
 }

@@ -167,7 +167,7 @@ import Testing
                 ]
                 let rows = try await postgres.client.withConnection { connection in
                     try await connection.rows(
-                        CreateBatches.CreateLeadsStatement(limit: 10_000, chains: chains, items: items), logger: ScratchDatabase.logger)
+                        CreateBatches.CreateLeadsStatement(limit: 10_000, chains: chains, items: items), .prepared, logger: ScratchDatabase.logger)
                 }
                 var sealed: [Int32] = []
                 var refused: [Int32: StoreUnavailable] = [:]
@@ -194,7 +194,7 @@ import Testing
                 await #expect(throws: PSQLError.self) {
                     try await postgres.client.withConnection { connection in
                         _ = try await connection.rows(
-                            CreateBatches.CreateLeadsStatement(limit: 1_000, chains: ["x"], items: []), logger: ScratchDatabase.logger)
+                            CreateBatches.CreateLeadsStatement(limit: 1_000, chains: ["x"], items: []), .prepared, logger: ScratchDatabase.logger)
                     }
                 }
             }
@@ -227,7 +227,7 @@ import Testing
                 }
                 let rows = try await postgres.client.withConnection { connection in
                     try await connection.rows(
-                        CreateBatches.CreateLeadsStatement(limit: 10_000, chains: chains, items: items), logger: ScratchDatabase.logger)
+                        CreateBatches.CreateLeadsStatement(limit: 10_000, chains: chains, items: items), .prepared, logger: ScratchDatabase.logger)
                 }
                 var seqs: [Int64] = [], refused: [Int32] = []
                 for row in rows.sorted(by: { $0.index < $1.index }) {

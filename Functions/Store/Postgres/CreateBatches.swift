@@ -69,6 +69,7 @@ final class CreateBatches: Sendable {
 
     private let client: PostgresClient
     private let loop: (any EventLoop)?
+    private let statements: StatementMode
     private let logger: Logger
     private let state = Mutex(State())
     private let largest = Atomic<Int>(0)
@@ -81,9 +82,10 @@ final class CreateBatches: Sendable {
 
     /// `loop`: the event loop whose requests this batcher serves (its batches run there); nil for a
     /// client the caller runs itself (tests, command-line runs).
-    init(client: PostgresClient, loop: (any EventLoop)?, logger: Logger) {
+    init(client: PostgresClient, loop: (any EventLoop)?, statements: StatementMode = .prepared, logger: Logger) {
         self.client = client
         self.loop = loop
+        self.statements = statements
         self.logger = logger
     }
 
@@ -163,7 +165,7 @@ final class CreateBatches: Sendable {
                 tenant: item.tenant.text, limit: Int32(clamping: waiter.gate.remainingMilliseconds), lead: item.lead, event: item.draft,
                 details: item.details, parts: item.parts)
             do {
-                let sealed = try await connection.rows(statement, logger: logger)
+                let sealed = try await connection.rows(statement, statements, logger: logger)
                 check(item.draft, sealedBy: sealed.first)
                 waiter.outcome.finish(.success(.created))
             } catch let error as PSQLError where error.serverInfo != nil {
@@ -194,7 +196,7 @@ final class CreateBatches: Sendable {
         let limit = batch.map(\.gate.remainingMilliseconds).min() ?? 1
         let statement = CreateLeadsStatement(limit: Int32(clamping: limit), items: batch.map(\.item))
         do {
-            let rows = try await connection.rows(statement, logger: logger)
+            let rows = try await connection.rows(statement, statements, logger: logger)
             deliver(rows, to: batch)
         } catch let error as PSQLError where error.serverInfo != nil {
             // Failed as a whole (the deadline, a deadlock), nothing committed: each create alone, with

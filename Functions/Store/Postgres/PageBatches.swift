@@ -53,6 +53,7 @@ final class PageBatches: Sendable {
     private let loop: (any EventLoop)?
     /// Batches in flight at once (each on its own connection); more pages wait for the next batch.
     private let inFlight: Int
+    private let statements: StatementMode
     private let logger: Logger
     private let state = Mutex(State())
     private let largest = Atomic<Int>(0)
@@ -62,9 +63,13 @@ final class PageBatches: Sendable {
 
     /// `loop`: the event loop whose requests this batcher serves (its batches run there); nil for a
     /// client the caller runs itself (tests, command-line runs).
-    init(client: PostgresClient, loop: (any EventLoop)?, inFlight: Int = PageBatches.defaultInFlight, logger: Logger) {
+    init(
+        client: PostgresClient, loop: (any EventLoop)?, inFlight: Int = PageBatches.defaultInFlight, statements: StatementMode = .prepared,
+        logger: Logger
+    ) {
         self.client = client
         self.loop = loop
+        self.statements = statements
         self.inFlight = max(1, inFlight)
         self.logger = logger
     }
@@ -115,7 +120,7 @@ final class PageBatches: Sendable {
 
     private func read(_ batch: [Waiter]) async {
         do {
-            let rows = try await client.rows(PagesStatement(requests: batch.map(\.request)), logger: logger)
+            let rows = try await client.rows(PagesStatement(requests: batch.map(\.request)), statements, logger: logger)
             deliver(rows, to: batch)
         } catch let error as PSQLError where error.serverInfo != nil && batch.count > 1 {
             // Refused as a whole: each page alone, so a page PostgreSQL refuses fails only itself.

@@ -36,10 +36,12 @@ enum PostgresAudit {
     /// the event and moves the head. The head stays locked only from this statement to COMMIT (before:
     /// three round trips). The returned hash is checked against the event as Swift seals it, so a
     /// difference between the two sealings can never enter a chain.
-    static func append(_ record: AuditRecord, on connection: PostgresConnection, logger: Logger) async throws -> AuditEvent {
+    static func append(
+        _ record: AuditRecord, on connection: PostgresConnection, _ statements: StatementMode, logger: Logger
+    ) async throws -> AuditEvent {
         let draft = try AuditEvent.sealed(record, eventID: RequestIDs.generate(), occurredAt: Timestamps.now(), after: .empty)
         let sealed = try await connection.rows(
-            AppendStatement(event: draft, details: draft.details.canonicalText, parts: draft.canonicalParts), logger: logger)
+            AppendStatement(event: draft, details: draft.details.canonicalText, parts: draft.canonicalParts), statements, logger: logger)
         guard let event = draft.sealedBy(sealed.first) else { throw SealMismatch() }
         return event
     }
@@ -72,8 +74,8 @@ enum PostgresAudit {
 
 extension PostgresDatabase: AuditStore {
     func append(_ record: AuditRecord) async throws(StoreUnavailable) -> AuditEvent {
-        try await transaction(record.tenantID.map { .tenant($0.text) } ?? .platform) { [logger] connection in
-            try await PostgresAudit.append(record, on: connection, logger: logger)
+        try await transaction(record.tenantID.map { .tenant($0.text) } ?? .platform) { [logger, statements] connection in
+            try await PostgresAudit.append(record, on: connection, statements, logger: logger)
         }
     }
 

@@ -152,18 +152,18 @@ extension PostgresDatabase: LeadStore {
 
     func list(tenant: TenantID, limit: Int, after cursor: LeadCursor?) async throws(StoreUnavailable) -> [Lead] {
         let tenant = tenant.text
-        return try await withDeadline(deadline) { [client, logger] in
+        return try await withDeadline(deadline) { [client, statements, logger] in
             if let cursor {
-                return try await client.rows(NextPage(tenant: tenant, cursor: cursor, limit: limit), logger: logger).map(Self.lead)
+                return try await client.rows(NextPage(tenant: tenant, cursor: cursor, limit: limit), statements, logger: logger).map(Self.lead)
             }
-            return try await client.rows(FirstPage(tenant: tenant, limit: limit), logger: logger).map(Self.lead)
+            return try await client.rows(FirstPage(tenant: tenant, limit: limit), statements, logger: logger).map(Self.lead)
         }
     }
 
     func get(tenant: TenantID, id: String) async throws(StoreUnavailable) -> Lead? {
         let tenant = tenant.text
-        return try await withDeadline(deadline) { [client, logger] in
-            try await client.rows(ByID(tenant: tenant, id: id), logger: logger).first.map(Self.lead)
+        return try await withDeadline(deadline) { [client, statements, logger] in
+            try await client.rows(ByID(tenant: tenant, id: id), statements, logger: logger).first.map(Self.lead)
         }
     }
 
@@ -173,7 +173,7 @@ extension PostgresDatabase: LeadStore {
         guard let idempotency else { return try await createInBatch(tenant: tenant, lead: lead, audit: audit) }
         let scope = tenant
         let tenant = tenant.text
-        return try await withTenantTransaction(scope) { [logger] connection -> CreateOutcome in
+        return try await withTenantTransaction(scope) { [logger, statements] connection -> CreateOutcome in
             // Claims the key; a concurrent request with the same key waits here until the first commits.
             var claimed = false
             for try await _ in try await connection.query(
@@ -194,8 +194,8 @@ extension PostgresDatabase: LeadStore {
                 }
                 return .conflict
             }
-            _ = try await connection.rows(InsertLead(tenant: tenant, lead: lead), logger: logger)
-            _ = try await PostgresAudit.append(audit, on: connection, logger: logger)
+            _ = try await connection.rows(InsertLead(tenant: tenant, lead: lead), statements, logger: logger)
+            _ = try await PostgresAudit.append(audit, on: connection, statements, logger: logger)
             return .created
         }
     }
@@ -215,7 +215,7 @@ extension PostgresDatabase: LeadStore {
         let (setCompany, company) = (flag(fields.company), optionalValue(fields.company))
         let (setStatus, status) = (flag(fields.status), value(fields.status))
         let (setNotes, notes) = (flag(fields.notes), optionalValue(fields.notes))
-        return try await withTenantTransaction(scope) { [logger] connection -> Lead? in
+        return try await withTenantTransaction(scope) { [logger, statements] connection -> Lead? in
             let updated = try await Self.collect(
                 try await connection.query(
                     """
@@ -231,7 +231,7 @@ extension PostgresDatabase: LeadStore {
                     RETURNING \(unescaped: Self.columns)
                     """, logger: logger)
             ).first
-            if updated != nil { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+            if updated != nil { _ = try await PostgresAudit.append(audit, on: connection, statements, logger: logger) }
             return updated
         }
     }
@@ -239,12 +239,12 @@ extension PostgresDatabase: LeadStore {
     func delete(tenant: TenantID, id: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
         let scope = tenant
         let tenant = tenant.text
-        return try await withTenantTransaction(scope) { [logger] connection -> Bool in
+        return try await withTenantTransaction(scope) { [logger, statements] connection -> Bool in
             let rows = try await connection.query(
                 "DELETE FROM leads WHERE tenant_id = \(tenant) AND id = \(id)::uuid RETURNING id::text", logger: logger)
             var deleted = false
             for try await _ in rows.decode(String.self) { deleted = true }
-            if deleted { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+            if deleted { _ = try await PostgresAudit.append(audit, on: connection, statements, logger: logger) }
             return deleted
         }
     }

@@ -61,7 +61,7 @@ extension PostgresDatabase: OutboxStore {
     }
 
     func markSent(_ email: OutboxEmail, owner: String, messageID: String, audit: AuditRecord) async throws(StoreUnavailable) -> Bool {
-        try await withTenantTransaction(email.tenantID) { [logger] connection -> Bool in
+        try await withTenantTransaction(email.tenantID) { [logger, statements] connection -> Bool in
             var updated = false
             for try await _ in try await connection.query(
                 """
@@ -73,7 +73,7 @@ extension PostgresDatabase: OutboxStore {
             ).decode(String.self) {
                 updated = true
             }
-            if updated { _ = try await PostgresAudit.append(audit, on: connection, logger: logger) }
+            if updated { _ = try await PostgresAudit.append(audit, on: connection, statements, logger: logger) }
             return updated
         }
     }

@@ -26,6 +26,8 @@ final class PostgresPool: Service, Sendable {
     let pageBatches: [PageBatches]
     /// The group-committed creates of each client, in the same order (`CreateBatches`).
     let createBatches: [CreateBatches]
+    /// Prepared or unnamed statements (`DATABASE_POOLER`).
+    let statements: StatementMode
     private let next = Atomic<Int>(0)
     private let runsClients: Bool
 
@@ -33,8 +35,8 @@ final class PostgresPool: Service, Sendable {
     /// open though idle, split as evenly as whole connections allow. With fewer connections than loops only that
     /// many loops get a client; a request on a loop without one uses the others' in turn.
     init(
-        configuration: PostgresClient.Configuration, size: Int, keepOpen: Int = 0, group: MultiThreadedEventLoopGroup = .singleton,
-        logger: Logger
+        configuration: PostgresClient.Configuration, size: Int, keepOpen: Int = 0, statements: StatementMode = .prepared,
+        group: MultiThreadedEventLoopGroup = .singleton, logger: Logger
     ) {
         let loops = Array(group.makeIterator())
         let size = max(1, size)
@@ -49,8 +51,9 @@ final class PostgresPool: Service, Sendable {
         }
         self.loops = Array(loops.prefix(shares.count))
         self.clients = clients
-        pageBatches = zip(clients, loops).map { PageBatches(client: $0, loop: $1, logger: logger) }
-        createBatches = zip(clients, loops).map { CreateBatches(client: $0, loop: $1, logger: logger) }
+        pageBatches = zip(clients, loops).map { PageBatches(client: $0, loop: $1, statements: statements, logger: logger) }
+        createBatches = zip(clients, loops).map { CreateBatches(client: $0, loop: $1, statements: statements, logger: logger) }
+        self.statements = statements
         runsClients = true
     }
 
@@ -61,11 +64,12 @@ final class PostgresPool: Service, Sendable {
     }
 
     /// One client the caller runs itself (tests, command-line runs).
-    init(client: PostgresClient, logger: Logger = Logger(label: "fnhost.postgres")) {
+    init(client: PostgresClient, statements: StatementMode = .prepared, logger: Logger = Logger(label: "fnhost.postgres")) {
         loops = []
         clients = [client]
-        pageBatches = [PageBatches(client: client, loop: nil, logger: logger)]
-        createBatches = [CreateBatches(client: client, loop: nil, logger: logger)]
+        pageBatches = [PageBatches(client: client, loop: nil, statements: statements, logger: logger)]
+        createBatches = [CreateBatches(client: client, loop: nil, statements: statements, logger: logger)]
+        self.statements = statements
         runsClients = false
     }
 

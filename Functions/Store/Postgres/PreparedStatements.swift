@@ -9,14 +9,22 @@ import PostgresNIO
 /// after an outage) would then fail on that connection forever, though the schema is fine. So an
 /// error of the kinds a preparation can meet closes the connection; the pool opens a fresh one.
 extension PostgresConnection {
-    func rows<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> [Statement.Row] {
+    func rows<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, _ mode: StatementMode, logger: Logger
+    ) async throws -> [Statement.Row] {
         do {
             var rows: [Statement.Row] = []
-            for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+            switch mode {
+            case .prepared:
+                for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+            case .unnamed:
+                let query = PostgresQuery(unsafeSQL: Statement.sql, binds: try statement.makeBindings())
+                for try await row in try await self.query(query, logger: logger) { rows.append(try statement.decodeRow(row)) }
+            }
             return rows
-        } catch let error as PSQLError where error.refusesPreparation || error.losesItsServer {
+        } catch let error as PSQLError where error.losesItsServer || (mode == .prepared && error.refusesPreparation) {
             logger.warning(
-                "a prepared statement failed in a way its connection cannot recover from; the connection is replaced",
+                "a statement failed in a way its connection cannot recover from; the connection is replaced",
                 metadata: ["statement": .string(Statement.name), "sqlstate": .string(error.serverInfo?[.sqlState] ?? "")])
             try? await close()
             throw error
@@ -39,10 +47,44 @@ extension PostgresConnection {
 }
 
 extension PostgresClient {
-    func rows<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> [Statement.Row]
-    where Statement.Row: Sendable {
-        try await withConnection { connection in try await connection.rows(statement, logger: logger) }
+    func rows<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, _ mode: StatementMode, logger: Logger
+    ) async throws -> [Statement.Row] where Statement.Row: Sendable {
+        try await withConnection { connection in try await connection.rows(statement, mode, logger: logger) }
     }
+}
+
+/// How the module's statements reach PostgreSQL, chosen by `DATABASE_POOLER` (`DatabasePooler`).
+enum StatementMode: Sendable, Equatable {
+    /// Prepared by name once per connection, then only bound and run: parsed and planned once (a direct
+    /// connection, or a pooler that keeps a client on one server connection).
+    case prepared
+    /// Unnamed: parse, bind and run written together, one round trip and one implicit transaction, the same SQL
+    /// and values. Behind a transaction pooler each transaction may run on another server connection, where a
+    /// name prepared on the previous one does not exist (or another client's does).
+    case unnamed
+}
+
+/// What stands between the module and PostgreSQL (`DATABASE_POOLER`): `none` (a direct connection), `session`
+/// or `transaction` (PgBouncer's pool modes; Azure's built-in PgBouncer is `transaction`). Behind any pooler
+/// the connection sends no startup parameter a pooler would refuse (only `application_name`): the 5 s
+/// `statement_timeout` is the role's default instead (`ALTER ROLE … SET`, by the migrations and the grants),
+/// and a transaction sets its own. Behind a transaction pooler statements are unnamed (`StatementMode`).
+enum DatabasePooler: String, Sendable, CaseIterable {
+    case none, session, transaction
+
+    init(setting: String?) throws(StoreUnavailable) {
+        guard let text = setting?.lowercased(), !text.isEmpty else {
+            self = .none
+            return
+        }
+        guard let pooler = DatabasePooler.allCases.first(where: { $0.rawValue.utf8.elementsEqual(text.utf8) }) else {
+            throw StoreUnavailable(description: "DATABASE_POOLER must be none, session or transaction")
+        }
+        self = pooler
+    }
+
+    var statements: StatementMode { self == .transaction ? .unnamed : .prepared }
 }
 
 extension PSQLError {
