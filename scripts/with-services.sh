@@ -19,6 +19,7 @@ cleanup() {
   for pid in "${cluster_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
   [ -n "$pgbouncer_pidfile" ] && [ -f "$pgbouncer_pidfile" ] && kill "$(cat "$pgbouncer_pidfile")" 2>/dev/null || true
   [ -n "$pg_data" ] && as_postgres pg_ctl -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+  [ -n "${FNHOST_KEEP_LOGS:-}" ] && cp "$work/pg.log" "$FNHOST_KEEP_LOGS" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -82,7 +83,7 @@ chmod 644 "$tls/ca.pem" "$tls/other-ca.pem"
 cp "$pg_data/server.crt" "$tls/server.crt"
 cp "$pg_data/server.key" "$tls/server.key"
 chmod 600 "$tls/server.key"
-as_postgres pg_ctl -D "$pg_data" -l "$work/pg.log" -w -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c ssl=on" start >/dev/null
+as_postgres pg_ctl -D "$pg_data" -l "$work/pg.log" -w -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c ssl=on -c log_lock_waits=on" start >/dev/null
 export FNHOST_TEST_PG_CA="$tls/ca.pem" FNHOST_TEST_PG_OTHER_CA="$tls/other-ca.pem"
 export FNHOST_TEST_TLS_CERT="$tls/server.crt" FNHOST_TEST_TLS_KEY="$tls/server.key"
 as_postgres psql -h "$pg_data" -p "$pg_port" -U postgres -q -c "CREATE ROLE fnhost LOGIN PASSWORD '$pg_password'" \

@@ -617,7 +617,6 @@ enum Migrations {
         wallsPostgres,
         createRunsPostgres,
         ownerJobsPostgres,
-        roleDefaultsPostgres,
     ]
 
     static let sqlite: [Migration] = [

@@ -331,17 +331,4 @@ extension Migrations {
                 fnhost_audit_events_all(text, timestamptz, timestamptz, text, timestamptz, bigint, text, boolean, integer) FROM PUBLIC
             """,
         ])
-
-    /// The 5 s statement limit as the role's own default in this database, so it holds behind a pooler too, where a
-    /// connection can send no `statement_timeout` at start-up (`DatabasePooler`). A role may always set its own
-    /// defaults; a separate runtime role gets the same from the grants (`PostgresMigrator.grantRuntime`).
-    static let roleDefaultsPostgres = Migration(
-        version: 18, name: "the statement limit a role default, for connections through a pooler",
-        statements: [
-            """
-            DO $do$ BEGIN
-                EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L', current_user, current_database(), '5s');
-            END $do$
-            """
-        ])
 }

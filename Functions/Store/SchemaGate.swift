@@ -201,23 +201,6 @@ extension PostgresMigrator {
             _ = try await connection.query(
                 PostgresQuery(unsafeSQL: "GRANT EXECUTE ON FUNCTION \(runtimeFunctions.joined(separator: ", ")) TO \(who)"), logger: logger)
         }
-        try await setStatementLimit(client, role: role, logger: logger)
-    }
-
-    /// The runtime role's 5 s statement limit as its default in this database (what migration 18 does for the
-    /// migrating role), so it holds behind a pooler. Changing another role's defaults needs CREATEROLE: without it
-    /// the operator is told the one statement to run, and the grants stand.
-    static func setStatementLimit(_ client: PostgresClient, role: String, logger: Logger) async throws {
-        var database = ""
-        for try await name in try await client.query("SELECT current_database()::text", logger: logger).decode(String.self) { database = name }
-        let sql = "ALTER ROLE \(identifier(role)) IN DATABASE \(identifier(database)) SET statement_timeout = '5s'"
-        do {
-            _ = try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
-        } catch let error as PSQLError where error.serverInfo?[.sqlState].map({ $0.utf8.elementsEqual("42501".utf8) }) == true {
-            logger.warning(
-                "the migrating role may not set the runtime role's statement limit; behind a pooler run this once as a role with CREATEROLE",
-                metadata: ["sql": .string(sql)])
-        }
     }
 }
 

@@ -16,7 +16,7 @@ import ServiceLifecycle
 struct PostgresURL: Sendable {
     let host: String
     let port: Int
-    let user: String
+    let username: String
     let password: String?
     let database: String?
     let tls: TLS
@@ -56,7 +56,7 @@ struct PostgresURL: Sendable {
         }
         self.host = host
         port = components.port ?? 5432
-        self.user = user.removingPercentEncoding ?? user
+        username = user.removingPercentEncoding ?? user
         password = components.password?.removingPercentEncoding
         self.database = database.isEmpty ? nil : database
         self.pooler = pooler
@@ -81,7 +81,7 @@ struct PostgresURL: Sendable {
         case .prefer(let configuration): clientTLS = .prefer(configuration)
         case .require(let configuration): clientTLS = .require(configuration)
         }
-        var configuration = PostgresClient.Configuration(host: host, port: port, username: user, password: password, database: database, tls: clientTLS)
+        var configuration = PostgresClient.Configuration(host: host, port: port, username: username, password: password, database: database, tls: clientTLS)
         configuration.options.connectTimeout = .seconds(3)
         configuration.options.maximumConnections = 20
         configuration.options.additionalStartupParameters = startupParameters
@@ -99,7 +99,7 @@ struct PostgresURL: Sendable {
             case .require(let configuration): connectionTLS = .require(try NIOSSLContext(configuration: configuration))
             }
             var configuration = PostgresConnection.Configuration(
-                host: host, port: port, username: user, password: password, database: database, tls: connectionTLS)
+                host: host, port: port, username: username, password: password, database: database, tls: connectionTLS)
             configuration.options.connectTimeout = .seconds(3)
             configuration.options.additionalStartupParameters = startupParameters
             let connection = try await PostgresConnection.connect(

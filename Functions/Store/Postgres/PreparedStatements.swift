@@ -67,9 +67,10 @@ enum StatementMode: Sendable, Equatable {
 
 /// What stands between the module and PostgreSQL (`DATABASE_POOLER`): `none` (a direct connection), `session`
 /// or `transaction` (PgBouncer's pool modes; Azure's built-in PgBouncer is `transaction`). Behind any pooler
-/// the connection sends no startup parameter a pooler would refuse (only `application_name`): the 5 s
-/// `statement_timeout` is the role's default instead (`ALTER ROLE … SET`, by the migrations and the grants),
-/// and a transaction sets its own. Behind a transaction pooler statements are unnamed (`StatementMode`).
+/// the connection sends no startup parameter a pooler would refuse (only `application_name`), so the 5 s
+/// `statement_timeout` direct connections send is not set at connect: a transaction sets its own (the remaining
+/// deadline), the create functions check theirs, and the operator sets the role's default (docs/azure.md).
+/// Behind a transaction pooler statements are unnamed (`StatementMode`).
 enum DatabasePooler: String, Sendable, CaseIterable {
     case none, session, transaction
 
