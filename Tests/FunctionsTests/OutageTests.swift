@@ -172,7 +172,8 @@ import Testing
                 #expect(write.code == "SERVICE_UNAVAILABLE")
                 let read = try await client.send(.get, "/api/leads", token: token)
                 #expect(read.status == .serviceUnavailable, "\(read.body)")
-                #expect(ContinuousClock.now - started < .seconds(12), "two requests, each bounded by the 3 s deadline")
+                // 2.5 × the two deadlines: the full parallel suite on two shared cores once took 12.4 s (session 13).
+                #expect(ContinuousClock.now - started < .seconds(15), "two requests, each bounded by the 3 s deadline")
             }
             #expect(try await client.execute(uri: "/health/ready", method: .get) { $0.status } == .serviceUnavailable)
             try await postgres.start()
